@@ -1,0 +1,187 @@
+"""Weight-stationary R x C int8 systolic array with double-buffered weight tiles.
+
+Dataflow (as Gemmini's weight-stationary mode): PE (i, j) holds W[k0 + i, n0 + j]. Activation
+vector m (A[m, k0:k0+R]) enters row i skewed by i cycles and moves right; partial sums move
+down, so column j produces ``sum_i A[m, i] * W[i, j]`` and the outputs are deskewed into one
+row per cycle. A weight tile is loaded into the idle bank while the other bank computes; the
+``last`` flag of an activation closes its tile and flips the bank, so consecutive tiles follow
+each other without bubbles. Results leave through a credit-managed queue: the array itself
+never stalls (see :mod:`octet.hdl.result_queue`).
+
+Tested by ``tests/test_systolic_array.py`` (Amaranth simulator) and
+``tests/test_array_rtl.py`` (cocotb + Verilator against ``octet.sim.golden.matmul_int32``).
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from octet.numerics import ACC_BITS, OPERAND_BITS
+
+from .layouts import accumulator_layout, activation_layout, weight_row_layout
+from .pe import ProcessingElement
+from .result_queue import ResultQueue
+
+__all__ = ["SystolicArray", "psum_bits_for"]
+
+MAX_DIM = 64
+
+
+def psum_bits_for(rows):
+    """Partial-sum width that cannot overflow for ``rows`` products of int8 x int8.
+
+    Each product lies in [-16256, 16384]; ``rows`` of them need 16 + ceil(log2(rows)) bits.
+    """
+    return 2 * OPERAND_BITS + (rows - 1).bit_length()
+
+
+class SystolicArray(wiring.Component):
+    """R x C weight-stationary systolic array.
+
+    Parameters
+    ----------
+    rows : int
+        R, the reduction (K) depth of one tile, 1 to 64.
+    cols : int
+        C, the output (N) width of one tile, 1 to 64.
+
+    Ports
+    -----
+    w_stream : In(stream.Signature(weight_row_layout(cols)))
+        Weight tiles, R beats each, row 0 first. Loading waits while the target bank is
+        still in use by activations in flight.
+    a_stream : In(stream.Signature(activation_layout(rows)))
+        Activation vectors for the oldest loaded tile; ``last`` marks the tile's final one.
+    o_stream : Out(stream.Signature(accumulator_layout(cols)))
+        One int32 result row per activation vector, in order, ``last`` copied through.
+    computing : Out(1)
+        High in each cycle an activation vector enters the array (for performance counters).
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from an activation's acceptance to its result entering the output queue.
+    """
+
+    def __init__(self, rows=8, cols=8):
+        for name, value in (("rows", rows), ("cols", cols)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TypeError(f"Array {name} must be a positive integer, not {value!r}")
+            if value > MAX_DIM:
+                raise ValueError(f"Array {name} must be at most {MAX_DIM}, not {value}")
+        self._rows = rows
+        self._cols = cols
+        super().__init__({
+            "w_stream": In(stream.Signature(weight_row_layout(cols))),
+            "a_stream": In(stream.Signature(activation_layout(rows))),
+            "o_stream": Out(stream.Signature(accumulator_layout(cols))),
+            "computing": Out(1),
+        })
+
+    @property
+    def rows(self):
+        return self._rows
+
+    @property
+    def cols(self):
+        return self._cols
+
+    @property
+    def latency(self):
+        return self._rows + self._cols + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self._rows, self._cols
+        psum_bits = psum_bits_for(R)
+
+        m.submodules.queue = queue = ResultQueue(accumulator_layout(C), depth=self.latency + 2)
+        wiring.connect(m, wiring.flipped(self.o_stream), queue.o_stream)
+
+        # Bank bookkeeping: `full` = loaded and not yet closed by a `last` activation;
+        # `drain` counts down after the last use so a bank is rewritten only once every
+        # activation that used it has passed the whole array.
+        full = Signal(2)
+        drain = [Signal(range(R + C + 1), name=f"drain{b}") for b in range(2)]
+        load_bank = Signal()
+        load_row = Signal(range(R))
+        cur_bank = Signal()
+
+        load_free = Signal()
+        m.d.comb += load_free.eq(~full.bit_select(load_bank, 1) &
+                                 (Mux(load_bank, drain[1], drain[0]) == 0))
+        m.d.comb += self.w_stream.ready.eq(load_free)
+        w_accept = self.w_stream.valid & self.w_stream.ready
+
+        m.d.comb += self.a_stream.ready.eq(full.bit_select(cur_bank, 1) & queue.credit)
+        a_accept = self.a_stream.valid & self.a_stream.ready
+        m.d.comb += [queue.admit.eq(a_accept), self.computing.eq(a_accept)]
+
+        with m.If(w_accept):
+            with m.If(load_row == R - 1):
+                m.d.sync += [load_row.eq(0), load_bank.eq(~load_bank)]
+            with m.Else():
+                m.d.sync += load_row.eq(load_row + 1)
+
+        set_full = Signal(2)
+        clear_full = Signal(2)
+        with m.If(w_accept & (load_row == R - 1)):
+            m.d.comb += set_full.bit_select(load_bank, 1).eq(1)
+        with m.If(a_accept & self.a_stream.payload.last):
+            m.d.comb += clear_full.bit_select(cur_bank, 1).eq(1)
+            m.d.sync += cur_bank.eq(~cur_bank)
+        m.d.sync += full.eq((full | set_full) & ~clear_full)
+
+        for b in range(2):
+            with m.If(a_accept & (cur_bank == b)):
+                m.d.sync += drain[b].eq(R + C)
+            with m.Elif(drain[b] != 0):
+                m.d.sync += drain[b].eq(drain[b] - 1)
+
+        # The PE grid.
+        pes = [[ProcessingElement(psum_bits) for _ in range(C)] for _ in range(R)]
+        for i in range(R):
+            for j in range(C):
+                pe = pes[i][j]
+                m.submodules[f"pe_{i}_{j}"] = pe
+                m.d.comb += [
+                    pe.w_data.eq(self.w_stream.payload[j]),
+                    pe.w_we.eq(w_accept & (load_row == i)),
+                    pe.w_bank.eq(load_bank),
+                    pe.psum_in.eq(pes[i - 1][j].psum_out if i > 0 else 0),
+                ]
+                if j > 0:
+                    m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out),
+                                 pe.bank_in.eq(pes[i][j - 1].bank_out)]
+
+        # Input skew: row i sees activation element i after i + 1 register stages.
+        for i in range(R):
+            a_prev = self.a_stream.payload.data[i]
+            bank_prev = cur_bank
+            for s in range(i + 1):
+                a_reg = Signal(signed(OPERAND_BITS), name=f"skew_a_{i}_{s}")
+                bank_reg = Signal(name=f"skew_bank_{i}_{s}")
+                m.d.sync += [a_reg.eq(a_prev), bank_reg.eq(bank_prev)]
+                a_prev, bank_prev = a_reg, bank_reg
+            m.d.comb += [pes[i][0].a_in.eq(a_prev), pes[i][0].bank_in.eq(bank_prev)]
+
+        # Output deskew: column j is delayed by C - 1 - j more cycles.
+        for j in range(C):
+            out = pes[R - 1][j].psum_out
+            for s in range(C - 1 - j):
+                reg = Signal(signed(psum_bits), name=f"deskew_{j}_{s}")
+                m.d.sync += reg.eq(out)
+                out = reg
+            m.d.comb += queue.result.data[j].eq(out)  # sign-extends to ACC_BITS
+
+        # Valid and `last` travel alongside, L stages.
+        valid, last = a_accept, self.a_stream.payload.last & a_accept
+        for s in range(self.latency):
+            v_reg = Signal(name=f"valid_{s}")
+            l_reg = Signal(name=f"last_{s}")
+            m.d.sync += [v_reg.eq(valid), l_reg.eq(last)]
+            valid, last = v_reg, l_reg
+        m.d.comb += [queue.result_valid.eq(valid), queue.result.last.eq(last)]
+        assert ACC_BITS >= psum_bits
+        return m
+

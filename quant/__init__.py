@@ -1,0 +1,1 @@
+"""Octet quant package."""

@@ -1,0 +1,134 @@
+"""Cached Verilator builds of Amaranth designs, run through ``cocotb_tools.runner``.
+
+A build is keyed by a hash of everything that goes into it (the generated Verilog, the top
+module name, the Verilator and cocotb versions), so a second test run or CLI call with the same
+design reuses the compiled model instead of spending a minute in the C++ compiler. Builds live
+in ``$OCTET_CACHE_DIR`` (default ``~/.cache/octet/verilator``), one folder per hash, guarded by
+a file lock so parallel runs never build the same model twice at once.
+"""
+
+import fcntl
+import hashlib
+import os
+import sys
+import time
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from octet.toolchain import use_bundled_verilator
+
+__all__ = ["VerilatorModel", "build_model", "cache_root"]
+
+
+def cache_root():
+    """Folder holding all cached builds."""
+    base = os.environ.get("OCTET_CACHE_DIR")
+    if base:
+        return Path(base).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg) / "octet" / "verilator"
+
+
+@contextmanager
+def _locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class VerilatorModel:
+    """A compiled Verilator model of one design, ready to run cocotb test modules.
+
+    Parameters
+    ----------
+    build_dir : Path
+        The cached build folder.
+    toplevel : str
+        Verilog top module name.
+    """
+
+    def __init__(self, build_dir, toplevel):
+        self.build_dir = Path(build_dir)
+        self.toplevel = toplevel
+
+    def run(self, test_module, extra_env=None, test_dir=None, testcase=None, seed=None,
+            log_file=None):
+        """Run a cocotb test module on the model; return the path of its results XML.
+
+        Every run gets its own ``test_dir`` (a fresh temporary folder unless given) so that
+        concurrent runs on one cached model do not overwrite each other's results.
+        """
+        from cocotb_tools.runner import get_runner
+
+        use_bundled_verilator()
+        runner = get_runner("verilator")
+        test_dir = Path(test_dir) if test_dir else self.build_dir / "runs" / f"{os.getpid()}"
+        test_dir.mkdir(parents=True, exist_ok=True)
+        env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        env.update(extra_env or {})
+        return runner.test(test_module=test_module, hdl_toplevel=self.toplevel,
+                           hdl_toplevel_lang="verilog", build_dir=self.build_dir,
+                           test_dir=test_dir, extra_env=env, testcase=testcase, seed=seed,
+                           log_file=log_file)
+
+
+def build_model(component, toplevel, progress=True, ports=None):
+    """Convert an Amaranth component to Verilog and compile it with Verilator, cached.
+
+    Parameters
+    ----------
+    component : amaranth.lib.wiring.Component
+        The design.
+    toplevel : str
+        Name of the Verilog top module.
+    progress : bool
+        Print a line to stderr when a (slow) build actually happens.
+
+    Returns
+    -------
+    VerilatorModel
+    """
+    use_bundled_verilator()
+    text = verilog.convert(component, name=toplevel, ports=ports)
+    key = hashlib.sha256("\0".join([
+        text, toplevel, version("verilator"), version("cocotb"), "octet-build-1",
+    ]).encode()).hexdigest()[:16]
+    build_dir = cache_root() / f"{toplevel}-{key}"
+    marker = build_dir / ".octet-built"
+    if marker.exists():
+        return VerilatorModel(build_dir, toplevel)
+    with _locked(cache_root() / f"{toplevel}-{key}.lock"):
+        if marker.exists():
+            return VerilatorModel(build_dir, toplevel)
+        from cocotb_tools.runner import get_runner
+
+        build_dir.mkdir(parents=True, exist_ok=True)
+        source = build_dir / f"{toplevel}.v"
+        source.write_text(text)
+        log = build_dir / "build.log"
+        if progress:
+            print(f"octet: compiling Verilator model {toplevel} ({build_dir.name}); "
+                  f"first time only, log in {log}", file=sys.stderr, flush=True)
+        start = time.monotonic()
+        runner = get_runner("verilator")
+        try:
+            runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+                         build_args=["-Wno-fatal", "-O3"], log_file=log)
+        except (SystemExit, Exception) as exc:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise RuntimeError(f"Verilator build of {toplevel} failed ({exc}); "
+                               f"end of {log}:\n{tail}") from None
+        seconds = time.monotonic() - start
+        (build_dir / "build_seconds").write_text(f"{seconds:.2f}\n")
+        marker.write_text("ok\n")
+        if progress:
+            print(f"octet: compiled {toplevel} in {seconds:.0f} s", file=sys.stderr,
+                  flush=True)
+    return VerilatorModel(build_dir, toplevel)
