@@ -24,14 +24,14 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from octet.numerics import ACC_BITS, INT8_MAX, INT8_MIN, INT32_MAX, INT32_MIN, OPERAND_BITS
+from octet.numerics import (ACC_BITS, INT8_MAX, INT8_MIN, INT32_MAX, INT32_MIN, OPERAND_BITS,
+                            REQUANT_STAGES)
 
 from .layouts import accumulator_layout, int8_row_layout, requant_param_layout
-from .result_queue import ResultQueue
+from .result_queue import QUEUE_SLACK, ResultQueue
 
 __all__ = ["Requantizer"]
 
-_STAGES = 7
 
 
 class Requantizer(wiring.Component):
@@ -68,12 +68,12 @@ class Requantizer(wiring.Component):
 
     @property
     def latency(self):
-        return _STAGES
+        return REQUANT_STAGES
 
     def elaborate(self, platform):
         m = Module()
         n = self._lanes
-        m.submodules.queue = queue = ResultQueue(int8_row_layout(n), depth=_STAGES + 2)
+        m.submodules.queue = queue = ResultQueue(int8_row_layout(n), depth=REQUANT_STAGES + QUEUE_SLACK)
         wiring.connect(m, wiring.flipped(self.o_stream), queue.o_stream)
 
         # Parameter registers.
@@ -85,8 +85,8 @@ class Requantizer(wiring.Component):
         relu = Signal()
         index = Signal(range(n))
 
-        valid_pipe = Signal(_STAGES)
-        last_pipe = Signal(_STAGES)
+        valid_pipe = Signal(REQUANT_STAGES)
+        last_pipe = Signal(REQUANT_STAGES)
         m.d.comb += self.p_stream.ready.eq(valid_pipe == 0)
         p_accept = self.p_stream.valid & self.p_stream.ready
         p = self.p_stream.payload

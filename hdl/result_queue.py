@@ -3,7 +3,7 @@
 Stalling a whole systolic array on output backpressure would fan one enable out to every
 register of every PE, which costs timing on an FPGA. Instead the pipeline never stops: an input
 is admitted only while the queue holds a credit for its result, and each result lands in a FIFO
-deep enough for everything in flight. With ``depth >= latency + 2`` an always-ready consumer
+deep enough for everything in flight. With ``depth >= latency + QUEUE_SLACK`` an always-ready consumer
 sees one result per cycle.
 
 Tested through the array and requantizer tests (random stalls on the output stream).
@@ -13,7 +13,11 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ResultQueue"]
+__all__ = ["ResultQueue", "QUEUE_SLACK"]
+
+#: Credits beyond the pipeline latency needed for full throughput: one for the FIFO's write,
+#: one for its registered read port, one for the cycle the consumer takes the beat.
+QUEUE_SLACK = 3
 
 
 class ResultQueue(wiring.Component):

@@ -20,7 +20,7 @@ from octet.numerics import ACC_BITS, OPERAND_BITS
 
 from .layouts import accumulator_layout, activation_layout, weight_row_layout
 from .pe import ProcessingElement
-from .result_queue import ResultQueue
+from .result_queue import QUEUE_SLACK, ResultQueue
 
 __all__ = ["SystolicArray", "psum_bits_for"]
 
@@ -95,14 +95,16 @@ class SystolicArray(wiring.Component):
         R, C = self._rows, self._cols
         psum_bits = psum_bits_for(R)
 
-        m.submodules.queue = queue = ResultQueue(accumulator_layout(C), depth=self.latency + 2)
+        m.submodules.queue = queue = ResultQueue(accumulator_layout(C), depth=self.latency + QUEUE_SLACK)
         wiring.connect(m, wiring.flipped(self.o_stream), queue.o_stream)
 
         # Bank bookkeeping: `full` = loaded and not yet closed by a `last` activation;
-        # `drain` counts down after the last use so a bank is rewritten only once every
-        # activation that used it has passed the whole array.
+        # `drain` counts down after the bank's last activation entered. An activation accepted
+        # in cycle t reads PE (i, j)'s weight in cycle t + 1 + i + j, so row k may be
+        # rewritten from cycle t + C + k on. Rows are loaded in order, one per cycle at most,
+        # so it suffices that row 0 waits until cycle t + C: a countdown from C - 1.
         full = Signal(2)
-        drain = [Signal(range(R + C + 1), name=f"drain{b}") for b in range(2)]
+        drain = [Signal(range(C + 1), name=f"drain{b}") for b in range(2)]
         load_bank = Signal()
         load_row = Signal(range(R))
         cur_bank = Signal()
@@ -134,7 +136,7 @@ class SystolicArray(wiring.Component):
 
         for b in range(2):
             with m.If(a_accept & (cur_bank == b)):
-                m.d.sync += drain[b].eq(R + C)
+                m.d.sync += drain[b].eq(C - 1)
             with m.Elif(drain[b] != 0):
                 m.d.sync += drain[b].eq(drain[b] - 1)
 

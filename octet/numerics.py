@@ -14,7 +14,7 @@ import numpy as np
 __all__ = [
     "INT8_MIN", "INT8_MAX", "INT32_MIN", "INT32_MAX",
     "OPERAND_BITS", "ACC_BITS", "MULTIPLIER_BITS", "SHIFT_BITS", "SHIFT_MIN", "SHIFT_MAX",
-    "MAX_EXACT_K", "RequantParams", "NumericsError",
+    "MAX_EXACT_K", "REQUANT_STAGES", "RequantParams", "NumericsError",
 ]
 
 INT8_MIN, INT8_MAX = -128, 127
@@ -34,6 +34,10 @@ SHIFT_MIN, SHIFT_MAX = -31, 30
 #: Largest reduction length for which an int32 accumulator can never wrap: every product is at
 #: most 128 * 128 = 2**14 in magnitude, and 2**17 of them sum to at most 2**31.
 MAX_EXACT_K = 2**31 // 2**14 - 1
+
+#: Pipeline depth of the requantizer; the RTL is built with it and the golden cycle model
+#: counts with it.
+REQUANT_STAGES = 7
 
 
 class NumericsError(ValueError):

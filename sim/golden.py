@@ -7,13 +7,19 @@ are specified in ``docs/numerics.md``; constants come from :mod:`octet.numerics`
 
 import numpy as np
 
-from octet.numerics import INT8_MAX, INT8_MIN, INT32_MAX, INT32_MIN, RequantParams
+from octet.numerics import (INT8_MAX, INT8_MIN, INT32_MAX, INT32_MIN, REQUANT_STAGES,
+                            RequantParams)
+
+#: Cycles the stream driver and the output FIFO add to a GEMM: one to offer the first beat,
+#: two through the result FIFO (write, registered read), one for the sink to take the beat.
+ARRAY_DRIVER_OVERHEAD = 4
 
 __all__ = [
     "wrap_int32", "matmul_int32", "saturating_rounding_doubling_high_mul",
     "rounding_divide_by_pot", "multiply_by_quantized_multiplier", "requantize",
-    "quantize_multiplier", "array_cycles",
+    "quantize_multiplier", "array_cycles", "requant_cycles",
 ]
+
 
 
 def wrap_int32(x):
@@ -90,13 +96,39 @@ def quantize_multiplier(real_multiplier):
     return q.astype(np.int32), exp.astype(np.int32)
 
 
-def array_cycles(m, k, n, rows, cols):
-    """Cycle model of a host-tiled GEMM on the systolic array with no stalls.
+def array_cycles(m, k, n, rows, cols, overhead=ARRAY_DRIVER_OVERHEAD):
+    """Cycle model of a host-tiled GEMM on the systolic array when no stream stalls.
 
-    Each of the ceil(K/R) * ceil(N/C) weight tiles streams M activation rows; a tile occupies
-    the array for max(M, R) cycles (R weight rows must be loaded into the shadow buffer, which
-    overlaps the previous tile's activations). The first tile's weights cannot overlap
-    anything, and the last result leaves ``R + C + 1`` cycles after its activation entered.
+    Replays the array's handshake rules tile by tile: a tile's R weight rows load one per
+    cycle into the bank the tile before last used, once that tile's last activation is C
+    cycles in (the drain rule of :mod:`octet.hdl.systolic_array`); its M activations follow
+    when the weights are complete and the previous tile's activations are done; the final
+    result leaves ``R + C + 1`` cycles after its activation. ``overhead`` is the fixed cost of
+    offering the first beat and taking the last one (the driver's and the output FIFO's).
     """
     tiles = -(-k // rows) * -(-n // cols)
-    return rows + tiles * max(m, rows) - (rows - m if m < rows else 0) + rows + cols + 1
+    w_end = -1                   # cycle the previous tile's last weight row was accepted
+    last_act = [None, None]      # per bank: cycle its last activation was accepted
+    prev_act_end = -1
+    for t in range(tiles):
+        bank = t % 2
+        start = w_end + 1
+        if last_act[bank] is not None:
+            start = max(start, last_act[bank] + max(cols, 1))
+        w_end = start + rows - 1
+        a_start = max(w_end + 1, prev_act_end + 1)
+        prev_act_end = a_start + m - 1
+        last_act[bank] = prev_act_end
+    return prev_act_end + rows + cols + 1 + overhead
+
+
+def requant_cycles(m, n, lanes):
+    """Cycle model of requantizing an (M, N) int32 block, ``lanes`` channels per pass.
+
+    Each pass loads ``lanes`` parameter beats, streams M rows and waits for the pipeline
+    to drain before the next pass's parameters (the requantizer only takes parameters while
+    empty). Four more cycles per pass: the driver starts rows only once the last parameter
+    beat is taken (one), and the FIFO and handshake cost three as for the array.
+    """
+    passes = -(-n // lanes)
+    return passes * (lanes + m + REQUANT_STAGES + 4)

