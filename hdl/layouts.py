@@ -5,9 +5,10 @@ the flat Verilog vectors with :func:`pack_fields` / :func:`unpack_fields`, and t
 them through the drivers, so a field moved here moves everywhere.
 """
 
-from amaranth.hdl import Shape, signed
+from amaranth.hdl import signed
 from amaranth.lib import data
 
+from octet.bitfields import pack_fields, unpack_fields
 from octet.numerics import ACC_BITS, MULTIPLIER_BITS, OPERAND_BITS, SHIFT_BITS
 
 __all__ = [
@@ -54,34 +55,3 @@ def requant_param_layout():
         "zero_point": signed(OPERAND_BITS),
         "relu": 1,
     })
-
-
-def _fields(layout, prefix=""):
-    """Flatten a layout into (name, offset, width, signed) leaves, in bit order."""
-    for key, field in layout:  # struct and array layouts both iterate as (key, Field)
-        name = f"{prefix}{key}"
-        if isinstance(field.shape, data.Layout):
-            for sub_name, offset, width, is_signed in _fields(field.shape, f"{name}."):
-                yield sub_name, field.offset + offset, width, is_signed
-        else:
-            shape = Shape.cast(field.shape)
-            yield name, field.offset, shape.width, shape.signed
-
-
-def pack_fields(layout, values):
-    """Pack a dict of leaf names (``"data.3"``, ``"last"``) to ints into one integer."""
-    word = 0
-    for name, offset, width, _ in _fields(data.Layout.cast(layout)):
-        word |= (int(values.get(name, 0)) & ((1 << width) - 1)) << offset
-    return word
-
-
-def unpack_fields(layout, word):
-    """Inverse of :func:`pack_fields`: one integer to a dict of signed/unsigned leaf values."""
-    out = {}
-    for name, offset, width, is_signed in _fields(data.Layout.cast(layout)):
-        v = (int(word) >> offset) & ((1 << width) - 1)
-        if is_signed and v >> (width - 1):
-            v -= 1 << width
-        out[name] = v
-    return out

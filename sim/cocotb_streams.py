@@ -15,7 +15,7 @@ from collections import deque
 import cocotb
 from cocotb.triggers import Event, RisingEdge
 
-from octet.hdl.layouts import pack_fields, unpack_fields
+from octet.bitfields import pack_fields, unpack_fields
 
 __all__ = ["StreamSource", "StreamSink", "random_pause"]
 
