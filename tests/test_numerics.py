@@ -10,8 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from octet.numerics import (INT32_MAX, INT32_MIN, SHIFT_MAX, SHIFT_MIN, NumericsError,
-                            RequantParams)
+from octet.numerics import INT32_MAX, INT32_MIN, SHIFT_MAX, SHIFT_MIN, NumericsError, RequantParams
 
 
 def test_create_valid_defaults():

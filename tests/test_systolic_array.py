@@ -8,9 +8,11 @@ tiles, the cycle model ``golden.array_cycles``, a reset in the middle of a tile,
 constructor's argument checks.
 """
 
+import gc
+
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Module, Signal
+from amaranth.hdl import ClockDomain, Fragment, Module, Signal
 from amaranth.sim import Simulator
 
 from octet.hdl.systolic_array import SystolicArray
@@ -19,6 +21,10 @@ from octet.sim.amaranth_streams import stream_get, stream_put
 
 SIZES = [(1, 1), (2, 3), (3, 2), (4, 4)]
 IDS = [f"{r}x{c}" for r, c in SIZES]
+#: The cocotb sources the cycle model was written for offer their first beat one clock edge
+#: after it is queued (one of ARRAY_DRIVER_OVERHEAD's cycles); these testbenches offer it in
+#: cycle 0, and the counter read after the last accepted beat counts the cycles up to it.
+EARLY_START = 1
 
 
 def make_top(rows, cols):
@@ -40,7 +46,8 @@ def simulate(top, *testbenches, timeout=20_000):
         sim.add_testbench(tb)
 
     async def watchdog(ctx):
-        await ctx.tick().repeat(timeout)
+        for _ in range(timeout):  # not tick().repeat(): closing it unfinished raises
+            await ctx.tick()
         raise AssertionError(f"simulation still running after {timeout} cycles (deadlock?)")
 
     sim.add_testbench(watchdog, background=True)
@@ -102,7 +109,7 @@ def tile_testbenches(dut, tiles, rng=None, stall=0.0, stamps=None, cycle=None, g
 
 @pytest.mark.parametrize("rows,cols", SIZES, ids=IDS)
 def test_tile_sequence(rows, cols, seed):
-    """Tiles with varying M (including M = 1, and M = 1 twice in a row) against matmul_int32."""
+    """Tiles with varying M (including M = 1, twice in a row). Reference: golden.matmul_int32."""
     rng = np.random.default_rng(seed)
     ms = [1, 3, rows + cols, 1, 1, 2 * (rows + cols) + 1, 2, 5]
     top, dut, _, _ = make_top(rows, cols)
@@ -111,7 +118,9 @@ def test_tile_sequence(rows, cols, seed):
 
 @pytest.mark.parametrize("rows,cols", SIZES, ids=IDS)
 def test_random_stalls(rows, cols, seed):
-    """Random idle cycles on the weight, activation and result streams; results unchanged."""
+    """Random idle cycles on the weight, activation and result streams.
+
+    Reference: golden.matmul_int32 of each tile."""
     rng = np.random.default_rng(seed + 1)
     ms = [int(m) for m in rng.integers(1, 2 * (rows + cols) + 2, 8)] + [1]
     top, dut, _, _ = make_top(rows, cols)
@@ -120,7 +129,9 @@ def test_random_stalls(rows, cols, seed):
 
 @pytest.mark.parametrize("rows,cols", SIZES + [(8, 2)], ids=IDS + ["8x2"])
 def test_extreme_values(rows, cols):
-    """-128 x -128 (the largest products), 127 x 127, mixed signs, checkerboards."""
+    """-128 x -128 (the largest products), 127 x 127, mixed signs, checkerboards.
+
+    Reference: golden.matmul_int32 of each tile."""
     m = rows + 2
     tiles = [(np.full((m, rows), va, np.int8), np.full((rows, cols), vb, np.int8))
              for va, vb in ((-128, -128), (127, 127), (-128, 127), (127, -128))]
@@ -136,7 +147,8 @@ def test_extreme_values(rows, cols):
 def test_back_to_back_without_bubbles(rows, cols, seed):
     """With M >= R + C and an always-ready sink, the outputs of consecutive tiles are
     contiguous: first to last accepted output is exactly sum(M) - 1 cycles. The whole run
-    takes the cycles that ``golden.array_cycles`` predicts."""
+    takes the cycles that ``golden.array_cycles`` predicts (less EARLY_START). Values are
+    checked against golden.matmul_int32."""
     rng = np.random.default_rng(seed + 2)
     m = rows + cols
     tiles = random_tiles(rng, rows, cols, [m] * 6)
@@ -145,26 +157,28 @@ def test_back_to_back_without_bubbles(rows, cols, seed):
     simulate(top, *tile_testbenches(dut, tiles, stamps=stamps, cycle=cycle))
     assert stamps[-1] - stamps[0] == m * len(tiles) - 1
     assert np.all(np.diff(stamps) == 1)
-    assert stamps[-1] == golden.array_cycles(m, rows * len(tiles), cols, rows, cols)
+    assert stamps[-1] == golden.array_cycles(m, rows * len(tiles), cols, rows, cols) \
+        - EARLY_START
 
 
 @pytest.mark.parametrize("rows,cols", SIZES, ids=IDS)
 def test_cycle_model_small_m(rows, cols, seed):
-    """For M below R + C (weight- or drain-bound tiles) the run still takes array_cycles."""
+    """For M below R + C (weight- or drain-bound tiles) the run still takes the cycles of
+    golden.array_cycles (less EARLY_START); values against golden.matmul_int32."""
     rng = np.random.default_rng(seed + 3)
     for m in (1, max(1, rows + cols - 2)):
         tiles = random_tiles(rng, rows, cols, [m] * 5)
         top, dut, _, cycle = make_top(rows, cols)
         stamps = []
         simulate(top, *tile_testbenches(dut, tiles, stamps=stamps, cycle=cycle))
-        assert stamps[-1] == golden.array_cycles(m, rows * len(tiles), cols, rows, cols), \
-            f"M={m}"
+        expect = golden.array_cycles(m, rows * len(tiles), cols, rows, cols) - EARLY_START
+        assert stamps[-1] == expect, f"M={m}"
 
 
 @pytest.mark.parametrize("rows,cols", SIZES, ids=IDS)
 def test_reset_mid_tile(rows, cols, seed):
     """Reset with two banks loaded, activations and results in flight; then fresh tiles
-    (a new weight load into bank 0 first) are exact."""
+    (a new weight load into bank 0 first) match golden.matmul_int32."""
     rng = np.random.default_rng(seed + 4)
     top, dut, cd, _ = make_top(rows, cols)
     gate = {"go": False}
@@ -182,7 +196,8 @@ def test_reset_mid_tile(rows, cols, seed):
         assert ctx.get(dut.o_stream.valid)  # results are in flight when reset hits
         ctx.set(dut.o_stream.ready, 0)
         ctx.set(cd.rst, 1)
-        await ctx.tick().repeat(2)
+        for _ in range(2):  # a plain tick, unlike tick().repeat(), does not raise DomainReset
+            await ctx.tick()
         ctx.set(cd.rst, 0)
         gate["go"] = True
 
@@ -190,18 +205,23 @@ def test_reset_mid_tile(rows, cols, seed):
     simulate(top, interrupted, *tile_testbenches(dut, fresh, gate=gate))
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 @pytest.mark.parametrize("bad", [0, -1, 2.0, True, "4", None])
 def test_constructor_type_checks(bad):
     with pytest.raises(TypeError, match=f"Array rows must be a positive integer, not {bad!r}"):
         SystolicArray(bad, 4)
     with pytest.raises(TypeError, match=f"Array cols must be a positive integer, not {bad!r}"):
         SystolicArray(4, bad)
+    gc.collect()  # half-built components are reported unused when collected: do it here
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_constructor_range_checks():
     with pytest.raises(ValueError, match="Array rows must be at most 64, not 65"):
         SystolicArray(65, 1)
     with pytest.raises(ValueError, match="Array cols must be at most 64, not 100"):
         SystolicArray(1, 100)
+    gc.collect()
     dut = SystolicArray(64, 1)
     assert (dut.rows, dut.cols, dut.latency) == (64, 1, 66)
+    Fragment.get(dut, None)  # the largest size elaborates

@@ -1,0 +1,53 @@
+"""Counting semaphores that order the load, compute and store units (VTA's dependency queues).
+
+A token queue only counts: the producer ``push`` es when an instruction that promised a token
+finishes, the consumer ``pop`` s before an instruction that needs one starts. Both may happen
+in the same cycle. More than 255 outstanding tokens is a program error (``overflow``).
+
+Tested by ``tests/test_accelerator_units.py`` (Amaranth simulator).
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["TokenQueue"]
+
+
+class TokenQueue(wiring.Component):
+    """One token counter.
+
+    Ports
+    -----
+    push : In(1)
+        Add a token this cycle.
+    pop : In(1)
+        Take a token this cycle (only while ``available``).
+    available : Out(1)
+        At least one token is queued.
+    overflow : Out(1)
+        Sticky: a push found 255 tokens queued.
+    clear : In(1)
+        Empty the queue and clear ``overflow`` (at program start).
+    """
+
+    push: In(1)
+    pop: In(1)
+    available: Out(1)
+    overflow: Out(1)
+    clear: In(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(8)
+        m.d.comb += self.available.eq(count != 0)
+        with m.If(self.clear):
+            m.d.sync += [count.eq(0), self.overflow.eq(0)]
+        with m.Elif(self.push & ~(self.pop & self.available)):
+            with m.If(count == 255):
+                m.d.sync += self.overflow.eq(1)
+            with m.Else():
+                m.d.sync += count.eq(count + 1)
+        with m.Elif(~self.push & self.pop & self.available):
+            m.d.sync += count.eq(count - 1)
+        return m
