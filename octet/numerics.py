@@ -75,6 +75,8 @@ class RequantParams:
         shift = _as_int32_vector("shift", shift)
         bias = (np.zeros_like(multiplier) if bias is None
                 else _as_int32_vector("bias", bias))
+        if isinstance(zero_point, float) or not float(zero_point).is_integer():
+            raise NumericsError(f"requant zero_point must be an integer, not {zero_point!r}")
         params = cls(multiplier, shift, bias, int(zero_point), bool(relu))
         params.validate()
         return params

@@ -7,8 +7,7 @@ are specified in ``docs/numerics.md``; constants come from :mod:`octet.numerics`
 
 import numpy as np
 
-from octet.numerics import (INT8_MAX, INT8_MIN, INT32_MAX, INT32_MIN, REQUANT_STAGES,
-                            RequantParams)
+from octet.numerics import INT8_MAX, INT8_MIN, INT32_MAX, INT32_MIN, REQUANT_STAGES, RequantParams
 
 #: Cycles the stream driver and the output FIFO add to a GEMM: one to offer the first beat,
 #: two through the result FIFO (write, registered read), one for the sink to take the beat.
@@ -85,7 +84,8 @@ def quantize_multiplier(real_multiplier):
     if (real < 0).any():
         raise ValueError("real multipliers must be non-negative")
     mant, exp = np.frexp(real)
-    q = np.round(mant * (1 << 31)).astype(np.int64)
+    # TFLite rounds with std::round (ties away from zero); the mantissa is never negative.
+    q = np.floor(mant * (1 << 31) + 0.5).astype(np.int64)
     exp = exp.astype(np.int64)
     carry = q == (1 << 31)
     q = np.where(carry, q // 2, q)

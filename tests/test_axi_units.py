@@ -1,0 +1,353 @@
+"""Amaranth-simulator tests of the AXI bus blocks: AxiReader, AxiWriter and CsrBank.
+
+Reference: a small AXI4 slave memory written here as async testbenches (one per channel,
+random ready/valid stalls, random response latency, SLVERR/DECERR at chosen addresses). It
+checks the protocol rules the masters must keep (AxVALID and payload held until AxREADY, INCR
+bursts of the bus size that stay inside a 4 KiB page, WLAST on exactly the last beat) and
+records every burst, which is compared with a Python transcription of the splitting rule
+(``reference_bursts``). Read data is compared with the memory's bytes, written memory with a
+bytearray updated by the same strobes. CsrBank is driven by a testbench AXI-Lite master and
+checked against the access table in its module docstring.
+"""
+
+from collections import deque
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from octet.hdl.axi import AxiLiteSignature, AxiSignature
+from octet.hdl.axi_reader import AxiReader
+from octet.hdl.axi_writer import AxiWriter
+from octet.sim.amaranth_streams import stream_get, stream_put
+
+PAGE = 4096
+
+
+def reference_bursts(addr, beats, bus_bytes):
+    """(address, beats) of the INCR bursts a request must become: <= 256 beats, one page."""
+    out = []
+    while beats:
+        n = min(beats, 256, (PAGE - addr % PAGE) // bus_bytes)
+        out.append((addr, n))
+        addr, beats = addr + n * bus_bytes, beats - n
+    return out
+
+
+def run(dut, *testbenches, background=(), timeout=50_000):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    for tb in testbenches:
+        sim.add_testbench(tb)
+    for tb in background:
+        sim.add_testbench(tb, background=True)
+
+    async def watchdog(ctx):
+        for _ in range(timeout):
+            await ctx.tick()
+        raise AssertionError(f"simulation still running after {timeout} cycles (deadlock?)")
+
+    sim.add_testbench(watchdog, background=True)
+    sim.run()
+
+
+def stall_fn(rng, probability):
+    if not probability:
+        return None
+    return lambda: int(rng.integers(1, 4)) if rng.random() < probability else 0
+
+
+class SlaveMemory:
+    """AXI4 slave memory as testbenches, with random stalls, latency and error responses.
+
+    ``bad`` maps bus-word addresses to the RRESP/BRESP they answer (2 = SLVERR, 3 = DECERR).
+    """
+
+    def __init__(self, bus, data_width, rng, stall=0.3, latency=(1, 8), size=1 << 16, bad=None):
+        self.bus, self.rng, self.stall, self.latency = bus, rng, stall, latency
+        self.bytes = data_width // 8
+        self.mem = bytearray(rng.integers(0, 256, size, dtype=np.uint8).tobytes())
+        self.bad = dict(bad or {})
+        self.reads, self.writes, self.w_beats, self.b_due = deque(), deque(), deque(), deque()
+        self.ar_log, self.aw_log = [], []
+        self.in_flight = self.max_in_flight = 0
+
+    def _stalled(self):
+        return self.rng.random() < self.stall
+
+    def _delay(self):
+        return int(self.rng.integers(self.latency[0], self.latency[1] + 1))
+
+    def _word(self, addr):
+        return int.from_bytes(self.mem[addr:addr + self.bytes], "little")
+
+    def _check(self, kind, addr, length, size, burst):
+        assert burst == 1, f"{kind} burst type {burst}, expected INCR"
+        assert 1 << size == self.bytes, f"{kind} size {size} for a {self.bytes}-byte bus"
+        assert addr % self.bytes == 0, f"{kind} address {addr:#x} not bus-aligned"
+        assert addr // PAGE == (addr + (length + 1) * self.bytes - 1) // PAGE, \
+            f"{kind} burst at {addr:#x} of {length + 1} beats crosses 4 KiB"
+
+    async def _address(self, ctx, kind, valid, ready, fields, accept):
+        held, cycle = None, 0
+        while True:
+            ctx.set(ready, not self._stalled())
+            _, _, v, r, *payload = await ctx.tick().sample(valid, ready, *fields)
+            cycle += 1
+            if held is not None:
+                assert v and tuple(payload) == held, f"{kind} changed before {kind}READY"
+            held = None
+            if v and r:
+                self._check(kind, *payload[:4])
+                accept(cycle, *payload[:2])
+            elif v:
+                held = tuple(payload)
+
+    async def ar_channel(self, ctx):
+        b = self.bus
+
+        def accept(cycle, addr, length):
+            self.ar_log.append((addr, length + 1))
+            self.reads.append((cycle + self._delay(), addr, length))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+        await self._address(ctx, "AR", b.arvalid, b.arready,
+                            (b.araddr, b.arlen, b.arsize, b.arburst, b.arid), accept)
+
+    async def r_channel(self, ctx):
+        b, cycle, burst = self.bus, 0, None
+        while True:
+            if not ctx.get(b.rvalid):  # AXI: once RVALID is up it stays until RREADY
+                if burst is None and self.reads and self.reads[0][0] <= cycle:
+                    _, addr, length = self.reads.popleft()
+                    burst = [addr, length, 0]
+                if burst is not None and not self._stalled():
+                    addr, length, index = burst
+                    word = addr + index * self.bytes
+                    ctx.set(b.rdata, self._word(word))
+                    ctx.set(b.rresp, self.bad.get(word, 0))
+                    ctx.set(b.rlast, index == length)
+                    ctx.set(b.rvalid, 1)
+            _, _, valid, ready = await ctx.tick().sample(b.rvalid, b.rready)
+            cycle += 1
+            if valid and ready:
+                ctx.set(b.rvalid, 0)
+                burst[2] += 1
+                if burst[2] > burst[1]:
+                    burst = None
+                    self.in_flight -= 1
+
+    async def aw_channel(self, ctx):
+        b = self.bus
+
+        def accept(cycle, addr, length):
+            self.aw_log.append((addr, length + 1))
+            self.writes.append((addr, length))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+        await self._address(ctx, "AW", b.awvalid, b.awready,
+                            (b.awaddr, b.awlen, b.awsize, b.awburst, b.awid), accept)
+
+    async def w_channel(self, ctx):
+        b = self.bus
+        while True:
+            ctx.set(b.wready, not self._stalled())
+            _, _, valid, ready, *beat = await ctx.tick().sample(
+                b.wvalid, b.wready, b.wdata, b.wstrb, b.wlast)
+            if valid and ready:
+                self.w_beats.append(tuple(beat))
+
+    async def b_channel(self, ctx):
+        b, cycle = self.bus, 0
+        while True:
+            if self.writes and len(self.w_beats) > self.writes[0][1]:
+                addr, length = self.writes.popleft()
+                resp = 0
+                for index in range(length + 1):
+                    data, strb, last = self.w_beats.popleft()
+                    assert last == (index == length), \
+                        f"WLAST {last} on beat {index} of a {length + 1}-beat burst"
+                    word = addr + index * self.bytes
+                    for lane in range(self.bytes):
+                        if strb >> lane & 1:
+                            self.mem[word + lane] = data >> (8 * lane) & 0xFF
+                    resp = max(resp, self.bad.get(word, 0))
+                self.b_due.append((cycle + self._delay(), resp))
+            if not ctx.get(b.bvalid) and self.b_due and self.b_due[0][0] <= cycle \
+                    and not self._stalled():
+                ctx.set(b.bresp, self.b_due.popleft()[1])
+                ctx.set(b.bvalid, 1)
+            _, _, valid, ready = await ctx.tick().sample(b.bvalid, b.bready)
+            cycle += 1
+            if valid and ready:
+                ctx.set(b.bvalid, 0)
+                self.in_flight -= 1
+
+    def read_testbenches(self):
+        return [self.ar_channel, self.r_channel]
+
+    def write_testbenches(self):
+        return [self.aw_channel, self.w_channel, self.b_channel]
+
+
+# Requests for the read and write tests: a single beat, a page crossing, > 256 beats from a
+# page's middle, exactly 256 at a page start, back-to-back short ones.
+def request_mix(bus_bytes, rng):
+    fixed = [(0x0000, 1), (0x1000 - 3 * bus_bytes, 7), (0x2000 + 40 * bus_bytes, 300),
+             (0x4000, 256), (0x5000, 2), (0x5010 // bus_bytes * bus_bytes, 1)]
+    for _ in range(6):
+        fixed.append((int(rng.integers(0, 0x8000 // bus_bytes)) * bus_bytes,
+                      int(rng.integers(1, 80))))
+    return fixed
+
+
+@pytest.mark.parametrize("data_width", [32, 64, 128])
+def test_reader_random(data_width, seed):
+    """Requests crossing pages, > 256 beats and back-to-back with tags, all channels stalling."""
+    rng = np.random.default_rng(seed + data_width)
+    dut = AxiReader(data_width=data_width, max_outstanding=4)
+    bus_bytes = data_width // 8
+    slave = SlaveMemory(dut.m_axi, data_width, rng, bad={0x5000 + bus_bytes: 2, 0x5000: 3})
+    requests = [(addr, beats, i % 4) for i, (addr, beats) in enumerate(request_mix(bus_bytes, rng))]
+    beats_seen = []
+
+    async def producer(ctx):
+        for addr, beats, tag in requests:
+            await stream_put(ctx, dut.i_req, {"addr": addr, "beats": beats, "tag": tag},
+                             stall_fn(rng, 0.2))
+
+    async def consumer(ctx):
+        for addr, beats, tag in requests:
+            for i in range(beats):
+                beat = await stream_get(ctx, dut.o_data, stall_fn(rng, 0.3))
+                word = addr + i * bus_bytes
+                assert beat.data == slave._word(word), f"request {addr:#x}+{i}: data"
+                assert beat.last == (i == beats - 1), f"request {addr:#x}+{i}: last"
+                assert beat.tag == tag, f"request {addr:#x}+{i}: tag"
+                assert beat.error == (word in slave.bad), f"request {addr:#x}+{i}: error"
+        for _ in range(3):
+            await ctx.tick()
+        assert not ctx.get(dut.busy)
+        assert sum(beats_seen) == sum(b for _, b, _ in requests)
+
+    async def beat_counter(ctx):
+        async for _, _, beat in ctx.tick().sample(dut.beat):
+            beats_seen.append(beat)
+
+    run(dut, producer, consumer, background=[*slave.read_testbenches(), beat_counter])
+    expect = [b for addr, beats, _ in requests for b in reference_bursts(addr, beats, bus_bytes)]
+    assert slave.ar_log == expect
+    assert 1 < slave.max_in_flight <= 4
+
+
+def test_reader_full_speed(seed):
+    """No stalls, fixed latency: a 1024-beat read streams at one beat per cycle."""
+    rng = np.random.default_rng(seed)
+    dut = AxiReader(max_outstanding=2)
+    slave = SlaveMemory(dut.m_axi, 64, rng, stall=0, latency=(4, 4))
+    stamps = []
+
+    async def producer(ctx):
+        await stream_put(ctx, dut.i_req, {"addr": 0x800, "beats": 1024, "tag": 1})
+
+    async def consumer(ctx):
+        ctx.set(dut.o_data.ready, 1)
+        cycle = 0
+        while len(stamps) < 1024:
+            _, _, valid, payload = await ctx.tick().sample(dut.o_data.valid, dut.o_data.payload)
+            cycle += 1
+            if valid:
+                assert payload.data == slave._word(0x800 + 8 * len(stamps))
+                stamps.append(cycle)
+
+    run(dut, producer, consumer, background=slave.read_testbenches())
+    # Six bursts (page end, then 256-beat pieces): a gap costs at most the latency once.
+    assert stamps[-1] - stamps[0] <= 1023 + 8, f"1024 beats took {stamps[-1] - stamps[0]} cycles"
+
+
+@pytest.mark.parametrize("data_width", [32, 64])
+def test_writer_random(data_width, seed):
+    """Random strobes land, WLAST per burst, page and 256-beat splits, done in order."""
+    rng = np.random.default_rng(seed + 7 * data_width)
+    dut = AxiWriter(data_width=data_width, max_outstanding=3)
+    bus_bytes = data_width // 8
+    slave = SlaveMemory(dut.m_axi, data_width, rng)
+    expect = bytearray(slave.mem)
+    requests = request_mix(bus_bytes, rng)
+    beats = []
+    for addr, count in requests:
+        for i in range(count):
+            data = int.from_bytes(rng.integers(0, 256, bus_bytes, dtype=np.uint8).tobytes(),
+                                  "little")
+            strb = int(rng.integers(0, 1 << bus_bytes))
+            beats.append((data, strb))
+            for lane in range(bus_bytes):
+                if strb >> lane & 1:
+                    expect[addr + i * bus_bytes + lane] = data >> (8 * lane) & 0xFF
+
+    async def requester(ctx):
+        for addr, count in requests:
+            await stream_put(ctx, dut.i_req, {"addr": addr, "beats": count}, stall_fn(rng, 0.2))
+
+    async def data_source(ctx):
+        for data, strb in beats:
+            await stream_put(ctx, dut.i_data, {"data": data, "strb": strb}, stall_fn(rng, 0.3))
+
+    async def completions(ctx):
+        for _ in requests:
+            done = await stream_get(ctx, dut.o_done, stall_fn(rng, 0.3))
+            assert done.error == 0
+        for _ in range(3):
+            await ctx.tick()
+        assert not ctx.get(dut.busy)
+
+    run(dut, requester, data_source, completions, background=slave.write_testbenches())
+    assert slave.mem == expect
+    assert slave.aw_log == [b for a, n in requests for b in reference_bursts(a, n, bus_bytes)]
+    assert 1 < slave.max_in_flight <= 3
+
+
+def test_writer_errors(seed):
+    """A request with one failing burst reports error; the ones around it do not."""
+    rng = np.random.default_rng(seed)
+    dut = AxiWriter()
+    slave = SlaveMemory(dut.m_axi, 64, rng, bad={0x1008: 2, 0x3000: 3})
+    # The second request spans two bursts, the first OK, the second with an SLVERR beat.
+    requests = [(0x0800, 4, 0), (0x0ff8, 3, 1), (0x2000, 2, 0), (0x3000, 1, 1), (0x3008, 1, 0)]
+
+    async def requester(ctx):
+        for addr, count, _ in requests:
+            await stream_put(ctx, dut.i_req, {"addr": addr, "beats": count})
+
+    async def data_source(ctx):
+        for _ in range(sum(n for _, n, _ in requests)):
+            await stream_put(ctx, dut.i_data, {"data": 0, "strb": 0xFF}, stall_fn(rng, 0.3))
+
+    async def completions(ctx):
+        for addr, _, error in requests:
+            done = await stream_get(ctx, dut.o_done, stall_fn(rng, 0.5))
+            assert done.error == error, f"request at {addr:#x}"
+
+    run(dut, requester, data_source, completions, background=slave.write_testbenches())
+
+
+def test_argument_checks():
+    with pytest.raises(TypeError, match=r"AXI data width must be an integer from 8 to 1024, "
+                                        r"not 4"):
+        AxiReader(data_width=4)
+    with pytest.raises(ValueError, match=r"AXI data width must be a power of two, not 48"):
+        AxiWriter(data_width=48)
+    with pytest.raises(TypeError, match=r"AXI address width must be an integer from 12 to 64, "
+                                        r"not 8"):
+        AxiSignature(addr_width=8)
+    with pytest.raises(TypeError, match=r"Outstanding burst limit must be an integer from 1 "
+                                        r"to 256, not 0"):
+        AxiReader(max_outstanding=0)
+    with pytest.raises(TypeError, match=r"Tag width must be an integer from 1 to 16, not 0"):
+        AxiReader(tag_width=0)
+    with pytest.raises(ValueError, match=r"AXI-Lite data width must be 32 or 64, not 16"):
+        AxiLiteSignature(data_width=16)
+    assert AxiSignature(32, 64, 4, read=False) == AxiWriter().m_axi.signature
+    assert "rready" not in AxiWriter().m_axi.signature.members
