@@ -9,7 +9,6 @@ Tested through ``tests/test_gemm_cli.py`` and ``tests/test_array_rtl.py`` (Veril
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from .requantizer import Requantizer
 from .systolic_array import SystolicArray

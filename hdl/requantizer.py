@@ -24,8 +24,15 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from octet.numerics import (ACC_BITS, INT8_MAX, INT8_MIN, INT32_MAX, INT32_MIN, OPERAND_BITS,
-                            REQUANT_STAGES)
+from octet.numerics import (
+    ACC_BITS,
+    INT8_MAX,
+    INT8_MIN,
+    INT32_MAX,
+    INT32_MIN,
+    OPERAND_BITS,
+    REQUANT_STAGES,
+)
 
 from .layouts import accumulator_layout, int8_row_layout, requant_param_layout
 from .result_queue import QUEUE_SLACK, ResultQueue
@@ -50,6 +57,8 @@ class Requantizer(wiring.Component):
         int32 rows; ``last`` is passed through.
     o_stream : Out(stream.Signature(int8_row_layout(lanes)))
         int8 rows, in order.
+    busy : Out(1)
+        Rows are in the pipeline or waiting in the output queue.
     """
 
     def __init__(self, lanes=8):
@@ -60,6 +69,7 @@ class Requantizer(wiring.Component):
             "p_stream": In(stream.Signature(requant_param_layout())),
             "i_stream": In(stream.Signature(accumulator_layout(lanes))),
             "o_stream": Out(stream.Signature(int8_row_layout(lanes))),
+            "busy": Out(1),
         })
 
     @property
@@ -108,6 +118,7 @@ class Requantizer(wiring.Component):
         m.d.sync += [valid_pipe.eq(Cat(accept, valid_pipe[:-1])),
                      last_pipe.eq(Cat(self.i_stream.payload.last & accept, last_pipe[:-1]))]
         m.d.comb += [queue.result_valid.eq(valid_pipe[-1]), queue.result.last.eq(last_pipe[-1])]
+        m.d.comb += self.busy.eq((valid_pipe != 0) | ~queue.credit_full)
 
         low = Signal(signed(ACC_BITS))
         m.d.comb += low.eq(Mux(relu & (zero_point > INT8_MIN), zero_point, INT8_MIN))

@@ -34,6 +34,8 @@ class ResultQueue(wiring.Component):
     -----
     credit : Out(1)
         High when one more input may be admitted into the pipeline this cycle.
+    credit_full : Out(1)
+        No input is in flight or queued (all credits returned).
     admit : In(1)
         The pipeline admitted an input this cycle (only allowed while ``credit`` is high).
     result : In(layout)
@@ -51,6 +53,7 @@ class ResultQueue(wiring.Component):
         self._depth = depth
         super().__init__({
             "credit": Out(1),
+            "credit_full": Out(1),
             "admit": In(1),
             "result": In(self._layout),
             "result_valid": In(1),
@@ -71,6 +74,7 @@ class ResultQueue(wiring.Component):
             self.o_stream.valid.eq(queue.r_rdy),
             queue.r_en.eq(self.o_stream.ready),
             self.credit.eq(pending < self._depth),
+            self.credit_full.eq(pending == 0),
         ]
         with m.If(self.admit & ~popped):
             m.d.sync += pending.eq(pending + 1)

@@ -56,6 +56,8 @@ class SystolicArray(wiring.Component):
         One int32 result row per activation vector, in order, ``last`` copied through.
     computing : Out(1)
         High in each cycle an activation vector enters the array (for performance counters).
+    busy : Out(1)
+        A weight tile is loaded or loading, or results are in flight or queued.
 
     Attributes
     ----------
@@ -76,6 +78,7 @@ class SystolicArray(wiring.Component):
             "a_stream": In(stream.Signature(activation_layout(rows))),
             "o_stream": Out(stream.Signature(accumulator_layout(cols))),
             "computing": Out(1),
+            "busy": Out(1),
         })
 
     @property
@@ -184,6 +187,7 @@ class SystolicArray(wiring.Component):
             m.d.sync += [v_reg.eq(valid), l_reg.eq(last)]
             valid, last = v_reg, l_reg
         m.d.comb += [queue.result_valid.eq(valid), queue.result.last.eq(last)]
-        assert ACC_BITS >= psum_bits
+        m.d.comb += self.busy.eq((full != 0) | (load_row != 0) | ~queue.credit_full)
+        assert psum_bits <= ACC_BITS
         return m
 

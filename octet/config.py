@@ -59,10 +59,10 @@ class AcceleratorConfig:
                 raise ConfigError(f"{name} must be a power of two from 16 to 65536, not {v!r}")
         if self.bus_bytes not in (4, 8, 16):
             raise ConfigError(f"bus_bytes must be 4, 8 or 16, not {self.bus_bytes!r}")
-        if not isinstance(self.mem_bytes, int) or not 4096 <= self.mem_bytes <= 1 << 32 or \
+        if not isinstance(self.mem_bytes, int) or not 4096 <= self.mem_bytes <= 1 << 31 or \
                 self.mem_bytes % self.bus_bytes:
             raise ConfigError(f"mem_bytes must be a multiple of the bus width from 4096 to "
-                              f"2**32, not {self.mem_bytes!r}")
+                              f"2**31, not {self.mem_bytes!r}")
         if self.acc_rows < self.rows or self.input_rows < self.rows or \
                 self.weight_rows < self.rows:
             raise ConfigError("scratchpads must hold at least one R x C tile")

@@ -10,8 +10,13 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from octet.hdl.layouts import (accumulator_layout, activation_layout, int8_row_layout,
-                               requant_param_layout, weight_row_layout)
+from octet.hdl.layouts import (
+    accumulator_layout,
+    activation_layout,
+    int8_row_layout,
+    requant_param_layout,
+    weight_row_layout,
+)
 from octet.host.tiling import accumulate_tile, gemm_tiles
 
 from .cocotb_streams import StreamSink, StreamSource, random_pause

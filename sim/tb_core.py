@@ -15,8 +15,13 @@ from cocotb.triggers import ClockCycles
 
 from octet.numerics import RequantParams
 from octet.sim.core_driver import CoreDriver
-from octet.sim.golden import (array_cycles, matmul_int32, quantize_multiplier, requant_cycles,
-                              requantize)
+from octet.sim.golden import (
+    array_cycles,
+    matmul_int32,
+    quantize_multiplier,
+    requant_cycles,
+    requantize,
+)
 
 
 def _rng(salt):

@@ -6,8 +6,7 @@ import numpy as np
 
 from octet.cli import UsageError
 
-from .common import (add_array_flags, add_backend_flag, load_npy, load_requant,
-                     print_json)
+from .common import add_array_flags, add_backend_flag, load_npy, load_requant, print_json
 
 __all__ = ["add_parser", "run"]
 

@@ -1,0 +1,165 @@
+"""Fetch unit: reads the program from device memory, decodes and dispatches instructions.
+
+From ``prog_base`` on, it requests one instruction (32 bytes) per bus read, keeping several in
+flight but never more than its beat buffer can hold, so the shared in-order read channel
+never waits on it. Each complete instruction is checked (known opcode, header flags allowed
+for its unit) and pushed to the queue of its unit (load, compute or store). END stops
+fetching; reads already issued past it are drained and dropped. Fetching stops before the
+first instruction that would lie beyond ``mem_limit``; reaching it without an END is a
+DRAM_RANGE error.
+
+Tested against the golden ISA simulator by the accelerator tests.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from octet.isa import ALLOWED_FLAGS, INSTRUCTION_BYTES, QUEUE_OF, ErrorCode, Opcode, Unit
+
+from .unit_ports import BusRequest, ErrorReport, InstructionStream
+
+__all__ = ["FetchUnit"]
+
+_FLAG_BITS = {"pop_prev": 0, "pop_next": 1, "push_prev": 2, "push_next": 3}
+_QUEUE_DEPTH = 8
+
+
+class FetchUnit(wiring.Component):
+    """Instruction fetch, decode and dispatch.
+
+    Parameters
+    ----------
+    bus_bytes : int
+
+    Ports
+    -----
+    start : In(1)
+        Begin at ``prog_base`` (the unit has just been reset).
+    prog_base, mem_limit : In(32)
+    halt : In(1)
+    o_req : Out(BusRequest()), i_data : In(stream {data, error})
+    o_load, o_compute, o_store : Out(InstructionStream())
+        The three units' queues.
+    error : Out(ErrorReport())
+    pc : Out(32)
+        Address of the next instruction to decode.
+    dispatched : Out(1)
+        An instruction (END included) was decoded this cycle.
+    ended : Out(1)
+        END was decoded.
+    busy : Out(1)
+        Fetching, or reads still in flight.
+    blocked : Out(1)
+        A decoded instruction waits for space in its unit's queue.
+    queues_empty : Out(1)
+    """
+
+    def __init__(self, bus_bytes):
+        self._bus = bus_bytes
+        super().__init__({
+            "start": In(1), "prog_base": In(32), "mem_limit": In(32), "halt": In(1),
+            "o_req": Out(BusRequest()),
+            "i_data": In(stream.Signature(data.StructLayout({"data": 8 * bus_bytes,
+                                                             "error": 1}))),
+            "o_load": Out(InstructionStream()), "o_compute": Out(InstructionStream()),
+            "o_store": Out(InstructionStream()),
+            "error": Out(ErrorReport()), "pc": Out(32), "dispatched": Out(1),
+            "ended": Out(1), "busy": Out(1), "blocked": Out(1), "queues_empty": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        B = self._bus
+        per = INSTRUCTION_BYTES // B          # beats per instruction
+        capacity = 4                          # instructions buffered or in flight
+        running = Signal()
+        issue_pc = Signal(32)
+        in_flight = Signal(range(capacity + 1))   # instructions requested, not yet decoded
+        beats = Signal(range(per + 1))
+        word = Signal(8 * INSTRUCTION_BYTES)
+        have_word = Signal()
+        halted = Signal()
+        err_code = Signal(ErrorCode)
+        m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
+        stop = self.halt | halted
+
+        queues = {}
+        for unit, port in ((Unit.LOAD, self.o_load), (Unit.COMPUTE, self.o_compute),
+                           (Unit.STORE, self.o_store)):
+            q = fifo.SyncFIFOBuffered(width=256 + 32, depth=_QUEUE_DEPTH)
+            m.submodules[f"{unit.name.lower()}_queue"] = queues[unit] = q
+            m.d.comb += [port.valid.eq(q.r_rdy & ~stop), port.payload.word.eq(q.r_data[:256]),
+                         port.payload.pc.eq(q.r_data[256:]), q.r_en.eq(port.ready & ~stop)]
+        m.d.comb += self.queues_empty.eq(Cat(*(q.r_rdy | (q.level != 0)
+                                               for q in queues.values())) == 0)
+
+        with m.If(self.start):
+            m.d.sync += [issue_pc.eq(self.prog_base), self.pc.eq(self.prog_base),
+                         running.eq(1)]
+            with m.If(self.prog_base[:5] != 0):
+                m.d.sync += [err_code.eq(ErrorCode.MALFORMED), self.error.pc.eq(self.prog_base),
+                             halted.eq(1), running.eq(0)]
+
+        # Requests: one instruction each, while the buffer has room and memory lasts.
+        in_range = issue_pc + INSTRUCTION_BYTES <= self.mem_limit
+        m.d.comb += [self.o_req.valid.eq(running & ~self.ended & ~stop & in_range &
+                                         (in_flight < capacity)),
+                     self.o_req.payload.addr.eq(issue_pc),
+                     self.o_req.payload.beats.eq(per)]
+        requested = self.o_req.valid & self.o_req.ready
+        with m.If(requested):
+            m.d.sync += issue_pc.eq(issue_pc + INSTRUCTION_BYTES)
+
+        # Beats assemble into words; after END or an error they are dropped.
+        m.d.comb += self.i_data.ready.eq(~have_word | self.ended | stop)
+        got = self.i_data.valid & self.i_data.ready
+        with m.If(got):
+            m.d.sync += word.eq(Cat(word, self.i_data.payload.data)[8 * B:])
+            with m.If(beats == per - 1):
+                m.d.sync += [beats.eq(0), have_word.eq(~self.ended & ~stop)]
+            with m.Else():
+                m.d.sync += beats.eq(beats + 1)
+            with m.If(self.i_data.payload.error & ~stop & ~self.ended):
+                m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(self.pc),
+                             halted.eq(1)]
+
+        # Decode.
+        opcode = word[:4]
+        flags = word[4:8]
+        legal = Signal()
+        unit = Signal(Unit)
+        flags_ok = Signal()
+        with m.Switch(opcode):
+            for op in Opcode:
+                if op is Opcode.ILLEGAL:
+                    continue
+                with m.Case(op):
+                    allowed = sum(1 << _FLAG_BITS[f] for f in ALLOWED_FLAGS[op])
+                    m.d.comb += [legal.eq(1), unit.eq(QUEUE_OF[op]),
+                                 flags_ok.eq((flags & ~allowed & 0xF) == 0)]
+        target_ready = Mux(unit == Unit.LOAD, queues[Unit.LOAD].w_rdy,
+                           Mux(unit == Unit.COMPUTE, queues[Unit.COMPUTE].w_rdy,
+                               Mux(unit == Unit.STORE, queues[Unit.STORE].w_rdy, 1)))
+        decode = have_word & ~stop & legal & flags_ok & target_ready
+        m.d.comb += self.blocked.eq(have_word & legal & flags_ok & ~target_ready)
+        for u, q in queues.items():
+            m.d.comb += [q.w_data.eq(Cat(word, self.pc)), q.w_en.eq(decode & (unit == u))]
+        m.d.comb += self.dispatched.eq(decode)
+        with m.If(have_word & ~stop & ~(legal & flags_ok)):
+            m.d.sync += [err_code.eq(Mux(legal, ErrorCode.MALFORMED,
+                                         ErrorCode.ILLEGAL_OPCODE)),
+                         self.error.pc.eq(self.pc), halted.eq(1)]
+        with m.If(decode):
+            m.d.sync += [have_word.eq(0), self.pc.eq(self.pc + INSTRUCTION_BYTES)]
+            with m.If(unit == Unit.FETCH):
+                m.d.sync += self.ended.eq(1)
+        m.d.sync += in_flight.eq(in_flight + requested - (got & (beats == per - 1)))
+
+        # Nothing more will arrive and the next instruction lies beyond memory.
+        with m.If(running & ~self.ended & ~stop & ~in_range & (in_flight == 0) &
+                  ~have_word):
+            m.d.sync += [err_code.eq(ErrorCode.DRAM_RANGE), self.error.pc.eq(self.pc),
+                         halted.eq(1)]
+        m.d.comb += self.busy.eq((running & ~self.ended & ~stop) | (in_flight != 0))
+        return m

@@ -1,0 +1,279 @@
+"""Load unit: executes LOAD and IM2COL, filling the input and weight scratchpads over the bus.
+
+Per instruction: wait for a compute->load token if ``pop_next``; check every scratchpad row
+and device-memory byte it would touch (an error stops it before anything is written); then a
+segment generator emits byte segments, the unit issues one bus read per non-zero segment, and
+the returned beats are realigned into scratchpad rows (one aligner per scratchpad, since input
+rows are R bytes and weight rows C bytes). After the instruction's last row is written, a
+load->compute token is pushed if ``push_next``. Segments of the next instruction are issued
+while earlier ones are still arriving; rows reach the two scratchpads in program order.
+
+Tested against the golden ISA simulator (:mod:`octet.sim.isa_sim`) by the accelerator tests.
+"""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from octet.config import AcceleratorConfig
+from octet.isa import LAYOUTS, ErrorCode, Opcode, Target
+
+from .read_aligner import ReadAligner
+from .segment_generators import (PIPELINE_SLACK, Im2colGenerator, LoadGenerator,
+                                 segment_descriptor)
+from .unit_ports import BusRequest, ErrorReport, InstructionStream, MemWrite
+
+__all__ = ["LoadUnit"]
+
+_SEG_DEPTH = 16
+
+
+class LoadUnit(wiring.Component):
+    """The accelerator's load unit.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+
+    Ports
+    -----
+    i_instr : In(InstructionStream())
+        LOAD and IM2COL instructions with their addresses.
+    token_available : In(1)
+        A compute->load token is queued. ``token_pop`` takes it.
+    token_pop, token_push : Out(1)
+        Take a compute->load token; give a load->compute token.
+    mem_limit : In(32)
+        Device memory is [0, mem_limit).
+    halt : In(1)
+        Another unit failed: take no more instructions, drain what is in flight without
+        writing the scratchpads.
+    error : Out(ErrorReport())
+    o_req : Out(BusRequest())
+        Bus reads, served in order.
+    i_data : In(stream.Signature({"data": bus bits, "error": 1}))
+        The beats of this unit's reads.
+    input_w, weight_w : Out(MemWrite)
+        Scratchpad write ports.
+    busy : Out(1)
+        Anything queued or in flight.
+    waiting : Out(1)
+        Blocked on a token with nothing in flight (for deadlock detection).
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        self._cfg = config
+        super().__init__({
+            "i_instr": In(InstructionStream()),
+            "token_available": In(1), "token_pop": Out(1), "token_push": Out(1),
+            "mem_limit": In(32), "halt": In(1),
+            "error": Out(ErrorReport()),
+            "o_req": Out(BusRequest()),
+            "i_data": In(stream.Signature(data.StructLayout({"data": config.bus_bits,
+                                                             "error": 1}))),
+            "input_w": Out(MemWrite(8 * config.rows, config.input_rows)),
+            "weight_w": Out(MemWrite(8 * config.cols, config.weight_rows)),
+            "busy": Out(1), "waiting": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        B = cfg.bus_bytes
+        word = Signal(256)
+        pc = Signal(32)
+        ld = LAYOUTS[Opcode.LOAD](word)
+        ic = LAYOUTS[Opcode.IM2COL](word)
+        opcode = Signal(4)
+        m.d.comb += opcode.eq(word[:4])
+        flags = Signal(4)
+        m.d.comb += flags.eq(word[4:8])
+        pop_next, push_next = flags[1], flags[3]
+
+        m.submodules.load_gen = load_gen = LoadGenerator(B)
+        m.submodules.im2col_gen = im2col_gen = Im2colGenerator(B, cfg.rows)
+        m.d.comb += [load_gen.instr.eq(ld), im2col_gen.instr.eq(ic)]
+
+        # Segments waiting for their beats; requests queue separately towards the bus.
+        seg_layout = data.StructLayout({"seg": segment_descriptor(B), "target": 1,
+                                        "push": 1, "pc": 32})
+        m.submodules.segs = segs = fifo.SyncFIFOBuffered(width=seg_layout.size,
+                                                         depth=_SEG_DEPTH)
+        m.submodules.reqs = reqs = fifo.SyncFIFOBuffered(width=48, depth=_SEG_DEPTH)
+        room = Signal()
+        m.d.comb += room.eq((segs.level <= _SEG_DEPTH - PIPELINE_SLACK - 1) &
+                            (reqs.level <= _SEG_DEPTH - PIPELINE_SLACK - 1))
+        m.d.comb += [load_gen.room.eq(room), im2col_gen.room.eq(room)]
+
+        target = Signal()
+        gen_seg = Signal(segment_descriptor(B))
+        gen_valid = Signal()
+        m.d.comb += [gen_valid.eq(load_gen.o_valid | im2col_gen.o_valid),
+                     gen_seg.eq(Mux(load_gen.o_valid, load_gen.o_seg, im2col_gen.o_seg))]
+        entry = Signal(seg_layout)
+        m.d.comb += [entry.seg.eq(gen_seg), entry.target.eq(target),
+                     entry.push.eq(gen_seg.last & push_next), entry.pc.eq(pc),
+                     segs.w_data.eq(entry), segs.w_en.eq(gen_valid),
+                     reqs.w_data.eq(gen_seg.addr | (gen_seg.beats << 32)),
+                     reqs.w_en.eq(gen_valid & ~gen_seg.zero)]
+        m.d.comb += [self.o_req.payload.addr.eq(reqs.r_data[:32]),
+                     self.o_req.payload.beats.eq(reqs.r_data[32:48]),
+                     self.o_req.valid.eq(reqs.r_rdy), reqs.r_en.eq(self.o_req.ready)]
+
+        # --- Front: take, wait for token, check, generate. ---
+        rows_per = Signal(17)       # scratchpad rows per DRAM row (LOAD)
+        prod_spad = Signal(40)
+        prod_dram = Signal(64)
+        cc = Signal(13)
+        kk = Signal(8)
+        err_code = Signal(ErrorCode)
+        m.d.comb += [self.error.code.eq(err_code)]
+        halted = Signal()
+        m.d.comb += self.error.valid.eq(halted)
+        is_input = ld.target == Target.INPUT
+        depth = Mux(is_input, cfg.input_rows, cfg.weight_rows)
+
+        def fail(code):
+            m.d.sync += [err_code.eq(code), self.error.pc.eq(pc), halted.eq(1)]
+            m.next = "HALT"
+
+        bus_err = Signal()
+        bus_err_pc = Signal(32)
+        back_busy = self._back(m, segs, seg_layout, bus_err, bus_err_pc)
+        with m.If(bus_err & ~halted):
+            m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(bus_err_pc),
+                         halted.eq(1)]
+        stop = self.halt | halted
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                m.d.comb += self.i_instr.ready.eq(~stop)
+                with m.If(self.i_instr.valid):
+                    m.d.sync += [word.eq(self.i_instr.payload.word),
+                                 pc.eq(self.i_instr.payload.pc)]
+                    m.next = "TOKEN"
+            with m.State("TOKEN"):
+                m.d.comb += self.waiting.eq(pop_next & ~self.token_available & ~back_busy &
+                                            (segs.level == 0) & ~segs.r_rdy)
+                with m.If(stop):
+                    m.next = "HALT"
+                with m.Elif(~pop_next | self.token_available):
+                    m.d.comb += self.token_pop.eq(pop_next)
+                    m.next = "CHECK0"
+            with m.State("CHECK0"):
+                with m.If(stop):
+                    m.next = "HALT"
+                with m.Elif(opcode == Opcode.LOAD):
+                    m.d.sync += [
+                        rows_per.eq(Mux(is_input, (ld.row_bytes + cfg.rows - 1) // cfg.rows,
+                                        (ld.row_bytes + cfg.cols - 1) // cfg.cols)),
+                        prod_dram.eq((ld.rows - 1) * ld.dram_stride),
+                        target.eq(ld.target == Target.WEIGHT),
+                    ]
+                    with m.If((ld.rows == 0) | (ld.row_bytes == 0) | (ld.target.as_value() > 1)):
+                        fail(ErrorCode.MALFORMED)
+                    with m.Else():
+                        m.next = "CHECK1"
+                with m.Else():
+                    m.d.sync += [cc.eq((ic.channels + cfg.rows - 1) // cfg.rows),
+                                 kk.eq(ic.kernel_h * ic.kernel_w), target.eq(0),
+                                 prod_dram.eq(ic.height * ic.width * ic.channels)]
+                    with m.If((ic.count == 0) | (ic.height == 0) | (ic.width == 0) |
+                              (ic.channels == 0) | (ic.kernel_h == 0) | (ic.kernel_w == 0) |
+                              (ic.stride == 0) | (ic.out_w == 0) | (ic.ox0 >= ic.out_w)):
+                        fail(ErrorCode.MALFORMED)
+                    with m.Else():
+                        m.next = "CHECK1"
+            with m.State("CHECK1"):
+                with m.If(opcode == Opcode.LOAD):
+                    m.d.sync += prod_spad.eq((ld.rows - 1) * ld.spad_stride + rows_per)
+                    with m.If((ld.rows > 1) & (ld.spad_stride < rows_per)):
+                        fail(ErrorCode.MALFORMED)
+                    with m.Elif(ld.dram_addr + prod_dram + ld.row_bytes > self.mem_limit):
+                        fail(ErrorCode.DRAM_RANGE)
+                    with m.Else():
+                        m.next = "CHECK2"
+                with m.Else():
+                    m.d.sync += prod_spad.eq(ic.count * kk * cc)
+                    with m.If(ic.x_addr + prod_dram > self.mem_limit):
+                        fail(ErrorCode.DRAM_RANGE)
+                    with m.Else():
+                        m.next = "CHECK2"
+            with m.State("CHECK2"):
+                spad_end = Mux(opcode == Opcode.LOAD, ld.spad_addr, ic.spad_addr) + prod_spad
+                with m.If(spad_end > Mux(opcode == Opcode.LOAD, depth, cfg.input_rows)):
+                    fail(ErrorCode.SPAD_RANGE)
+                with m.Elif(opcode == Opcode.LOAD):
+                    m.d.comb += load_gen.start.eq(1)
+                    m.next = "GEN"
+                with m.Else():
+                    m.d.comb += [im2col_gen.start.eq(1),
+                                 im2col_gen.ix_start.eq(ic.ox0 * ic.stride - ic.pad),
+                                 im2col_gen.iy_start.eq(ic.oy0 * ic.stride - ic.pad)]
+                    m.next = "GEN"
+            with m.State("GEN"):
+                with m.If(stop):
+                    m.next = "HALT"
+                with m.Elif(~load_gen.busy & ~im2col_gen.busy & ~load_gen.start &
+                            ~im2col_gen.start):
+                    m.next = "IDLE"
+            with m.State("HALT"):
+                pass
+
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") |
+                                 back_busy | segs.r_rdy | (segs.level != 0))
+        return m
+
+    def _back(self, m, segs, seg_layout, bus_err, bus_err_pc):
+        """Route segments and beats to the aligner of their scratchpad; write the rows."""
+        cfg = self._cfg
+        B = cfg.bus_bytes
+        aligners = [ReadAligner(B, cfg.rows), ReadAligner(B, cfg.cols)]
+        m.submodules.input_aligner, m.submodules.weight_aligner = aligners
+        ports = [self.input_w, self.weight_w]
+
+        head = Signal(seg_layout)
+        m.d.comb += head.eq(segs.r_data)
+        route = Signal()            # aligner receiving beats
+        beats_left = Signal(16)
+        other_idle = Mux(head.target, aligners[0].i_seg.ready, aligners[1].i_seg.ready)
+        target_ready = Mux(head.target, aligners[1].i_seg.ready, aligners[0].i_seg.ready)
+        dispatch = Signal()
+        # Rows reach the scratchpads in program order: switch aligners only when both are
+        # idle, so a token pushed after an instruction's last row covers all earlier loads.
+        m.d.comb += dispatch.eq(segs.r_rdy & (beats_left == 0) & target_ready &
+                                ((head.target == route) | other_idle))
+        m.d.comb += segs.r_en.eq(dispatch)
+
+        row_addr = [Signal(16, name=f"row_addr{t}") for t in range(2)]
+        push = [Signal(name=f"push{t}") for t in range(2)]
+        seg_pc = [Signal(32, name=f"seg_pc{t}") for t in range(2)]
+        for t, al in enumerate(aligners):
+            m.d.comb += [al.i_seg.valid.eq(dispatch & (head.target == t)),
+                         al.i_seg.payload.offset.eq(head.seg.offset),
+                         al.i_seg.payload.nbytes.eq(head.seg.nbytes),
+                         al.i_seg.payload.zero.eq(head.seg.zero)]
+            with m.If(dispatch & (head.target == t)):
+                m.d.sync += [row_addr[t].eq(head.seg.spad_row), push[t].eq(head.push),
+                             seg_pc[t].eq(head.pc)]
+            row = al.o_row
+            m.d.comb += [row.ready.eq(1),
+                         ports[t].addr.eq(row_addr[t]), ports[t].data.eq(row.payload.data),
+                         ports[t].en.eq(row.valid & ~self.halt & ~self.error.valid)]
+            with m.If(row.valid):
+                m.d.sync += row_addr[t].eq(row_addr[t] + 1)
+                with m.If(row.payload.last & push[t]):
+                    m.d.comb += self.token_push.eq(1)
+            m.d.comb += [al.i_data.payload.eq(self.i_data.payload.data),
+                         al.i_data.valid.eq(self.i_data.valid & (beats_left != 0) &
+                                            (route == t))]
+        with m.If(dispatch):
+            m.d.sync += [route.eq(head.target),
+                         beats_left.eq(Mux(head.seg.zero, 0, head.seg.beats))]
+        m.d.comb += self.i_data.ready.eq((beats_left != 0) &
+                                         Mux(route, aligners[1].i_data.ready,
+                                             aligners[0].i_data.ready))
+        with m.If(self.i_data.valid & self.i_data.ready):
+            m.d.sync += beats_left.eq(beats_left - 1)
+            m.d.comb += [bus_err.eq(self.i_data.payload.error),
+                         bus_err_pc.eq(Mux(route, seg_pc[1], seg_pc[0]))]
+        return (beats_left != 0) | ~aligners[0].i_seg.ready | ~aligners[1].i_seg.ready

@@ -1,0 +1,67 @@
+"""Scratchpad-row reader: turns addresses into a backpressured stream of rows.
+
+A synchronous memory read port delivers data one cycle after the address. This block issues
+a read only when its output FIFO has room for every read still in flight, so it never drops a
+row and never stalls the memory. Used by the compute unit's weight and activation feeders.
+
+Tested through the accelerator tests (:mod:`octet.sim.isa_sim` as reference).
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .unit_ports import MemRead
+
+__all__ = ["SpadReader"]
+
+
+class SpadReader(wiring.Component):
+    """Read rows at requested addresses, in order, with an extra tag bit passed along.
+
+    Parameters
+    ----------
+    width, depth : int
+        Row width in bits and rows of the memory.
+
+    Ports
+    -----
+    i_addr : In(stream.Signature({"addr": range(depth), "last": 1}))
+    mem : Out(MemRead(width, depth))
+    o_row : Out(stream.Signature({"data": width, "last": 1}))
+    busy : Out(1)
+    """
+
+    _DEPTH = 4
+
+    def __init__(self, width, depth):
+        self._width = width
+        self._depth = depth
+        super().__init__({
+            "i_addr": In(stream.Signature(data.StructLayout({"addr": range(depth),
+                                                             "last": 1}))),
+            "mem": Out(MemRead(width, depth)),
+            "o_row": Out(stream.Signature(data.StructLayout({"data": width, "last": 1}))),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=self._width + 1,
+                                                           depth=self._DEPTH)
+        in_flight = Signal()
+        in_flight_last = Signal()
+        # level counts queued rows; one more may be in flight from the memory.
+        room = queue.level + in_flight < self._DEPTH - 1
+        issue = self.i_addr.valid & room
+        m.d.comb += [self.i_addr.ready.eq(room), self.mem.addr.eq(self.i_addr.payload.addr),
+                     self.mem.en.eq(issue)]
+        m.d.sync += [in_flight.eq(issue), in_flight_last.eq(self.i_addr.payload.last)]
+        m.d.comb += [queue.w_en.eq(in_flight),
+                     queue.w_data.eq(self.mem.data | (in_flight_last << self._width)),
+                     self.o_row.valid.eq(queue.r_rdy),
+                     self.o_row.payload.data.eq(queue.r_data[:self._width]),
+                     self.o_row.payload.last.eq(queue.r_data[self._width]),
+                     queue.r_en.eq(self.o_row.ready),
+                     self.busy.eq(in_flight | (queue.level != 0) | queue.r_rdy)]
+        return m

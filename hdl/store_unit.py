@@ -1,0 +1,257 @@
+"""Store unit: executes STORE, writing accumulator rows to device memory (int32 or int8).
+
+Per instruction: wait for a compute->store token if ``pop_prev``; check the accumulator rows,
+the destination bytes and (int8 mode) the parameter table; then, one n-tile of C channels at a
+time, (int8) read the tile's parameter records from device memory into the requantizer, read
+the tile's accumulator rows and send each row's valid channels, as int32 or requantized int8,
+to the write packer, which writes exactly those bytes. After every write of the instruction
+is acknowledged, a store->compute token is pushed if ``push_prev``.
+
+A parameter record with a shift outside [-31, 30] stops the instruction with MALFORMED before
+that n-tile's rows are written (earlier n-tiles of the instruction have been written).
+
+Tested against the golden ISA simulator by the accelerator tests.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from octet.config import AcceleratorConfig
+from octet.isa import LAYOUTS, PARAM_RECORD_BYTES, ErrorCode, Opcode, StoreMode
+from octet.numerics import SHIFT_MAX, SHIFT_MIN
+
+from .requantizer import Requantizer
+from .spad_reader import SpadReader
+from .unit_ports import BusRequest, ErrorReport, InstructionStream, MemRead
+from .write_packer import WritePacker
+
+__all__ = ["StoreUnit"]
+
+STORE = LAYOUTS[Opcode.STORE]
+
+
+class StoreUnit(wiring.Component):
+    """The accelerator's store unit.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+
+    Ports
+    -----
+    i_instr : In(InstructionStream())
+    prev_available : In(1)
+        A compute->store token is queued.
+    pop_prev, push_prev : Out(1)
+    mem_limit : In(32)
+    halt : In(1)
+    error : Out(ErrorReport())
+    acc_r : Out(MemRead(32C, acc_rows))
+    o_rreq : Out(BusRequest()), i_rdata : In(stream {data, error})
+        Parameter-table reads.
+    o_wreq : Out(BusRequest()), o_wdata : Out(stream {data, strb}), i_wdone : In(stream {error})
+        Writes; one ``i_wdone`` per request.
+    busy, waiting : Out(1)
+    bus_busy : Out(1)
+        A write is being packed or awaits its response (must finish even after an error).
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        self._cfg = config
+        C, B = config.cols, config.bus_bytes
+        super().__init__({
+            "i_instr": In(InstructionStream()),
+            "prev_available": In(1), "pop_prev": Out(1), "push_prev": Out(1),
+            "mem_limit": In(32), "halt": In(1), "error": Out(ErrorReport()),
+            "acc_r": Out(MemRead(32 * C, config.acc_rows)),
+            "o_rreq": Out(BusRequest()),
+            "i_rdata": In(stream.Signature(data.StructLayout({"data": 8 * B, "error": 1}))),
+            "o_wreq": Out(BusRequest()),
+            "o_wdata": Out(stream.Signature(data.StructLayout({"data": 8 * B, "strb": B}))),
+            "i_wdone": In(stream.Signature(data.StructLayout({"error": 1}))),
+            "busy": Out(1), "waiting": Out(1), "bus_busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        C, B = cfg.cols, cfg.bus_bytes
+        word = Signal(256)
+        pc = Signal(32)
+        ins = STORE(word)
+        int8 = ins.mode == StoreMode.INT8
+
+        m.submodules.requant = rq = Requantizer(C)
+        m.submodules.acc_reader = reader = SpadReader(32 * C, cfg.acc_rows)
+        wiring.connect(m, reader.mem, wiring.flipped(self.acc_r))
+        m.submodules.packer = packer = WritePacker(B, 4 * C)
+        wiring.connect(m, packer.o_req, wiring.flipped(self.o_wreq))
+        wiring.connect(m, packer.o_beat, wiring.flipped(self.o_wdata))
+        # Destination of each row read from the accumulator, in read order.
+        m.submodules.dest = dest = fifo.SyncFIFOBuffered(width=32 + 8, depth=8)
+
+        halted = Signal()
+        err_code = Signal(ErrorCode)
+        m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
+        stop = self.halt | halted
+
+        def fail(code):
+            m.d.sync += [err_code.eq(code), self.error.pc.eq(pc), halted.eq(1)]
+            m.next = "HALT"
+
+        # Outstanding writes.
+        outstanding = Signal(16)
+        issued = self.o_wreq.valid & self.o_wreq.ready
+        m.d.comb += self.i_wdone.ready.eq(1)
+        done = self.i_wdone.valid
+        m.d.sync += outstanding.eq(outstanding + issued - done)
+        with m.If(done & self.i_wdone.payload.error & ~halted):
+            m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(pc), halted.eq(1)]
+
+        esize_shift = Mux(int8, 0, 2)
+        n_tiles = Signal(12)
+        nt = Signal(12)
+        width = Signal(range(C + 1))      # valid channels in this tile
+        row = Signal(16)
+        row_addr = Signal(32)
+        tile_addr = Signal(32)
+        acc_row = Signal(16)
+        prod = Signal(64)
+        lane = Signal(range(C + 1))
+        rec = Signal(8 * PARAM_RECORD_BYTES)
+        rec_beats = Signal(range(PARAM_RECORD_BYTES // min(B, 16) + 1))
+        per_record = max(1, PARAM_RECORD_BYTES // B)
+        cols_left = Signal(16)
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                m.d.comb += self.i_instr.ready.eq(~stop)
+                with m.If(self.i_instr.valid & ~stop):
+                    m.d.sync += [word.eq(self.i_instr.payload.word),
+                                 pc.eq(self.i_instr.payload.pc)]
+                    m.next = "TOKEN"
+            with m.State("TOKEN"):
+                hdr = ins.header
+                m.d.comb += self.waiting.eq(hdr.pop_prev & ~self.prev_available &
+                                            (outstanding == 0) & ~packer.busy &
+                                            ~reader.busy & (dest.level == 0))
+                with m.If(stop):
+                    m.next = "HALT"
+                with m.Elif(~hdr.pop_prev | self.prev_available):
+                    m.d.comb += self.pop_prev.eq(hdr.pop_prev)
+                    m.next = "CHECK0"
+            with m.State("CHECK0"):
+                m.d.sync += [n_tiles.eq((ins.cols + C - 1) // C),
+                             prod.eq((ins.rows - 1) * ins.dram_stride)]
+                with m.If((ins.rows == 0) | (ins.cols == 0) | (ins.mode.as_value() > 1) |
+                          (int8 & (ins.param_addr[:4] != 0))):
+                    fail(ErrorCode.MALFORMED)
+                with m.Else():
+                    m.next = "CHECK1"
+            with m.State("CHECK1"):
+                acc_end = ins.acc_addr + (n_tiles - 1) * ins.acc_n_step + ins.rows
+                with m.If(acc_end > cfg.acc_rows):
+                    fail(ErrorCode.SPAD_RANGE)
+                with m.Elif(ins.dram_addr + prod + (ins.cols << esize_shift) > self.mem_limit):
+                    fail(ErrorCode.DRAM_RANGE)
+                with m.Elif(int8 & (ins.param_addr + ins.cols * PARAM_RECORD_BYTES >
+                                    self.mem_limit)):
+                    fail(ErrorCode.DRAM_RANGE)
+                with m.Else():
+                    m.d.sync += [nt.eq(0), tile_addr.eq(ins.dram_addr),
+                                 cols_left.eq(ins.cols)]
+                    m.next = "TILE"
+            with m.State("TILE"):
+                w = Mux(cols_left < C, cols_left, C)
+                m.d.sync += [width.eq(w), row.eq(0), row_addr.eq(tile_addr),
+                             acc_row.eq(ins.acc_addr + nt * ins.acc_n_step), lane.eq(0),
+                             rec_beats.eq(0)]
+                with m.If(stop):
+                    m.next = "HALT"
+                with m.Elif(int8):
+                    m.next = "PARAM_REQ"
+                with m.Else():
+                    m.next = "ROWS"
+            with m.State("PARAM_REQ"):
+                m.d.comb += [self.o_rreq.valid.eq(1),
+                             self.o_rreq.payload.addr.eq(
+                                 ins.param_addr + nt * (C * PARAM_RECORD_BYTES)),
+                             self.o_rreq.payload.beats.eq(width * per_record)]
+                with m.If(self.o_rreq.ready):
+                    m.next = "PARAMS"
+            with m.State("PARAMS"):
+                shift = rec[64:72].as_signed()
+                record_ready = Signal()
+                m.d.comb += record_ready.eq((lane >= width) | (rec_beats == per_record))
+                m.d.comb += [
+                    rq.p_stream.valid.eq(record_ready & (lane < C)),
+                    rq.p_stream.payload.multiplier.eq(Mux(lane < width, rec[0:32], 0)),
+                    rq.p_stream.payload.bias.eq(Mux(lane < width, rec[32:64], 0)),
+                    rq.p_stream.payload.shift.eq(Mux(lane < width, shift, 0)),
+                    rq.p_stream.payload.zero_point.eq(ins.zero_point),
+                    rq.p_stream.payload.relu.eq(ins.relu),
+                ]
+                m.d.comb += self.i_rdata.ready.eq((lane < width) & (rec_beats != per_record))
+                with m.If(self.i_rdata.valid & self.i_rdata.ready):
+                    new = Cat(rec, self.i_rdata.payload.data)[8 * B:] if B < 16 else \
+                        self.i_rdata.payload.data[:128]
+                    m.d.sync += [rec.eq(new), rec_beats.eq(rec_beats + 1)]
+                    with m.If(self.i_rdata.payload.error):
+                        fail(ErrorCode.BUS_ERROR)
+                with m.If(rq.p_stream.valid & (lane < width) &
+                          ((shift < SHIFT_MIN) | (shift > SHIFT_MAX))):
+                    fail(ErrorCode.MALFORMED)
+                with m.Elif(rq.p_stream.valid & rq.p_stream.ready):
+                    m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0)]
+                    with m.If(lane == C - 1):
+                        m.next = "ROWS"
+            with m.State("ROWS"):
+                m.d.comb += [reader.i_addr.valid.eq(~stop & dest.w_rdy),
+                             reader.i_addr.payload.addr.eq(acc_row),
+                             reader.i_addr.payload.last.eq(row == ins.rows - 1),
+                             dest.w_en.eq(reader.i_addr.valid & reader.i_addr.ready),
+                             dest.w_data.eq(row_addr | (width << 32))]
+                with m.If(stop):
+                    m.next = "HALT"
+                with m.Elif(reader.i_addr.valid & reader.i_addr.ready):
+                    m.d.sync += [row.eq(row + 1), acc_row.eq(acc_row + 1),
+                                 row_addr.eq(row_addr + ins.dram_stride)]
+                    with m.If(row == ins.rows - 1):
+                        m.d.sync += [nt.eq(nt + 1), cols_left.eq(cols_left - width),
+                                     tile_addr.eq(tile_addr + (C << esize_shift))]
+                        with m.If(nt == n_tiles - 1):
+                            m.next = "DRAIN"
+                        with m.Else():
+                            m.next = "TILE"
+            with m.State("DRAIN"):
+                with m.If(~reader.busy & (dest.level == 0) & ~dest.r_rdy & ~packer.busy &
+                          ~rq.busy & (outstanding == 0) & ~issued):
+                    m.d.comb += self.push_prev.eq(ins.header.push_prev & ~stop)
+                    m.next = "IDLE"
+            with m.State("HALT"):
+                # Parameter beats already requested must still be taken off the bus.
+                m.d.comb += self.i_rdata.ready.eq(1)
+
+        # Rows: int32 straight to the packer, int8 through the requantizer.
+        m.d.comb += [rq.i_stream.payload.data.eq(reader.o_row.payload.data),
+                     rq.i_stream.payload.last.eq(reader.o_row.payload.last)]
+        m.d.comb += [rq.i_stream.valid.eq(reader.o_row.valid & int8),
+                     reader.o_row.ready.eq(Mux(int8, rq.i_stream.ready, packer.i_chunk.ready &
+                                               dest.r_rdy))]
+        row_bytes = Mux(int8, rq.o_stream.payload.data.as_value(),
+                        reader.o_row.payload.data)
+        row_valid = Mux(int8, rq.o_stream.valid, reader.o_row.valid)
+        m.d.comb += [packer.i_chunk.valid.eq(row_valid & dest.r_rdy),
+                     packer.i_chunk.payload.data.eq(row_bytes),
+                     packer.i_chunk.payload.addr.eq(dest.r_data[:32]),
+                     packer.i_chunk.payload.nbytes.eq(dest.r_data[32:40] << esize_shift),
+                     rq.o_stream.ready.eq(packer.i_chunk.ready & dest.r_rdy & int8),
+                     dest.r_en.eq(packer.i_chunk.valid & packer.i_chunk.ready)]
+
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") |
+                                 reader.busy | (dest.level != 0) | dest.r_rdy | packer.busy |
+                                 (outstanding != 0) | rq.busy)
+        m.d.comb += self.bus_busy.eq(packer.busy | (outstanding != 0))
+        return m
+
