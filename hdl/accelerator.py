@@ -262,7 +262,7 @@ class Accelerator(wiring.Component):
             reg("irq", "r_data").eq(irq_pending),
         ]
 
-        # Performance counters (64-bit; reading the low word latches the high word).
+        # Performance counters (64-bit; the host reads high, low, high to catch a carry).
         strobes = writer.i_data.payload.strb
         written = Signal(range(B + 1))
         m.d.comb += written.eq(sum(strobes[i] for i in range(B)))
@@ -279,14 +279,11 @@ class Accelerator(wiring.Component):
         }
         for name in _COUNTERS:
             count = Signal(64, name=f"count_{name.lower()}")
-            high = Signal(32, name=f"count_{name.lower()}_high")
             with m.If(start):
                 m.d.sync += count.eq(0)
             with m.Else():
                 m.d.sync += count.eq(count + increments[name])
             lo = name.lower() + "_lo"
             hi = name.lower() + "_hi"
-            m.d.comb += [reg(lo, "r_data").eq(count[:32]), reg(hi, "r_data").eq(high)]
-            with m.If(reg(lo, "r_stb")):
-                m.d.sync += high.eq(count[32:])
+            m.d.comb += [reg(lo, "r_data").eq(count[:32]), reg(hi, "r_data").eq(count[32:])]
         return m

@@ -1,4 +1,5 @@
-"""AXI4 and AXI4-Lite interface signatures, and joining a read and a write master on one port.
+"""AXI4 and AXI4-Lite signatures, the burst splitter both AXI masters share, and a helper that
+puts a read-only and a write-only master on one AXI4 port.
 
 Members are named as in the AMBA specification (``awaddr``, ``rready``, ...), so that an
 Amaranth port ``m_axi: Out(AxiSignature())`` becomes ``m_axi__awaddr``, ``m_axi__rready``, ...

@@ -73,7 +73,7 @@ class WritePacker(wiring.Component):
             ]
         m.d.comb += [self.o_req.valid.eq(req_pending), self.o_req.payload.addr.eq(req_addr),
                      self.o_req.payload.beats.eq(req_beats)]
-        with m.If(self.o_req.ready):
+        with m.If(self.o_req.valid & self.o_req.ready):
             m.d.sync += req_pending.eq(0)
 
         m.d.comb += [self.o_beat.valid.eq(beats_left != 0),
