@@ -190,6 +190,7 @@ class Accelerator(wiring.Component):
         err_code = Signal(ErrorCode)
         err_pc = Signal(32)
         deadlock = Signal()
+        oldest_waiting = Signal(32)
         for u in units:
             m.d.comb += u.halt.eq(any_error | err_latched)
         m.d.comb += [fetch.mem_limit.eq(reg("mem_limit", "value")),
@@ -206,7 +207,7 @@ class Accelerator(wiring.Component):
                              err_pc.eq(fetch.pc)]
             with m.If(deadlock):
                 m.d.sync += [err_latched.eq(1), err_code.eq(ErrorCode.DEADLOCK),
-                             err_pc.eq(fetch.pc)]
+                             err_pc.eq(oldest_waiting)]
 
         # Deadlock: nothing can move for several cycles while someone waits for a token.
         stuck = Signal()
@@ -216,6 +217,12 @@ class Accelerator(wiring.Component):
                              (load.waiting | compute.waiting | store.waiting) &
                              (fetch.ended | fetch.blocked) & ~fetch.busy & ~reader.busy &
                              ~writer.busy)
+        # The oldest instruction still waiting for its token is reported.
+        found, oldest = load.waiting, load.pc
+        for u in (compute, store):
+            take = u.waiting & (~found | (u.pc < oldest))
+            found, oldest = found | u.waiting, Mux(take, u.pc, oldest)
+        m.d.comb += oldest_waiting.eq(oldest)
         stuck_for = Signal(range(_DEADLOCK_CYCLES + 1))
         m.d.sync += stuck_for.eq(Mux(stuck, stuck_for + (stuck_for != _DEADLOCK_CYCLES), 0))
         m.d.comb += deadlock.eq(stuck_for == _DEADLOCK_CYCLES)

@@ -84,6 +84,8 @@ class ComputeUnit(wiring.Component):
     computing : Out(1)
         An activation row entered the array this cycle.
     busy, waiting : Out(1)
+    pc : Out(32)
+        Address of the instruction being executed or waited for.
     """
 
     def __init__(self, config: AcceleratorConfig):
@@ -98,7 +100,7 @@ class ComputeUnit(wiring.Component):
             "weight_r": Out(MemRead(8 * C, config.weight_rows)),
             "acc_r": Out(MemRead(32 * C, config.acc_rows)),
             "acc_w": Out(MemWrite(32 * C, config.acc_rows)),
-            "computing": Out(1), "busy": Out(1), "waiting": Out(1),
+            "computing": Out(1), "busy": Out(1), "waiting": Out(1), "pc": Out(32),
         })
 
     def elaborate(self, platform):
@@ -107,6 +109,7 @@ class ComputeUnit(wiring.Component):
         R, C = cfg.rows, cfg.cols
         word = Signal(256)
         pc = Signal(32)
+        m.d.comb += self.pc.eq(pc)
         ins = GEMM(word)
         hdr = ins.header
 
@@ -168,6 +171,8 @@ class ComputeUnit(wiring.Component):
             with m.State("HALT"):
                 pass
 
+        # A descriptor just pushed is not yet visible at the queue's output: count it busy.
+        self._queued = Cat(*((q.level != 0) | q.r_rdy for q in queues.values())).any()
         self._weight_feeder(m, queues["weights"], array, stop)
         self._act_feeder(m, queues["acts"], array, stop)
         self._result_writer(m, queues["results"], array, stop)
@@ -275,4 +280,4 @@ class ComputeUnit(wiring.Component):
                      self.push_next.eq(s1_push_next & s1_valid)]
         m.d.comb += self._engines_busy(m, None, array).eq(
             self._w_active | self._a_active | active | s1_valid | self._w_reader.busy |
-            self._a_reader.busy | array.busy)
+            self._a_reader.busy | array.busy | self._queued)

@@ -73,7 +73,7 @@ class LoadUnit(wiring.Component):
                                                              "error": 1}))),
             "input_w": Out(MemWrite(8 * config.rows, config.input_rows)),
             "weight_w": Out(MemWrite(8 * config.cols, config.weight_rows)),
-            "busy": Out(1), "waiting": Out(1),
+            "busy": Out(1), "waiting": Out(1), "pc": Out(32),
         })
 
     def elaborate(self, platform):
@@ -82,6 +82,7 @@ class LoadUnit(wiring.Component):
         B = cfg.bus_bytes
         word = Signal(256)
         pc = Signal(32)
+        m.d.comb += self.pc.eq(pc)
         ld = LAYOUTS[Opcode.LOAD](word)
         ic = LAYOUTS[Opcode.IM2COL](word)
         opcode = Signal(4)

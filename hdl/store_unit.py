@@ -53,6 +53,8 @@ class StoreUnit(wiring.Component):
     o_wreq : Out(BusRequest()), o_wdata : Out(stream {data, strb}), i_wdone : In(stream {error})
         Writes; one ``i_wdone`` per request.
     busy, waiting : Out(1)
+    pc : Out(32)
+        Address of the instruction being executed or waited for.
     bus_busy : Out(1)
         A write is being packed or awaits its response (must finish even after an error).
     """
@@ -70,7 +72,7 @@ class StoreUnit(wiring.Component):
             "o_wreq": Out(BusRequest()),
             "o_wdata": Out(stream.Signature(data.StructLayout({"data": 8 * B, "strb": B}))),
             "i_wdone": In(stream.Signature(data.StructLayout({"error": 1}))),
-            "busy": Out(1), "waiting": Out(1), "bus_busy": Out(1),
+            "busy": Out(1), "waiting": Out(1), "bus_busy": Out(1), "pc": Out(32),
         })
 
     def elaborate(self, platform):
@@ -79,6 +81,7 @@ class StoreUnit(wiring.Component):
         C, B = cfg.cols, cfg.bus_bytes
         word = Signal(256)
         pc = Signal(32)
+        m.d.comb += self.pc.eq(pc)
         ins = STORE(word)
         int8 = ins.mode == StoreMode.INT8
 
