@@ -193,9 +193,12 @@ class Accelerator(wiring.Component):
         oldest_waiting = Signal(32)
         for u in units:
             m.d.comb += u.halt.eq(any_error | err_latched)
-        m.d.comb += [fetch.mem_limit.eq(reg("mem_limit", "value")),
-                     load.mem_limit.eq(reg("mem_limit", "value")),
-                     store.mem_limit.eq(reg("mem_limit", "value")),
+        # MEM_LIMIT 0 stands for 2**32 (the whole 32-bit address space).
+        mem_limit = Signal(33)
+        m.d.comb += mem_limit.eq(Mux(reg("mem_limit", "value") == 0, 1 << 32,
+                                     reg("mem_limit", "value")))
+        m.d.comb += [fetch.mem_limit.eq(mem_limit), load.mem_limit.eq(mem_limit),
+                     store.mem_limit.eq(mem_limit),
                      fetch.prog_base.eq(reg("prog_base", "value"))]
         with m.If(running & ~err_latched):
             for u in reversed(units):

@@ -3,8 +3,8 @@
 From ``prog_base`` on, it requests one instruction (32 bytes) per bus read, keeping several in
 flight but never more than its beat buffer can hold, so the shared in-order read channel
 never waits on it. Each complete instruction is checked (known opcode, header flags allowed
-for its unit) and pushed to the queue of its unit (load, compute or store). END stops
-fetching; reads already issued past it are drained and dropped. Fetching stops before the
+for its unit, reserved bits zero) and pushed to the queue of its unit (load, compute or
+store). END stops fetching; reads already issued past it are drained and dropped. Fetching stops before the
 first instruction that would lie beyond ``mem_limit``; reaching it without an END is a
 DRAM_RANGE error.
 
@@ -15,7 +15,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from octet.isa import ALLOWED_FLAGS, INSTRUCTION_BYTES, QUEUE_OF, ErrorCode, Opcode, Unit
+from octet.isa import ALLOWED_FLAGS, INSTRUCTION_BYTES, LAYOUTS, QUEUE_OF, ErrorCode, Opcode, Unit
 
 from .unit_ports import BusRequest, ErrorReport, InstructionStream
 
@@ -36,7 +36,9 @@ class FetchUnit(wiring.Component):
     -----
     start : In(1)
         Begin at ``prog_base`` (the unit has just been reset).
-    prog_base, mem_limit : In(32)
+    prog_base : In(32)
+    mem_limit : In(33)
+        Device memory is [0, mem_limit) (2**32 at most).
     halt : In(1)
     o_req : Out(BusRequest()), i_data : In(stream {data, error})
     o_load, o_compute, o_store : Out(InstructionStream())
@@ -58,7 +60,7 @@ class FetchUnit(wiring.Component):
     def __init__(self, bus_bytes):
         self._bus = bus_bytes
         super().__init__({
-            "start": In(1), "prog_base": In(32), "mem_limit": In(32), "halt": In(1),
+            "start": In(1), "prog_base": In(32), "mem_limit": In(33), "halt": In(1),
             "o_req": Out(BusRequest()),
             "i_data": In(stream.Signature(data.StructLayout({"data": 8 * bus_bytes,
                                                              "error": 1}))),
@@ -136,8 +138,10 @@ class FetchUnit(wiring.Component):
                     continue
                 with m.Case(op):
                     allowed = sum(1 << _FLAG_BITS[f] for f in ALLOWED_FLAGS[op])
+                    reserved = LAYOUTS[op]["reserved"]
+                    spare = word[reserved.offset:reserved.offset + reserved.width]
                     m.d.comb += [legal.eq(1), unit.eq(QUEUE_OF[op]),
-                                 flags_ok.eq((flags & ~allowed & 0xF) == 0)]
+                                 flags_ok.eq(((flags & ~allowed & 0xF) == 0) & (spare == 0))]
         target_ready = Mux(unit == Unit.LOAD, queues[Unit.LOAD].w_rdy,
                            Mux(unit == Unit.COMPUTE, queues[Unit.COMPUTE].w_rdy,
                                Mux(unit == Unit.STORE, queues[Unit.STORE].w_rdy, 1)))

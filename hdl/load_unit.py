@@ -19,8 +19,7 @@ from octet.config import AcceleratorConfig
 from octet.isa import LAYOUTS, ErrorCode, Opcode, Target
 
 from .read_aligner import ReadAligner
-from .segment_generators import (PIPELINE_SLACK, Im2colGenerator, LoadGenerator,
-                                 segment_descriptor)
+from .segment_generators import PIPELINE_SLACK, Im2colGenerator, LoadGenerator, segment_descriptor
 from .unit_ports import BusRequest, ErrorReport, InstructionStream, MemWrite
 
 __all__ = ["LoadUnit"]
@@ -43,7 +42,7 @@ class LoadUnit(wiring.Component):
         A compute->load token is queued. ``token_pop`` takes it.
     token_pop, token_push : Out(1)
         Take a compute->load token; give a load->compute token.
-    mem_limit : In(32)
+    mem_limit : In(33)
         Device memory is [0, mem_limit).
     halt : In(1)
         Another unit failed: take no more instructions, drain what is in flight without
@@ -66,7 +65,7 @@ class LoadUnit(wiring.Component):
         super().__init__({
             "i_instr": In(InstructionStream()),
             "token_available": In(1), "token_pop": Out(1), "token_push": Out(1),
-            "mem_limit": In(32), "halt": In(1),
+            "mem_limit": In(33), "halt": In(1),
             "error": Out(ErrorReport()),
             "o_req": Out(BusRequest()),
             "i_data": In(stream.Signature(data.StructLayout({"data": config.bus_bits,
@@ -189,20 +188,19 @@ class LoadUnit(wiring.Component):
                     m.d.sync += prod_spad.eq((ld.rows - 1) * ld.spad_stride + rows_per)
                     with m.If((ld.rows > 1) & (ld.spad_stride < rows_per)):
                         fail(ErrorCode.MALFORMED)
-                    with m.Elif(ld.dram_addr + prod_dram + ld.row_bytes > self.mem_limit):
-                        fail(ErrorCode.DRAM_RANGE)
                     with m.Else():
                         m.next = "CHECK2"
                 with m.Else():
                     m.d.sync += prod_spad.eq(ic.count * kk * cc)
-                    with m.If(ic.x_addr + prod_dram > self.mem_limit):
-                        fail(ErrorCode.DRAM_RANGE)
-                    with m.Else():
-                        m.next = "CHECK2"
+                    m.next = "CHECK2"
             with m.State("CHECK2"):
                 spad_end = Mux(opcode == Opcode.LOAD, ld.spad_addr, ic.spad_addr) + prod_spad
+                dram_end = Mux(opcode == Opcode.LOAD, ld.dram_addr + prod_dram + ld.row_bytes,
+                               ic.x_addr + prod_dram)
                 with m.If(spad_end > Mux(opcode == Opcode.LOAD, depth, cfg.input_rows)):
                     fail(ErrorCode.SPAD_RANGE)
+                with m.Elif(dram_end > self.mem_limit):
+                    fail(ErrorCode.DRAM_RANGE)
                 with m.Elif(opcode == Opcode.LOAD):
                     m.d.comb += load_gen.start.eq(1)
                     m.next = "GEN"

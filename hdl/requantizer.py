@@ -83,7 +83,8 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._lanes
-        m.submodules.queue = queue = ResultQueue(int8_row_layout(n), depth=REQUANT_STAGES + QUEUE_SLACK)
+        m.submodules.queue = queue = ResultQueue(int8_row_layout(n),
+                                                 depth=REQUANT_STAGES + QUEUE_SLACK)
         wiring.connect(m, wiring.flipped(self.o_stream), queue.o_stream)
 
         # Parameter registers.

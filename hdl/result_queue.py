@@ -3,8 +3,8 @@
 Stalling a whole systolic array on output backpressure would fan one enable out to every
 register of every PE, which costs timing on an FPGA. Instead the pipeline never stops: an input
 is admitted only while the queue holds a credit for its result, and each result lands in a FIFO
-deep enough for everything in flight. With ``depth >= latency + QUEUE_SLACK`` an always-ready consumer
-sees one result per cycle.
+deep enough for everything in flight. With ``depth >= latency + QUEUE_SLACK`` an always-ready
+consumer sees one result per cycle.
 
 Tested through the array and requantizer tests (random stalls on the output stream).
 """

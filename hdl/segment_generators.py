@@ -16,7 +16,7 @@ accelerator tests against :mod:`octet.sim.isa_sim`.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from octet.isa import LAYOUTS, Opcode

@@ -7,8 +7,9 @@ the tile's accumulator rows and send each row's valid channels, as int32 or requ
 to the write packer, which writes exactly those bytes. After every write of the instruction
 is acknowledged, a store->compute token is pushed if ``push_prev``.
 
-A parameter record with a shift outside [-31, 30] stops the instruction with MALFORMED before
-that n-tile's rows are written (earlier n-tiles of the instruction have been written).
+In int8 mode every parameter record is read once before any row is written and a shift outside
+[-31, 30] stops the instruction with MALFORMED; the records are read again, one n-tile at a
+time, to load the requantizer.
 
 Tested against the golden ISA simulator by the accelerator tests.
 """
@@ -44,7 +45,7 @@ class StoreUnit(wiring.Component):
     prev_available : In(1)
         A compute->store token is queued.
     pop_prev, push_prev : Out(1)
-    mem_limit : In(32)
+    mem_limit : In(33)
     halt : In(1)
     error : Out(ErrorReport())
     acc_r : Out(MemRead(32C, acc_rows))
@@ -65,7 +66,7 @@ class StoreUnit(wiring.Component):
         super().__init__({
             "i_instr": In(InstructionStream()),
             "prev_available": In(1), "pop_prev": Out(1), "push_prev": Out(1),
-            "mem_limit": In(32), "halt": In(1), "error": Out(ErrorReport()),
+            "mem_limit": In(33), "halt": In(1), "error": Out(ErrorReport()),
             "acc_r": Out(MemRead(32 * C, config.acc_rows)),
             "o_rreq": Out(BusRequest()),
             "i_rdata": In(stream.Signature(data.StructLayout({"data": 8 * B, "error": 1}))),
@@ -148,6 +149,8 @@ class StoreUnit(wiring.Component):
                 m.d.sync += [n_tiles.eq((ins.cols + C - 1) // C),
                              prod.eq((ins.rows - 1) * ins.dram_stride)]
                 with m.If((ins.rows == 0) | (ins.cols == 0) | (ins.mode.as_value() > 1) |
+                          ((ins.rows > 1) & (ins.dram_stride < (ins.cols << esize_shift))) |
+                          ((ins.cols + C - 1) // C > min(cfg.acc_rows, 4095)) |
                           (int8 & (ins.param_addr[:4] != 0))):
                     fail(ErrorCode.MALFORMED)
                 with m.Else():
@@ -163,8 +166,46 @@ class StoreUnit(wiring.Component):
                     fail(ErrorCode.DRAM_RANGE)
                 with m.Else():
                     m.d.sync += [nt.eq(0), tile_addr.eq(ins.dram_addr),
-                                 cols_left.eq(ins.cols)]
+                                 cols_left.eq(ins.cols), lane.eq(0), rec_beats.eq(0)]
+                    m.next = "VALIDATE_REQ"
+            # Int8: read every parameter record once and check its shift before any row is
+            # written, so a bad table stops the instruction with nothing written.
+            with m.State("VALIDATE_REQ"):
+                vw = Mux(cols_left < C, cols_left, C)
+                with m.If(~int8):
                     m.next = "TILE"
+                with m.Else():
+                    m.d.comb += [self.o_rreq.valid.eq(~stop),
+                                 self.o_rreq.payload.addr.eq(
+                                     ins.param_addr + nt * (C * PARAM_RECORD_BYTES)),
+                                 self.o_rreq.payload.beats.eq(vw * per_record)]
+                    m.d.sync += width.eq(vw)
+                    with m.If(stop):
+                        m.next = "HALT"
+                    with m.Elif(self.o_rreq.ready):
+                        m.next = "VALIDATE"
+            with m.State("VALIDATE"):
+                vshift = rec[64:72].as_signed()
+                m.d.comb += self.i_rdata.ready.eq(rec_beats != per_record)
+                with m.If(self.i_rdata.valid & self.i_rdata.ready):
+                    m.d.sync += [rec.eq(Cat(rec, self.i_rdata.payload.data)[8 * B:]
+                                        if B < 16 else self.i_rdata.payload.data[:128]),
+                                 rec_beats.eq(rec_beats + 1)]
+                    with m.If(self.i_rdata.payload.error):
+                        fail(ErrorCode.BUS_ERROR)
+                with m.Elif(rec_beats == per_record):
+                    with m.If((vshift < SHIFT_MIN) | (vshift > SHIFT_MAX)):
+                        fail(ErrorCode.MALFORMED)
+                    with m.Else():
+                        m.d.sync += [rec_beats.eq(0), lane.eq(lane + 1)]
+                        with m.If(lane == width - 1):
+                            m.d.sync += lane.eq(0)
+                            with m.If(nt == n_tiles - 1):
+                                m.d.sync += [nt.eq(0), cols_left.eq(ins.cols)]
+                                m.next = "TILE"
+                            with m.Else():
+                                m.d.sync += [nt.eq(nt + 1), cols_left.eq(cols_left - width)]
+                                m.next = "VALIDATE_REQ"
             with m.State("TILE"):
                 w = Mux(cols_left < C, cols_left, C)
                 m.d.sync += [width.eq(w), row.eq(0), row_addr.eq(tile_addr),

@@ -98,7 +98,8 @@ class SystolicArray(wiring.Component):
         R, C = self._rows, self._cols
         psum_bits = psum_bits_for(R)
 
-        m.submodules.queue = queue = ResultQueue(accumulator_layout(C), depth=self.latency + QUEUE_SLACK)
+        m.submodules.queue = queue = ResultQueue(accumulator_layout(C),
+                                                 depth=self.latency + QUEUE_SLACK)
         wiring.connect(m, wiring.flipped(self.o_stream), queue.o_stream)
 
         # Bank bookkeeping: `full` = loaded and not yet closed by a `last` activation;

@@ -14,7 +14,7 @@ from octet.isa import PARAM_RECORD_BYTES, ErrorCode, Opcode, StoreMode, Target
 from octet.numerics import SHIFT_MAX, SHIFT_MIN, RequantParams
 
 from . import golden
-from .isa_sched import Fault, im2col_segments
+from .isa_sched import Fault
 
 __all__ = ["Datapath", "MAX_N_TILES"]
 
@@ -116,11 +116,9 @@ class Datapath:
         per = kh * kw * cc
         self._spad_range(pc, "input scratchpad", f["spad_addr"] + count * per - 1,
                          len(self.input_spad))
-        addrs, nbytes = im2col_segments(R, f)
-        if nbytes.any():
-            used = nbytes > 0
-            self.check_dram(pc, int(addrs[used].min()), int((addrs + nbytes)[used].max()),
-                            "IM2COL source")
+        # The whole input image must lie in device memory, whether or not every pixel is read.
+        self.check_dram(pc, f["x_addr"], f["x_addr"] + f["height"] * f["width"] * ch,
+                        "IM2COL source image")
         lin = f["oy0"] * f["out_w"] + f["ox0"] + np.arange(count, dtype=np.int64)
         oy, ox = lin // f["out_w"], lin % f["out_w"]
         iy = oy[:, None] * f["stride"] + np.arange(kh) - f["pad"]          # (count, KH)
@@ -174,6 +172,10 @@ class Datapath:
             raise Fault(ErrorCode.MALFORMED, pc,
                         f"STORE cols {cols} need {n_tiles} n-tiles, more than {limit}")
         value_bytes = 1 if int8 else 4
+        if int8 and f["param_addr"] % PARAM_RECORD_BYTES:
+            raise Fault(ErrorCode.MALFORMED, pc,
+                        f"STORE param_addr 0x{f['param_addr']:x} is not "
+                        f"{PARAM_RECORD_BYTES}-byte aligned")
         if rows > 1 and f["dram_stride"] < cols * value_bytes:
             raise Fault(ErrorCode.MALFORMED, pc,
                         f"STORE dram_stride {f['dram_stride']} < {cols * value_bytes} bytes "

@@ -200,8 +200,16 @@ def _error_programs(cfg):
         ("dram range load", [(Opcode.LOAD, dict(ok_load, dram_addr=cfg.mem_bytes - 2))]),
         ("dram range store", [(Opcode.STORE, dict(rows=2, cols=C, dram_addr=cfg.mem_bytes - 8,
                                                   dram_stride=4 * C))]),
-        ("misaligned params", [(Opcode.STORE, dict(mode=isa.StoreMode.INT8, rows=1, cols=1,
-                                                   dram_addr=0x2000, param_addr=0x3004))]),
+        ("misaligned params", [("params", 0x3000, 0), (Opcode.STORE, dict(
+            mode=isa.StoreMode.INT8, rows=1, cols=1, dram_addr=0x2000, param_addr=0x3004))]),
+        ("reserved bits", [("raw", isa.encode(Opcode.GEMM, m=1, k_tiles=1, n_tiles=1,
+                                               w_stride=1) | 1 << isa.LAYOUTS[Opcode.GEMM]
+                             ["reserved"].offset)]),
+        ("overlapping store rows", [(Opcode.STORE, dict(rows=2, cols=C, dram_addr=0x2000,
+                                                        dram_stride=3))]),
+        ("bad shift", [("params", 0x3000, 40), (Opcode.STORE, dict(
+            mode=isa.StoreMode.INT8, rows=1, cols=2 * C + 1, dram_addr=0x2000,
+            param_addr=0x3000))]),
         ("deadlock", [(Opcode.GEMM, dict(m=1, k_tiles=1, n_tiles=1, w_stride=1,
                                          pop_prev=1))]),
         ("store waits forever", [(Opcode.LOAD, dict(ok_load, push_next=1)),
@@ -220,12 +228,25 @@ async def error_cases(dut):
     def host():
         golden_dev = _scrubbed_golden(cfg, dev)
         for name, instructions in _error_programs(cfg):
-            blob = b"".join(bytes(isa.INSTRUCTION_BYTES) if ins is None else
-                            isa.encode_program([ins]) for ins in instructions)
-            if instructions[-1] is not None and instructions[-1][0] is not Opcode.END:
-                blob += isa.encode_program([(Opcode.END, {})])
-            image = nprng.integers(0, 256, cfg.mem_bytes, dtype=np.uint8).tobytes()
-            golden, rtl = _run_both(cfg, dev, image, [(prog_addr, blob)], prog_addr, golden_dev)
+            image = bytearray(nprng.integers(0, 256, cfg.mem_bytes, dtype=np.uint8).tobytes())
+            blob = b""
+            for ins in instructions:
+                if ins is None:
+                    blob += bytes(isa.INSTRUCTION_BYTES)
+                elif ins[0] == "raw":
+                    blob += ins[1].to_bytes(isa.INSTRUCTION_BYTES, "little")
+                elif ins[0] == "params":
+                    # valid records except the last one, whose shift is out of range
+                    _, addr, shift = ins
+                    for c in range(2 * cfg.cols + 1):
+                        image[addr + 16 * c:addr + 16 * c + 16] = bytes(16)
+                        image[addr + 16 * c] = 1
+                    image[addr + 16 * (2 * cfg.cols) + 8] = shift
+                else:
+                    blob += isa.encode_program([ins])
+            blob += isa.encode_program([(Opcode.END, {})])
+            golden, rtl = _run_both(cfg, dev, bytes(image), [(prog_addr, blob)], prog_addr,
+                                    golden_dev)
             assert golden[0] == "error", f"{name}: golden did not fail"
             _compare(golden, rtl, name)
         # A program running off the end of memory, and a misaligned program base.
