@@ -55,6 +55,11 @@ class AcceleratorError(DeviceError):
         self.instruction = instruction
         self.detail = detail
 
+    def __reduce__(self):
+        # Rebuild from the fields, not the message, so the error survives pickling (a
+        # Verilator session sends it from the simulation process).
+        return type(self), (self.code, self.fault_pc, self.instruction, self.detail)
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -108,6 +113,17 @@ class Device:
     def fault_detail(self):
         """The backend's explanation of the last error, or None."""
         return None
+
+    def call(self, function, *args, **kwargs):
+        """Run host code against this device: ``function(self, *args, **kwargs)``.
+
+        The same blocking host code (e.g. :func:`octet.host.compiler.run_gemm`) runs on every
+        backend. A backend living in another process runs it next to the device instead of
+        here (:class:`~octet.host.verilator_session.VerilatorSession` runs it inside the
+        simulation), so ``function`` should be a module-level function and its arguments,
+        result and exceptions picklable.
+        """
+        return function(self, *args, **kwargs)
 
     # --- implemented once ------------------------------------------------------------------
 

@@ -240,9 +240,9 @@ def test_store_int8(zero_point, relu, seed):
         records[j, 4:8] = np.frombuffer(int(params.bias[j]).to_bytes(4, "little", signed=True),
                                         np.uint8)
         records[j, 8] = int(params.shift[j]) & 0xFF
-    sim.write_mem(0x3003, records.tobytes())          # records need no alignment
+    sim.write_mem(0x3000, records.tobytes())
     f = dict(mode=isa.StoreMode.INT8, rows=rows, cols=cols, acc_addr=5, acc_n_step=rows,
-             dram_addr=0x101, dram_stride=13, param_addr=0x3003, zero_point=zero_point,
+             dram_addr=0x101, dram_stride=13, param_addr=0x3000, zero_point=zero_point,
              relu=int(relu))
     before = snapshot(sim)
     assert run(sim, [(STORE, f), (END, {})]) == DONE
@@ -284,6 +284,8 @@ ERROR_CASES = [
      "STORE dram_stride 7 < 8 bytes per row"),
     (STORE, dict(S1, rows=2, cols=3, mode=1, dram_stride=2), MALFORMED,
      "STORE dram_stride 2 < 3 bytes per row"),
+    (STORE, dict(S1, mode=1, param_addr=0x208), MALFORMED,
+     "STORE param_addr 0x208 is not 16-byte aligned"),
     (LOAD, dict(L1, pop_prev=1), MALFORMED, "LOAD may not set header flag(s) pop_prev"),
     (IM2COL, dict(I1, push_prev=1), MALFORMED, "IM2COL may not set header flag(s) push_prev"),
     (STORE, dict(S1, pop_next=1, push_next=1), MALFORMED,
@@ -306,7 +308,7 @@ ERROR_CASES = [
     (LOAD, dict(L1, dram_addr=0xFFFF, row_bytes=2), DRAM,
      "LOAD source bytes [0xffff, 0x10001) leave [0, MEM_LIMIT = 0x10000)"),
     (LOAD, dict(L1, rows=2, dram_stride=0xFFFF_FFFF), DRAM, "LOAD source bytes"),
-    (IM2COL, dict(I1, x_addr=0xFFFF, channels=2), DRAM, "IM2COL source bytes [0xffff, 0x10001)"),
+    (IM2COL, dict(I1, x_addr=0xFFFF, channels=2), DRAM, "IM2COL source image bytes [0xffff, 0x10001)"),
     (STORE, dict(S1, dram_addr=0xFFFD), DRAM, "STORE destination bytes [0xfffd, 0x10001)"),
     (STORE, dict(S1, mode=1, cols=2, param_addr=0xFFF0), DRAM,
      "STORE parameter records bytes [0xfff0, 0x10010)"),

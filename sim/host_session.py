@@ -1,0 +1,106 @@
+"""cocotb module: the simulation side of a Verilator session (``octet.host.verilator_session``).
+
+One cocotb test, :func:`host_session`, sets the accelerator up the way
+``octet.sim.tb_accelerator`` does (clock, cocotbext-axi ``AxiRam`` as device memory on
+``m_axi``, ``AxiLiteMaster`` on ``s_axil``, reset), wraps it in a
+:class:`~octet.sim.verilator_device.VerilatorDevice`, connects to the host process through the
+Unix socket named by ``$OCTET_SESSION_SOCKET`` and runs :func:`serve` as a blocking host job,
+``await bridge(serve)(device, connection)``. The configuration is ``$OCTET_CONFIG`` (JSON of
+:class:`~octet.config.AcceleratorConfig` fields).
+
+While :func:`serve` waits for the next request the simulation is paused; a request runs on the
+VerilatorDevice, whose register accesses and waits re-enter the simulator. Requests are
+pickled tuples (``multiprocessing.connection``):
+
+* ``("read_reg", reg)``, ``("write_reg", reg, value)``, ``("read_mem", addr, n)``,
+  ``("write_mem", addr, data)``, ``("wait", cycles)``: the device primitives;
+* ``("call", function, args, kwargs)``: host code, ``function(device, *args, **kwargs)``,
+  run here next to the RTL (``function`` is pickled by reference, so it is imported here);
+* ``("close",)``: end the session (so does the host closing the socket).
+
+Each request gets one reply, ``("ok", value)`` or ``("error", exception)``; an exception that
+cannot be pickled is replaced by a ``DeviceError`` naming it, and every exception carries the
+simulation side's traceback as a note. Used only through ``VerilatorSession``; tested by
+``tests/test_cli.py`` (the Verilator-marked test).
+"""
+
+import json
+import os
+import pickle
+import traceback
+from multiprocessing.connection import Client
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.task import bridge
+
+from octet.config import AcceleratorConfig
+from octet.host.device import DeviceError
+from octet.sim.axi_models import attach_axi_ram, attach_axil_master, reset
+from octet.sim.verilator_device import VerilatorDevice
+
+__all__ = ["host_session", "serve"]
+
+
+def _portable(exc):
+    """``exc`` with the traceback as a note, or a DeviceError naming it if it cannot pickle."""
+    note = "raised in the Verilator simulation:\n" + "".join(traceback.format_exception(exc))
+    try:
+        exc.add_note(note)
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - any failure to round-trip means "send a stand-in"
+        stand_in = DeviceError(f"{type(exc).__name__}: {exc}")
+        stand_in.add_note(note)
+        return stand_in
+
+
+def _call(device, function, args, kwargs):
+    return function(device, *args, **kwargs)
+
+
+def serve(device, connection):
+    """Answer requests from the host process on ``connection`` until it closes the session."""
+    handlers = {
+        "read_reg": device.read_reg, "write_reg": device.write_reg,
+        "read_mem": device.read_mem, "write_mem": device.write_mem, "wait": device.wait,
+        "call": lambda function, args, kwargs: _call(device, function, args, kwargs),
+    }
+    while True:
+        try:
+            request = connection.recv()
+        except EOFError:
+            return                       # the host went away
+        except Exception as exc:  # noqa: BLE001 - e.g. a function that cannot be imported here
+            connection.send(("error", _portable(exc)))
+            continue
+        if request[0] == "close":
+            connection.send(("ok", None))
+            return
+        try:
+            reply = ("ok", handlers[request[0]](*request[1:]))
+        except Exception as exc:  # noqa: BLE001 - every error goes back to the host
+            reply = ("error", _portable(exc))
+        try:
+            connection.send(reply)
+        except OSError:
+            return                       # the host closed the session without waiting
+        except Exception as exc:  # noqa: BLE001 - a result that cannot be pickled
+            connection.send(("error", _portable(DeviceError(
+                f"the result of {request[0]} cannot be sent to the host: {exc}"))))
+
+
+@cocotb.test()
+async def host_session(dut):
+    """Serve one host process until it closes the session."""
+    config = AcceleratorConfig(**json.loads(os.environ.get("OCTET_CONFIG", "{}")))
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    ram = attach_axi_ram(dut, size=config.mem_bytes)
+    axil = attach_axil_master(dut)
+    await reset(dut)
+    device = VerilatorDevice(dut, axil, ram)
+    connection = Client(os.environ["OCTET_SESSION_SOCKET"], family="AF_UNIX")
+    try:
+        await bridge(serve)(device, connection)
+    finally:
+        connection.close()
