@@ -1,10 +1,10 @@
-"""Compute backends the host drives: one interface, golden and Verilator implementations.
+"""Compute-core backends: host-tiled operations on the array + requantizer core alone.
 
-A backend runs whole operations of the compute core: a host-tiled GEMM (tiles from
-:mod:`octet.host.tiling`) and a requantization pass. :class:`GoldenBackend` computes with the
-NumPy golden model and estimates cycles with its cycle model; the Verilator backend
-(:mod:`octet.host.verilator_backend`) runs the same operations on the RTL. Callers use
-:func:`make_backend` and never branch on the backend kind.
+A backend runs whole operations of the compute core (``octet.hdl.compute_core``): a
+host-tiled GEMM (tiles from :mod:`octet.host.tiling`) and a requantization pass. Its one
+implementation, :class:`~octet.host.verilator_backend.VerilatorBackend`, runs them on the RTL
+of the core; ``octet bench core`` measures the core with it. Operations on the whole
+accelerator go through :mod:`octet.host.devices` instead.
 """
 
 from dataclasses import dataclass
@@ -12,15 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from octet.numerics import RequantParams
-from octet.sim import golden
 
-from .tiling import accumulate_tile, check_gemm_operands, gemm_tiles
+from .devices import MAX_ARRAY_DIM
+from .tiling import check_gemm_operands
 
-__all__ = ["BackendError", "GemmResult", "Backend", "GoldenBackend", "make_backend",
-           "BACKENDS", "check_array_size"]
-
-BACKENDS = ("golden", "verilator")
-MAX_ARRAY_DIM = 64
+__all__ = ["BackendError", "GemmResult", "Backend", "check_array_size"]
 
 
 class BackendError(RuntimeError):
@@ -53,8 +49,8 @@ def check_array_size(rows, cols):
 class Backend:
     """Interface of a compute backend for an R x C array.
 
-    Subclasses implement :meth:`_gemm` and :meth:`_requantize`; :meth:`gemm` checks the
-    operands and chains the two.
+    Subclasses implement :meth:`_run` (GEMM, then requantization when asked); :meth:`gemm`
+    checks the operands first.
     """
 
     name = None
@@ -77,31 +73,3 @@ class Backend:
 
     def close(self):
         """Release resources (simulators, ports)."""
-
-
-class GoldenBackend(Backend):
-    """The NumPy golden model, tile by tile, with the golden cycle model."""
-
-    name = "golden"
-
-    def _run(self, a, b, requant):
-        out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int32)
-        for tile in gemm_tiles(a, b, self.rows, self.cols):
-            accumulate_tile(out, tile, golden.matmul_int32(tile.activations, tile.weights))
-        m, k = a.shape
-        n = b.shape[1]
-        gemm_cycles = golden.array_cycles(m, k, n, self.rows, self.cols)
-        if requant is None:
-            return out, gemm_cycles, 0
-        return (golden.requantize(out, requant), gemm_cycles,
-                golden.requant_cycles(m, n, self.cols))
-
-
-def make_backend(name, rows=8, cols=8, progress=True):
-    """Create the backend called ``name`` (one of :data:`BACKENDS`)."""
-    if name == "golden":
-        return GoldenBackend(rows, cols)
-    if name == "verilator":
-        from .verilator_backend import VerilatorBackend
-        return VerilatorBackend(rows, cols, progress=progress)
-    raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

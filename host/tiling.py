@@ -5,8 +5,9 @@ A (M, K) x B (K, N) becomes ceil(K/R) * ceil(N/C) tiles, N-tile outer and K-tile
 tile's partial result (M, C) is added into the int32 output, wrapping like the hardware's
 accumulator. Edge tiles are zero-padded, which adds nothing to the sums.
 
-Both backends (golden and Verilator) consume the same tile sequence from :func:`gemm_tiles`,
-so they differ only in who multiplies.
+The compute-core driver (``octet.sim.core_driver``, behind the compute-core Verilator backend)
+consumes the tile sequence of :func:`gemm_tiles`; :func:`check_gemm_operands` is shared by
+every host path.
 """
 
 from dataclasses import dataclass

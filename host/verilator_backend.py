@@ -8,6 +8,7 @@ the results back. The compiled model is cached (:mod:`octet.sim.verilator_build`
 
 import sys
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +46,11 @@ class VerilatorBackend(Backend):
                       f"{self.rows}x{self.cols} array in Verilator", file=sys.stderr,
                       flush=True)
             log = tmp / "sim.log"
-            try:
+            # A failed run is reported below from the result file's absence.
+            with suppress(SystemExit):
                 self._model.run("octet.sim.job_core", test_dir=tmp, log_file=log,
                                 extra_env={"OCTET_JOB": str(tmp / "job.npz"),
                                            "OCTET_RESULT": str(tmp / "result.npz")})
-            except SystemExit:
-                pass  # reported below from the result file's absence
             result = tmp / "result.npz"
             if not result.exists():
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""

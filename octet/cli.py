@@ -2,8 +2,9 @@
 
 Each subcommand lives in :mod:`octet.commands` as a module with ``add_parser(subparsers)``
 and ``run(args)``. Errors the user can fix (bad files, shapes, flags, parameters) are raised
-as :class:`UsageError` or one of the library's ValueError/RuntimeError subclasses and printed
-as one line, ``octet: error: ...``, with exit status 2; tracebacks are for bugs only.
+as :class:`UsageError` or one of the library's ValueError/RuntimeError subclasses (accelerator
+errors and timeouts included: :class:`octet.host.device.DeviceError`) and printed as one line,
+``octet: error: ...``, with exit status 2; tracebacks are for bugs only.
 """
 
 import argparse
@@ -19,8 +20,8 @@ class UsageError(Exception):
 
 
 def _subcommands():
-    from octet.commands import bench, demo, gemm, generate
-    return [generate, gemm, demo, bench]
+    from octet.commands import bench, conv2d, demo, gemm, generate
+    return [generate, gemm, conv2d, demo, bench]
 
 
 def build_parser():
@@ -39,12 +40,13 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(None if argv is None else [str(a) for a in argv])
     from octet.host.backend import BackendError
+    from octet.host.device import DeviceError
     from octet.host.tiling import OperandError
     from octet.numerics import NumericsError
     from octet.toolchain import ToolchainError
     try:
         return args.run(args) or 0
-    except (UsageError, OperandError, NumericsError, BackendError, ToolchainError,
+    except (UsageError, OperandError, NumericsError, BackendError, DeviceError, ToolchainError,
             ValueError, OSError) as exc:
         print(f"octet: error: {exc}", file=sys.stderr)
         return 2

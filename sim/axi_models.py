@@ -26,6 +26,8 @@ restart their processes when it is released.
 outside ``[0, 0x8000)`` gets SLVERR.
 """
 
+import logging
+
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
@@ -61,6 +63,14 @@ def axil_bus(dut, prefix="s_axil"):
     return AxiLiteBus.from_prefix(dut, prefix, bus_separator=BUS_SEPARATOR)
 
 
+def _quiet(dut, prefix):
+    """cocotbext-axi logs every burst at INFO, which costs more than the simulation itself.
+
+    Its models log to ``cocotb.<top>.<port>``; keep warnings and errors only.
+    """
+    logging.getLogger(f"cocotb.{dut._name}.{prefix}").setLevel(logging.WARNING)
+
+
 def attach_axi_ram(dut, prefix="m_axi", size=2 ** 16, pause=0.0, rng=None):
     """An ``AxiRam`` slave on the AXI4 master port ``<prefix>__*`` of ``dut``.
 
@@ -83,6 +93,7 @@ def attach_axi_ram(dut, prefix="m_axi", size=2 ** 16, pause=0.0, rng=None):
         Its channels are ``ram.write_if.aw_channel / w_channel / b_channel`` and
         ``ram.read_if.ar_channel / r_channel``.
     """
+    _quiet(dut, prefix)
     ram = AxiRam(axi_bus(dut, prefix), dut.clk, dut.rst, reset_active_level=True, size=size)
     if pause:
         random_pauses(ram, rng, pause)
@@ -97,6 +108,7 @@ def attach_axil_master(dut, prefix="s_axil", pause=0.0, rng=None):
     one with ``.resp``; WSTRB follows the bytes written (``write(addr + 1, b"\\xaa")`` strobes
     byte 1 only). An SLVERR response does not raise.
     """
+    _quiet(dut, prefix)
     master = AxiLiteMaster(axil_bus(dut, prefix), dut.clk, dut.rst, reset_active_level=True)
     if pause:
         random_pauses(master, rng, pause)

@@ -25,6 +25,7 @@ simulation side's traceback as a note. Used only through ``VerilatorSession``; t
 """
 
 import json
+import logging
 import os
 import pickle
 import traceback
@@ -97,6 +98,8 @@ async def host_session(dut):
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     ram = attach_axi_ram(dut, size=config.mem_bytes)
     axil = attach_axil_master(dut)
+    # The bus models log every transfer at INFO; a session's log keeps warnings only.
+    logging.getLogger(f"cocotb.{dut._name}").setLevel(logging.WARNING)
     await reset(dut)
     device = VerilatorDevice(dut, axil, ram)
     connection = Client(os.environ["OCTET_SESSION_SOCKET"], family="AF_UNIX")

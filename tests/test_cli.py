@@ -1,6 +1,11 @@
-"""The ``octet`` command line: results against int64 NumPy / the golden model, and bad input.
+"""The ``octet`` command line (``gemm``, ``generate``, ``demo``): results against int64 NumPy
+and the golden model, cost reports, and bad input.
 
-Bad input must exit non-zero with one line naming the problem and no traceback.
+``octet gemm`` runs the compiled program on the golden device (its cycle model gives the
+cycles) or, in the one Verilator-marked test, on the RTL of the whole accelerator, which must
+give the same results and exact counters. Bad input, accelerator errors and timeouts must exit
+with status 2 and one line naming the problem, no traceback. Convolutions:
+``tests/test_cli_conv.py``.
 """
 
 import json
@@ -12,8 +17,16 @@ import numpy as np
 import pytest
 
 from octet.cli import main
+from octet.host.compiler import run_gemm
+from octet.host.device import GoldenDevice
+from octet.host.devices import accelerator_config
 from octet.numerics import RequantParams
 from octet.sim import golden
+
+from .test_cli_conv import conv_reference
+
+#: Counters the golden simulator predicts exactly (docs/isa.md), so the RTL must match them.
+EXACT_COUNTERS = ("compute_cycles", "bytes_written", "instructions")
 
 
 @pytest.fixture
@@ -31,6 +44,10 @@ def run_cli(*argv):
                           capture_output=True, text=True, timeout=600)
 
 
+def last_json(text):
+    return json.loads(text.strip().splitlines()[-1])
+
+
 def test_gemm_golden_equals_int64_numpy(operands, capsys):
     tmp, a, b = operands
     assert main(["gemm", tmp / "a.npy", tmp / "b.npy", "-o", tmp / "c.npy", "--json",
@@ -38,11 +55,40 @@ def test_gemm_golden_equals_int64_numpy(operands, capsys):
     out = np.load(tmp / "c.npy")
     assert out.dtype == np.int32
     np.testing.assert_array_equal(out, a.astype(np.int64) @ b.astype(np.int64))
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    report = last_json(capsys.readouterr().out)
     assert report["backend"] == "golden"
+    assert (report["rows"], report["cols"], report["bus_bytes"]) == (4, 3, 8)
     assert report["ideal_cycles"] == 13 * 21 * 10 / 12
-    assert report["cycles"] == golden.array_cycles(13, 21, 10, 4, 3)
+    # The cycles are the golden simulator's CYCLES counter for the compiled program.
+    _, stats = run_gemm(GoldenDevice(accelerator_config(4, 3)), a, b)
+    assert report["counters"] == stats.counters
+    assert report["cycles"] == stats.counters["cycles"]
     assert report["utilization"] == pytest.approx(report["ideal_cycles"] / report["cycles"])
+    assert report["dram_bytes"] == stats.counters["bytes_read"] + stats.counters["bytes_written"]
+    assert report["bandwidth_utilization"] == pytest.approx(
+        report["dram_bytes"] / (report["cycles"] * 8))
+    assert report["cycle_source"] == "cycle model" and report["dtype"] == "int32"
+    assert (report["m"], report["k"], report["n"]) == (13, 21, 10)
+
+
+@pytest.mark.parametrize("m,k,n,rows,cols,bus", [
+    (1, 1, 1, 8, 8, 8), (1, 37, 5, 4, 4, 4), (9, 8, 8, 8, 8, 16), (30, 70, 19, 3, 5, 8),
+    (17, 130, 65, 16, 16, 16), (2, 5, 3, 1, 1, 4), (40, 9, 70, 64, 64, 8),
+])
+def test_gemm_golden_random_shapes(tmp_path, capsys, m, k, n, rows, cols, bus):
+    rng = np.random.default_rng(m * 1000 + k * 10 + n)
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    assert main(["gemm", tmp_path / "a.npy", tmp_path / "b.npy", "-o", tmp_path / "c.npy",
+                 "--rows", rows, "--cols", cols, "--bus-bytes", bus, "--json"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"),
+                                  a.astype(np.int64) @ b.astype(np.int64))
+    report = last_json(capsys.readouterr().out)
+    assert report["bus_bytes"] == bus
+    assert report["ideal_cycles"] == m * k * n / (rows * cols)
+    assert report["cycles"] >= report["counters"]["compute_cycles"] > 0
 
 
 def test_gemm_requant_golden_matches_tflite_semantics(operands, capsys):
@@ -98,6 +144,7 @@ def test_gemm_bad_requant_file(operands, params, message, capsys):
     (["--rows", "0"], "array size must be between 1 and 64, got 0"),
     (["--cols", "x"], "expected a whole number"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["--bus-bytes", "5"], "invalid choice: 5"),
 ])
 def test_gemm_bad_flags_no_traceback(operands, flags, message):
     tmp = operands[0]
@@ -105,6 +152,55 @@ def test_gemm_bad_flags_no_traceback(operands, flags, message):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_gemm_output_folder_missing(operands, capsys):
+    tmp = operands[0]
+    assert main(["gemm", tmp / "a.npy", tmp / "b.npy", "-o", tmp / "nowhere" / "c.npy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "folder" in err[0] and "does not exist" in err[0], err
+
+
+def test_gemm_timeout_is_one_line(operands):
+    tmp = operands[0]
+    proc = run_cli("gemm", tmp / "a.npy", tmp / "b.npy", "-o", tmp / "c.npy",
+                   "--timeout-cycles", "10")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("octet: error: program at 0x") and \
+        "still running after 10 cycles" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _faulting_job(device, *args, timeout_cycles=None):
+    """Host code whose program the accelerator rejects (an illegal opcode at 0x100)."""
+    device.write_mem(0x100, bytes(32))
+    device.run(0x100, timeout_cycles=timeout_cycles)
+
+
+def test_gemm_accelerator_error_is_one_line(operands, capsys, monkeypatch):
+    import octet.host.compiler
+    monkeypatch.setattr(octet.host.compiler, "run_gemm", _faulting_job)
+    tmp = operands[0]
+    assert main(["gemm", tmp / "a.npy", tmp / "b.npy", "-o", tmp / "c.npy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("octet: error: accelerator error ILLEGAL_OPCODE at 0x00000100")
+
+
+def test_gemm_device_memory_too_small_is_one_line(tmp_path, capsys):
+    np.save(tmp_path / "a.npy", np.zeros((4096, 4096), np.int8))   # all of the 16 MiB
+    np.save(tmp_path / "b.npy", np.zeros((4096, 1), np.int8))
+    assert main(["gemm", tmp_path / "a.npy", tmp_path / "b.npy", "-o", tmp_path / "c.npy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "octet: error: device memory exhausted: 'B' needs" in err[0], err
+
+
+def test_demo_golden_passes(capsys):
+    assert main(["demo", "--backend", "golden", "--m", "9", "--k", "20", "--n", "11",
+                 "--rows", "4", "--cols", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 3 and "FAIL" not in out
+    assert "cycles (golden cycle model" in out
 
 
 def test_generate_writes_verilog(tmp_path, capsys):
@@ -129,22 +225,37 @@ def test_help_explains_every_flag():
 
 
 @pytest.mark.verilator
-def test_gemm_verilator_equals_golden_and_numpy(operands):
-    tmp, a, b = operands
-    mult, shift = golden.quantize_multiplier(np.full(10, 2e-3))
-    np.savez(tmp / "p.npz", multiplier=mult, shift=shift, zero_point=4)
-    for requant in ([], ["--requant", tmp / "p.npz"]):
-        outs = {}
+def test_gemm_and_conv2d_verilator_equal_golden(tmp_path):
+    """The CLI on the RTL of a 4x4 accelerator: results and exact counters equal golden's."""
+    rng = np.random.default_rng(11)
+    arrays = {"a": (13, 21), "b": (21, 10), "x": (1, 6, 5, 3), "w": (3, 3, 3, 5)}
+    for name, shape in arrays.items():
+        np.save(tmp_path / f"{name}.npy", rng.integers(-128, 128, shape, dtype=np.int8))
+    for name, n in (("p10", 10), ("p5", 5)):
+        mult, shift = golden.quantize_multiplier(np.full(n, 2e-3))
+        np.savez(tmp_path / f"{name}.npz", multiplier=mult, shift=shift, zero_point=4,
+                 bias=rng.integers(-500, 500, n), relu=True)
+    jobs = [["gemm", "a.npy", "b.npy"], ["gemm", "a.npy", "b.npy", "--requant", "p10.npz"],
+            ["conv2d", "x.npy", "w.npy", "--padding", "1"],
+            ["conv2d", "x.npy", "w.npy", "--stride", "2", "--requant", "p5.npz"]]
+    outs = {}
+    for i, job in enumerate(jobs):
         for backend in ("golden", "verilator"):
-            proc = run_cli("gemm", tmp / "a.npy", tmp / "b.npy", "-o", tmp / f"{backend}.npy",
-                           "--backend", backend, "--rows", "4", "--cols", "4", "--json",
-                           *requant)
+            out = tmp_path / f"{i}-{backend}.npy"
+            proc = run_cli(job[0], *(tmp_path / f if f.endswith((".npy", ".npz")) else f
+                                     for f in job[1:]), "-o", out, "--backend", backend,
+                           "--rows", "4", "--cols", "4", "--json")
             assert proc.returncode == 0, proc.stderr
-            outs[backend] = (np.load(tmp / f"{backend}.npy"),
-                             json.loads(proc.stdout.strip().splitlines()[-1]))
-        np.testing.assert_array_equal(outs["verilator"][0], outs["golden"][0])
-        # the golden cycle model is exact for the array pass with an always-ready host
-        assert outs["verilator"][1]["cycles"] == outs["golden"][1]["cycles"]
-    params = RequantParams.create(mult, shift, zero_point=4)
-    expect = golden.requantize(a.astype(np.int64) @ b.astype(np.int64), params)
-    np.testing.assert_array_equal(np.load(tmp / "golden.npy"), expect)
+            assert "cocotb" not in proc.stdout   # the simulation's log goes to a file
+            outs[backend] = np.load(out), last_json(proc.stdout)
+        np.testing.assert_array_equal(outs["verilator"][0], outs["golden"][0], str(job))
+        rtl, model = outs["verilator"][1], outs["golden"][1]
+        assert rtl["cycle_source"] == "rtl" and rtl["cycles"] > 0
+        for key in EXACT_COUNTERS:
+            assert rtl["counters"][key] == model["counters"][key], (job, key)
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "0-golden.npy"),
+                                  a.astype(np.int64) @ b.astype(np.int64))
+    x, w = np.load(tmp_path / "x.npy"), np.load(tmp_path / "w.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "2-golden.npy"),
+                                  conv_reference(x, w, 1, 1))

@@ -72,7 +72,8 @@ def _cold_build_seconds(rows, cols):
 
 
 def run(args):
-    from octet.host.backend import GemmResult, make_backend
+    from octet.host.backend import GemmResult
+    from octet.host.verilator_backend import VerilatorBackend
     from octet.sim import golden
 
     sizes = _parse_sizes(args.sizes)
@@ -83,7 +84,7 @@ def run(args):
         build_rows.append((f"{r}x{c}", f"{_cold_build_seconds(r, c):.1f}"))
 
     rng = np.random.default_rng(0)
-    backend = make_backend("verilator", 8, 8, progress=False)
+    backend = VerilatorBackend(8, 8, progress=False)
     gemm_rows, results = [], []
     for m, k, n in GEMM_SHAPES:
         print(f"bench: {m}x{k}x{n} GEMM on the 8x8 RTL...", file=sys.stderr, flush=True)

@@ -2,15 +2,16 @@
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
 from octet.cli import UsageError
-from octet.host.backend import BACKENDS, MAX_ARRAY_DIM
+from octet.host.devices import BACKENDS, BUS_WIDTHS, MAX_ARRAY_DIM
 from octet.numerics import RequantParams
 
-__all__ = ["add_array_flags", "add_backend_flag", "load_npy", "load_requant", "print_json",
-           "positive_dim"]
+__all__ = ["add_array_flags", "add_accelerator_flags", "add_backend_flag", "load_npy",
+           "load_requant", "print_json", "positive_dim", "check_output_path", "save_npy"]
 
 
 def positive_dim(text):
@@ -34,6 +35,15 @@ def add_array_flags(parser):
                              "(1-64, default 8)")
 
 
+def add_accelerator_flags(parser):
+    """--rows, --cols and --bus-bytes: the accelerator configuration to build or model."""
+    add_array_flags(parser)
+    parser.add_argument("--bus-bytes", type=int, choices=BUS_WIDTHS, default=8,
+                        help="AXI data width of the accelerator's memory port in bytes "
+                             "(default 8); scratchpads are scaled to the array size so they "
+                             "keep the 8x8 design's capacity")
+
+
 def add_backend_flag(parser):
     parser.add_argument("--backend", choices=BACKENDS, default="golden",
                         help="where to compute: 'golden' = NumPy golden model with its cycle "
@@ -49,6 +59,21 @@ def load_npy(path, what):
         raise UsageError(f"{what} file {path} does not exist") from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read {what} file {path} as .npy: {exc}") from None
+
+
+def check_output_path(path):
+    """Fail early (before a long simulation) if ``path`` cannot be written."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {path}: folder {parent} does not exist")
+
+
+def save_npy(path, array):
+    """Write ``array`` to ``path`` (.npy); errors name the file."""
+    try:
+        np.save(path, array)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc}") from None
 
 
 def load_requant(path):

@@ -1,0 +1,138 @@
+"""The fast Verilator backend: device memory inside the design, nothing in Python per cycle.
+
+:class:`FastVerilatorDevice` drives :class:`octet.hdl.accelerator_sim.AcceleratorWithMemory`.
+Registers are written and read by driving the AXI4-Lite pins directly, only while an access is
+in progress; device memory is reached through the simulator's handle on the memory array
+(``memory.storage``, one bus word per element); waiting is a single timer per poll. So between
+polls Verilator runs at its own speed, hundreds of thousands of cycles per second, instead of
+the few thousand a Python bus model allows. Use it from blocking host code in a
+``cocotb.task.bridge`` thread, like :class:`~octet.sim.verilator_device.VerilatorDevice`.
+
+Tested by ``tests/test_accelerator_rtl.py`` (fast configuration, against the golden device).
+"""
+
+from cocotb.task import resume
+from cocotb.triggers import RisingEdge, Timer
+
+from octet.host.device import Device, DeviceError
+
+__all__ = ["FastVerilatorDevice", "CLOCK_NS"]
+
+#: Clock period the fast testbenches use.
+CLOCK_NS = 10
+
+
+class FastVerilatorDevice(Device):
+    """Device on a simulated ``AcceleratorWithMemory``.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        The top level, with its clock running at :data:`CLOCK_NS`.
+    bus_bytes : int
+        Width of a memory word.
+    poll_cycles : int
+        Cycles between two reads of STATUS while a program runs.
+    """
+
+    def __init__(self, dut, bus_bytes, poll_cycles=256):
+        self._dut = dut
+        self._bus = bus_bytes
+        self._storage = dut.memory.storage
+        self._words = len(self._storage)
+        self.poll_cycles = poll_cycles
+        for name, value in (("awvalid", 0), ("wvalid", 0), ("bready", 0), ("arvalid", 0),
+                            ("rready", 0), ("wstrb", 0xF)):
+            getattr(dut, f"s_axil__{name}").value = value
+
+    # --- registers: AXI4-Lite driven from Python only during an access ---------------------
+
+    def _pin(self, name):
+        return getattr(self._dut, f"s_axil__{name}")
+
+    async def _write(self, reg, value):
+        p = self._pin
+        p("awaddr").value = int(reg)
+        p("wdata").value = int(value) & 0xFFFF_FFFF
+        p("wstrb").value = 0xF
+        p("awvalid").value = 1
+        p("wvalid").value = 1
+        p("bready").value = 1
+        aw = w = False
+        while True:
+            await RisingEdge(self._dut.clk)
+            # values read here are those the design saw before this edge
+            if not aw and p("awready").value:
+                aw = True
+                p("awvalid").value = 0
+            if not w and p("wready").value:
+                w = True
+                p("wvalid").value = 0
+            if aw and w and p("bvalid").value:
+                resp = int(p("bresp").value)
+                p("bready").value = 0
+                break
+        if resp:
+            raise DeviceError(f"register write at 0x{int(reg):02x} failed (BRESP {resp})")
+
+    async def _read(self, reg):
+        p = self._pin
+        p("araddr").value = int(reg)
+        p("arvalid").value = 1
+        p("rready").value = 1
+        ar = False
+        while True:
+            await RisingEdge(self._dut.clk)
+            if not ar and p("arready").value:
+                ar = True
+                p("arvalid").value = 0
+            if ar and p("rvalid").value:
+                data, resp = int(p("rdata").value), int(p("rresp").value)
+                p("rready").value = 0
+                break
+        if resp:
+            raise DeviceError(f"register read at 0x{int(reg):02x} failed (RRESP {resp})")
+        return data
+
+    async def _wait(self, cycles):
+        await Timer(cycles * CLOCK_NS, unit="ns")
+
+    def read_reg(self, reg):
+        return resume(self._read)(reg)
+
+    def write_reg(self, reg, value):
+        resume(self._write)(reg, value)
+
+    def wait(self, max_cycles):
+        resume(self._wait)(max_cycles)
+        return max_cycles
+
+    # --- memory: backdoor through the simulator's handle on the array ----------------------
+
+    def _span(self, addr, n):
+        if addr < 0 or n < 0 or addr + n > self._words * self._bus:
+            raise DeviceError(f"device memory access [0x{addr:x}, 0x{addr + n:x}) is outside "
+                              f"the simulated {self._words * self._bus} bytes")
+        return addr // self._bus, -(-(addr + n) // self._bus)
+
+    def read_mem(self, addr, n):
+        first, end = self._span(addr, n)
+        B = self._bus
+        blob = b"".join(int(self._storage[i].value).to_bytes(B, "little")
+                        for i in range(first, end))
+        offset = addr - first * B
+        return blob[offset:offset + n]
+
+    def write_mem(self, addr, data):
+        data = bytes(data)
+        if not data:
+            return
+        first, end = self._span(addr, len(data))
+        B = self._bus
+        head = addr - first * B
+        tail = end * B - (addr + len(data))
+        if head or tail:   # keep the bytes of partial words that lie outside the write
+            old = self.read_mem(first * B, (end - first) * B)
+            data = old[:head] + data + old[len(old) - tail:]
+        for k, i in enumerate(range(first, end)):
+            self._storage[i].value = int.from_bytes(data[k * B:(k + 1) * B], "little")
