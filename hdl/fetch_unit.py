@@ -1,8 +1,9 @@
 """Fetch unit: reads the program from device memory, decodes and dispatches instructions.
 
 From ``prog_base`` on, it requests one instruction (32 bytes) per bus read, keeping several in
-flight but never more than its beat buffer can hold, so the shared in-order read channel
-never waits on it. Each complete instruction is checked (known opcode, header flags allowed
+flight but never more than its instruction buffer has room for, so it takes every beat as it
+arrives and the shared in-order read channel never waits on it (which would block the load
+unit's data behind a fetch that waits for a full queue). Each complete instruction is checked (known opcode, header flags allowed
 for its unit, reserved bits zero) and pushed to the queue of its unit (load, compute or
 store). END stops fetching; reads already issued past it are drained and dropped. Fetching stops before the
 first instruction that would lie beyond ``mem_limit``; reaching it without an END is a
@@ -77,10 +78,14 @@ class FetchUnit(wiring.Component):
         capacity = 4                          # instructions buffered or in flight
         running = Signal()
         issue_pc = Signal(32)
-        in_flight = Signal(range(capacity + 1))   # instructions requested, not yet decoded
+        in_flight = Signal(range(capacity + 1))   # instructions requested, not yet assembled
         beats = Signal(range(per + 1))
-        word = Signal(8 * INSTRUCTION_BYTES)
-        have_word = Signal()
+        assembly = Signal(8 * INSTRUCTION_BYTES)
+        # Assembled instructions waiting to be decoded; a request is only made when its slot
+        # here is free, so beats never wait.
+        m.submodules.ibuf = ibuf = fifo.SyncFIFO(width=8 * INSTRUCTION_BYTES, depth=capacity)
+        word = ibuf.r_data
+        have_word = ibuf.r_rdy
         halted = Signal()
         err_code = Signal(ErrorCode)
         m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
@@ -106,7 +111,7 @@ class FetchUnit(wiring.Component):
         # Requests: one instruction each, while the buffer has room and memory lasts.
         in_range = issue_pc + INSTRUCTION_BYTES <= self.mem_limit
         m.d.comb += [self.o_req.valid.eq(running & ~self.ended & ~stop & in_range &
-                                         (in_flight < capacity)),
+                                         (in_flight + ibuf.level < capacity)),
                      self.o_req.payload.addr.eq(issue_pc),
                      self.o_req.payload.beats.eq(per)]
         requested = self.o_req.valid & self.o_req.ready
@@ -114,12 +119,15 @@ class FetchUnit(wiring.Component):
             m.d.sync += issue_pc.eq(issue_pc + INSTRUCTION_BYTES)
 
         # Beats assemble into words; after END or an error they are dropped.
-        m.d.comb += self.i_data.ready.eq(~have_word | self.ended | stop)
-        got = self.i_data.valid & self.i_data.ready
+        m.d.comb += self.i_data.ready.eq(1)
+        got = self.i_data.valid
+        complete = Cat(assembly, self.i_data.payload.data)[8 * B:]
+        m.d.comb += [ibuf.w_data.eq(complete),
+                     ibuf.w_en.eq(got & (beats == per - 1) & ~self.ended & ~stop)]
         with m.If(got):
-            m.d.sync += word.eq(Cat(word, self.i_data.payload.data)[8 * B:])
+            m.d.sync += assembly.eq(complete)
             with m.If(beats == per - 1):
-                m.d.sync += [beats.eq(0), have_word.eq(~self.ended & ~stop)]
+                m.d.sync += beats.eq(0)
             with m.Else():
                 m.d.sync += beats.eq(beats + 1)
             with m.If(self.i_data.payload.error & ~stop & ~self.ended):
@@ -145,17 +153,18 @@ class FetchUnit(wiring.Component):
         target_ready = Mux(unit == Unit.LOAD, queues[Unit.LOAD].w_rdy,
                            Mux(unit == Unit.COMPUTE, queues[Unit.COMPUTE].w_rdy,
                                Mux(unit == Unit.STORE, queues[Unit.STORE].w_rdy, 1)))
-        decode = have_word & ~stop & legal & flags_ok & target_ready
-        m.d.comb += self.blocked.eq(have_word & legal & flags_ok & ~target_ready)
+        decode = have_word & ~stop & ~self.ended & legal & flags_ok & target_ready
+        m.d.comb += self.blocked.eq(have_word & ~self.ended & legal & flags_ok & ~target_ready)
         for u, q in queues.items():
             m.d.comb += [q.w_data.eq(Cat(word, self.pc)), q.w_en.eq(decode & (unit == u))]
         m.d.comb += self.dispatched.eq(decode)
-        with m.If(have_word & ~stop & ~(legal & flags_ok)):
+        with m.If(have_word & ~stop & ~self.ended & ~(legal & flags_ok)):
             m.d.sync += [err_code.eq(Mux(legal, ErrorCode.MALFORMED,
                                          ErrorCode.ILLEGAL_OPCODE)),
                          self.error.pc.eq(self.pc), halted.eq(1)]
+        m.d.comb += ibuf.r_en.eq(decode)
         with m.If(decode):
-            m.d.sync += [have_word.eq(0), self.pc.eq(self.pc + INSTRUCTION_BYTES)]
+            m.d.sync += self.pc.eq(self.pc + INSTRUCTION_BYTES)
             with m.If(unit == Unit.FETCH):
                 m.d.sync += self.ended.eq(1)
         m.d.sync += in_flight.eq(in_flight + requested - (got & (beats == per - 1)))

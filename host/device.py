@@ -58,7 +58,8 @@ class AcceleratorError(DeviceError):
     def __reduce__(self):
         # Rebuild from the fields, not the message, so the error survives pickling (a
         # Verilator session sends it from the simulation process).
-        return type(self), (self.code, self.fault_pc, self.instruction, self.detail)
+        return type(self), (self.code, self.fault_pc, self.instruction, self.detail), \
+            self.__dict__
 
 
 @dataclass(frozen=True)

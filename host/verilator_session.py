@@ -21,8 +21,9 @@ requests. Messages are pickled (``multiprocessing.connection``). Two ways to use
   process, at one round trip per register access.
 
 Device memory, scratchpads and accumulator persist across calls until :meth:`close`, which
-ends the simulation (so does this process exiting: the socket closes). Tested through
-``tests/test_cli.py`` / ``tests/test_cli_conv.py`` (the Verilator-marked tests).
+ends the simulation (so does this process exiting: the socket closes). Tested by the
+Verilator-marked test of ``tests/test_cli.py`` (gemm and conv2d on the RTL against golden);
+the request protocol alone by ``tests/test_host_session.py``.
 """
 
 import hashlib
@@ -30,6 +31,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -120,11 +122,11 @@ class VerilatorSession(Device):
         self._progress = progress
         self._connection = None
         self._failure = None
-        self._dir = Path(tempfile.mkdtemp(prefix="octet-session-"))
-        self.log_path = self._dir / "simulation.log"
         size = f"{config.rows}x{config.cols}"
         self._say(f"octet: preparing the Verilator model of the {size} accelerator")
         model = accelerator_model(config, progress=progress)
+        self._dir = Path(tempfile.mkdtemp(prefix="octet-session-"))
+        self.log_path = self._dir / "simulation.log"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             path = self._dir / "session.sock"
@@ -138,15 +140,15 @@ class VerilatorSession(Device):
                               "OCTET_CONFIG": json.dumps(asdict(config))}))
             self._thread.start()
             self._connection = Connection(self._accept(listener, start_timeout).detach())
+            self._sim_pid = self._hello(start_timeout)
+            listener.close()
+            found = self.identify()
+            if found != config:
+                raise SessionError(f"the simulated accelerator reports {found}, not {config}")
         except BaseException:
+            listener.close()
             self.close()
             raise
-        finally:
-            listener.close()
-        found = self.identify()
-        if found != config:
-            self.close()
-            raise SessionError(f"the simulated accelerator reports {found}, not {config}")
         self._config = found
 
     # --- process management -----------------------------------------------------------------
@@ -176,6 +178,15 @@ class VerilatorSession(Device):
             connection.setblocking(True)
             return connection
 
+    def _hello(self, timeout):
+        if not self._connection.poll(timeout):
+            raise SessionError(f"the Verilator simulation connected but did not introduce "
+                               f"itself within {timeout:.0f} s; see {self.log_path}")
+        kind, pid = self._connection.recv()
+        if kind != "hello":
+            raise SessionError(f"unexpected first message {kind!r} from the simulation")
+        return pid
+
     def _ended(self, what):
         why = f" ({self._failure})" if self._failure else ""
         self._keep_log = True
@@ -184,6 +195,7 @@ class VerilatorSession(Device):
 
     _keep_log = False
     _in_flight = False
+    _sim_pid = None
 
     def _request(self, *message):
         if self._connection is None:
@@ -217,8 +229,8 @@ class VerilatorSession(Device):
     def close(self):
         """End the simulation and remove its files (the log stays if it failed).
 
-        If a request is still running (an interrupt ended the wait for it), the socket is
-        simply closed; the simulation stops as soon as it notices.
+        If a request is still running (an interrupt ended the wait for it) or the simulation
+        does not end within a minute, its process is terminated.
         """
         wait = not self._in_flight
         if self._connection is not None:
@@ -231,6 +243,10 @@ class VerilatorSession(Device):
         thread = getattr(self, "_thread", None)
         if thread is not None and wait:
             thread.join(timeout=60)
+        if thread is not None and thread.is_alive() and self._sim_pid is not None:
+            with suppress(ProcessLookupError):
+                os.kill(self._sim_pid, signal.SIGTERM)
+            thread.join(timeout=10)
         if not self._keep_log:
             shutil.rmtree(self._dir, ignore_errors=True)
 

@@ -45,8 +45,8 @@ _HELDOUT_BUCKETS = 40
 _CALIBRATION_BUCKETS = 20
 
 
-class CorpusError(RuntimeError):
-    """The standard library source could not be found or read."""
+class CorpusError(OSError):
+    """The standard library source could not be found or read, or is too small."""
 
 
 def stdlib_dir():

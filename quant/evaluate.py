@@ -32,8 +32,8 @@ from .prune import prune_model
 from .quantize import calibrate, quantize
 
 __all__ = ["VARIANTS", "EXTENDED_VARIANTS", "DEFAULT_WINDOWS", "CALIBRATION_WINDOWS",
-           "single_thread_blas", "heldout_windows", "calibration_windows", "integer_bits_per_byte", "evaluate",
-           "markdown_table"]
+           "single_thread_blas", "heldout_windows", "calibration_windows",
+           "integer_bits_per_byte", "evaluate", "markdown_table"]
 
 VARIANTS = ("fp32", "w8a8", "w8a8_sparse50", "w8a8_2of4")
 EXTENDED_VARIANTS = VARIANTS + ("w8a8_magnitude50", "fp32_sparse50", "fp32_2of4")

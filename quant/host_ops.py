@@ -89,7 +89,8 @@ def ln_eps_q(eps):
 def embed(tok_emb, pos_emb, tokens, start):
     """Residual stream of ``tokens`` at positions ``start``...: int32 (T, d)."""
     positions = start + np.arange(len(tokens))
-    return (tok_emb[tokens].astype(np.int64) + pos_emb[positions]).astype(np.int32)
+    x = tok_emb[tokens].astype(np.int64) + pos_emb[positions]
+    return np.clip(x, -RESIDUAL_LIMIT, RESIDUAL_LIMIT).astype(np.int32)
 
 
 def layer_norm(x, gain, bias, eps_q):

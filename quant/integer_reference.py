@@ -15,15 +15,16 @@ GEMM calls through one pluggable function, the *GEMM interface*::
 
 That is what the accelerator's GEMM followed by STORE(INT8) computes, so any backend that is
 bit-exact with :mod:`octet.sim.golden` gives bit-identical logits: :func:`golden_gemm` (the
-golden model literally), :func:`fast_gemm` (the same integers via float BLAS, exact because
-every partial sum is an integer the float type represents; used for evaluation), and :class:`DeviceGemm`
-(any accelerator :class:`octet.host.device.Device`: the golden ISA simulator or the Verilator
-RTL). Everything between GEMMs is
-in :mod:`octet.quant.host_ops` and is integer-only.
+golden model literally); :func:`fast_gemm` (the same integers via float BLAS, exact because
+every partial sum is an integer the float type represents; used for evaluation); and
+:class:`DeviceGemm` (any accelerator :class:`octet.host.device.Device`: the golden ISA
+simulator or the Verilator RTL). Everything between GEMMs is in :mod:`octet.quant.host_ops`
+and is integer-only.
 
-Per block and token chunk the calls are: QKV (M=T, K=d, N=3d); per head the scores
-``q_h @ K_h^T`` (M=T, K=hd, N=S) and ``p_h @ V_h`` (M=T, K=S, N=hd) with S the number of cached
-positions; the attention output projection (K=d, N=d); MLP up (K=d, N=ff) and down (K=ff,
+Per block and chunk of T tokens the calls are: QKV (M=T, K=d, N=3d); per head and group of
+up to :data:`ATTENTION_CHUNK` query rows the scores ``q_h @ K_h^T`` (M=rows, K=hd, N=S) and
+``p_h @ V_h`` (M=rows, K=S, N=hd), with S the positions up to the group's last row; the
+attention output projection (K=d, N=d); MLP up (K=d, N=ff) and down (K=ff,
 N=d); finally the LM head (K=d, N=vocab) with int32 output. The ``p @ V`` requantization's
 bias is computed per call as ``128 * V_h.sum(axis=0)`` (probabilities carry zero point -128).
 

@@ -18,10 +18,14 @@ pickled tuples (``multiprocessing.connection``):
   run here next to the RTL (``function`` is pickled by reference, so it is imported here);
 * ``("close",)``: end the session (so does the host closing the socket).
 
+The first message goes the other way: ``("hello", pid)`` names the simulation process, which
+the host terminates when it has to stop without waiting (an interrupt during a request).
+
 Each request gets one reply, ``("ok", value)`` or ``("error", exception)``; an exception that
 cannot be pickled is replaced by a ``DeviceError`` naming it, and every exception carries the
 simulation side's traceback as a note. Used only through ``VerilatorSession``; tested by
-``tests/test_cli.py`` (the Verilator-marked test).
+``tests/test_host_session.py`` (:func:`serve` on the golden device) and the Verilator-marked
+test of ``tests/test_cli.py``.
 """
 
 import json
@@ -73,7 +77,9 @@ def serve(device, connection):
         except EOFError:
             return                       # the host went away
         except Exception as exc:  # noqa: BLE001 - e.g. a function that cannot be imported here
-            connection.send(("error", _portable(exc)))
+            connection.send(("error", _portable(DeviceError(
+                f"the simulation cannot load the request ({type(exc).__name__}: {exc}); "
+                f"call() takes module-level functions of importable modules"))))
             continue
         if request[0] == "close":
             connection.send(("ok", None))
@@ -103,6 +109,8 @@ async def host_session(dut):
     await reset(dut)
     device = VerilatorDevice(dut, axil, ram)
     connection = Client(os.environ["OCTET_SESSION_SOCKET"], family="AF_UNIX")
+    # The host stops this process with a signal if it cannot wait for a request to finish.
+    connection.send(("hello", os.getpid()))
     try:
         await bridge(serve)(device, connection)
     finally:

@@ -259,3 +259,21 @@ async def error_cases(dut):
         golden, rtl = _run_both(cfg, dev, image, [], 0x1010, golden_dev)
         _compare(golden, rtl, "misaligned program base")
     await bridge(host)()
+
+
+@cocotb.test()
+async def many_queued_loads(dut):
+    """More instructions than the load queue holds, each with long reads: no head-of-line
+    blocking between instruction fetch and load data on the shared read channel."""
+    cfg, dev, ram, rng = await _setup(dut, salt=5)
+    load = (Opcode.LOAD, dict(target=isa.Target.WEIGHT, rows=20, row_bytes=3 * cfg.cols,
+                              dram_addr=0x1200, dram_stride=9 * cfg.cols, spad_stride=3))
+    program = isa.encode_program([load] * 24 + [(Opcode.END, {})])
+
+    def host():
+        golden_dev = _scrubbed_golden(cfg, dev)
+        image = np.random.default_rng(_seed(5)).integers(0, 256, cfg.mem_bytes,
+                                                         dtype=np.uint8).tobytes()
+        golden, rtl = _run_both(cfg, dev, image, [(0x8000, program)], 0x8000, golden_dev)
+        _compare(golden, rtl, "24 queued loads")
+    await bridge(host)()

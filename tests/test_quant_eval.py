@@ -4,6 +4,7 @@ import argparse
 import json
 
 import numpy as np
+import pytest
 
 from octet.commands import evaluate as eval_command
 from octet.quant.evaluate import VARIANTS, evaluate, markdown_table
@@ -40,3 +41,20 @@ def test_evaluate_extended_variants(tmp_path):
     assert info["bytes_scored"] == 2 * TINY.context
     table = markdown_table(results)
     assert "`w8a8_2of4`" in table and np.isfinite(list(results.values())[1:]).all()
+
+
+def test_octet_eval_through_the_cli(tmp_path, capsys):
+    from octet import cli
+    if eval_command not in cli._subcommands():
+        pytest.skip("'octet eval' is not registered in octet/cli.py yet")
+    path = tmp_path / "tiny.octm"
+    save_model(Model(TINY, init_params(TINY, seed=2)), path)
+    assert cli.main(["eval", "--model", path, "--windows", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["metric"] == \
+        "bits_per_byte"
+    assert cli.main(["eval", "--model", tmp_path / "missing.octm"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
+    path.write_bytes(path.read_bytes()[:-1])
+    assert cli.main(["eval", "--model", path]) == 2
+    assert "truncated" in capsys.readouterr().err

@@ -46,9 +46,10 @@ def add_accelerator_flags(parser):
 
 def add_backend_flag(parser):
     parser.add_argument("--backend", choices=BACKENDS, default="golden",
-                        help="where to compute: 'golden' = NumPy golden model with its cycle "
-                             "model (fast), 'verilator' = the RTL in a Verilator simulation "
-                             "(compiled once, then cached); default golden")
+                        help="where to run: 'golden' = the golden ISA simulator (NumPy) "
+                             "with its cycle model (instant), 'verilator' = the RTL of the "
+                             "accelerator in a Verilator simulation (compiled once, then "
+                             "cached); default golden")
 
 
 def load_npy(path, what):

@@ -30,7 +30,7 @@ def add_parser(subparsers):
         description="Measure bits per byte of the byte-level transformer on held-out Python "
                     "standard-library files (never seen in training): the fp32 NumPy "
                     "reference, W8A8 (integer reference = the accelerator's arithmetic), and "
-                    "W8A8 after 50%% unstructured (Wanda) and 2:4 structured pruning. Prints a "
+                    "W8A8 after 50% unstructured (Wanda) and 2:4 structured pruning. Prints a "
                     "table; --json adds one JSON object as the last line of stdout.")
     p.add_argument("--model", default=None, metavar="FILE.octm",
                    help=f"model file (default: the shipped {DEFAULT_MODEL.name})")
