@@ -3,7 +3,8 @@
 For fast Verilator runs (benchmarks, the transformer demo) nothing in Python may run every
 cycle: the device memory is :class:`~octet.hdl.axi_memory.AxiMemory` on the accelerator's AXI
 master, and only the AXI4-Lite register port and the interrupt are top-level ports. The host
-loads and reads memory through the simulator's backdoor to ``memory.storage``.
+loads and reads memory through the simulator's backdoor to ``memory.ram.storage``; build it
+with ``extra_verilog=[RAM_VERILOG]`` (:func:`build_sim_model`).
 
 Tested by ``tests/test_accelerator_rtl.py`` (the ``fast`` configuration).
 """
@@ -14,9 +15,9 @@ from amaranth.lib.wiring import In, Out
 
 from .accelerator import Accelerator
 from .axi import AxiLiteSignature
-from .axi_memory import AxiMemory
+from .axi_memory import RAM_VERILOG, AxiMemory
 
-__all__ = ["AcceleratorWithMemory"]
+__all__ = ["AcceleratorWithMemory", "build_sim_model"]
 
 
 class AcceleratorWithMemory(wiring.Component):
@@ -51,3 +52,10 @@ class AcceleratorWithMemory(wiring.Component):
         wiring.connect(m, accel.m_axi, memory.s_axi)
         m.d.comb += self.irq.eq(accel.irq)
         return m
+
+
+def build_sim_model(config, latency=8, progress=True):
+    """The cached Verilator model of ``AcceleratorWithMemory(config)`` (top ``octet_sim``)."""
+    from octet.sim.verilator_build import build_model
+    return build_model(AcceleratorWithMemory(config, latency), "octet_sim", progress=progress,
+                       extra_verilog=[RAM_VERILOG])

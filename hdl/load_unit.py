@@ -251,9 +251,6 @@ class LoadUnit(wiring.Component):
                          al.i_seg.payload.offset.eq(head.seg.offset),
                          al.i_seg.payload.nbytes.eq(head.seg.nbytes),
                          al.i_seg.payload.zero.eq(head.seg.zero)]
-            with m.If(dispatch & (head.target == t)):
-                m.d.sync += [row_addr[t].eq(head.seg.spad_row), push[t].eq(head.push),
-                             seg_pc[t].eq(head.pc)]
             row = al.o_row
             m.d.comb += [row.ready.eq(1),
                          ports[t].addr.eq(row_addr[t]), ports[t].data.eq(row.payload.data),
@@ -262,6 +259,11 @@ class LoadUnit(wiring.Component):
                 m.d.sync += row_addr[t].eq(row_addr[t] + 1)
                 with m.If(row.payload.last & push[t]):
                     m.d.comb += self.token_push.eq(1)
+            # A new segment may be taken in the cycle the previous one's last row is written:
+            # its latch comes after the increment so that it wins.
+            with m.If(dispatch & (head.target == t)):
+                m.d.sync += [row_addr[t].eq(head.seg.spad_row), push[t].eq(head.push),
+                             seg_pc[t].eq(head.pc)]
             m.d.comb += [al.i_data.payload.eq(self.i_data.payload.data),
                          al.i_data.valid.eq(self.i_data.valid & (beats_left != 0) &
                                             (route == t))]

@@ -71,12 +71,6 @@ class ReadAligner(wiring.Component):
         to_emit = Signal(17)       # segment bytes not yet emitted as rows
         skip = Signal(range(B))    # bytes to drop from the next beat
 
-        # Take the next segment once the previous one is fully emitted.
-        m.d.comb += self.i_seg.ready.eq(~active)
-        with m.If(self.i_seg.valid & self.i_seg.ready):
-            seg = self.i_seg.payload
-            m.d.sync += [active.eq(1), zero.eq(seg.zero), to_read.eq(seg.nbytes),
-                         to_emit.eq(seg.nbytes), skip.eq(seg.offset)]
 
         # Emit a row when a full one is buffered, or the segment's tail once all is read.
         emit = Signal()
@@ -119,4 +113,12 @@ class ReadAligner(wiring.Component):
             m.d.sync += to_emit.eq(Mux(last_row, 0, to_emit - W))
             with m.If(last_row):
                 m.d.sync += [active.eq(0), count.eq(0)]
+
+        # Take the next segment once the previous one is fully emitted, or in the cycle its
+        # last row leaves (these assignments come last, so they win over the ones above).
+        m.d.comb += self.i_seg.ready.eq(~active | (emit & last_row))
+        with m.If(self.i_seg.valid & self.i_seg.ready):
+            seg = self.i_seg.payload
+            m.d.sync += [active.eq(1), zero.eq(seg.zero), to_read.eq(seg.nbytes),
+                         to_emit.eq(seg.nbytes), skip.eq(seg.offset), count.eq(0)]
         return m

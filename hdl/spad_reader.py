@@ -32,7 +32,7 @@ class SpadReader(wiring.Component):
     busy : Out(1)
     """
 
-    _DEPTH = 4
+    _DEPTH = 6
 
     def __init__(self, width, depth):
         self._width = width

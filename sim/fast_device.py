@@ -3,7 +3,7 @@
 :class:`FastVerilatorDevice` drives :class:`octet.hdl.accelerator_sim.AcceleratorWithMemory`.
 Registers are written and read by driving the AXI4-Lite pins directly, only while an access is
 in progress; device memory is reached through the simulator's handle on the memory array
-(``memory.storage``, one bus word per element); waiting is a single timer per poll. So between
+(``memory.ram.storage``, one bus word per element); waiting is a single timer per poll. So between
 polls Verilator runs at its own speed, hundreds of thousands of cycles per second, instead of
 the few thousand a Python bus model allows. Use it from blocking host code in a
 ``cocotb.task.bridge`` thread, like :class:`~octet.sim.verilator_device.VerilatorDevice`.
@@ -38,7 +38,7 @@ class FastVerilatorDevice(Device):
     def __init__(self, dut, bus_bytes, poll_cycles=256):
         self._dut = dut
         self._bus = bus_bytes
-        self._storage = dut.memory.storage
+        self._storage = dut.memory.ram.storage
         self._words = len(self._storage)
         self.poll_cycles = poll_cycles
         for name, value in (("awvalid", 0), ("wvalid", 0), ("bready", 0), ("arvalid", 0),

@@ -86,7 +86,7 @@ class VerilatorModel:
             return results
 
 
-def build_model(component, toplevel, progress=True, ports=None):
+def build_model(component, toplevel, progress=True, ports=None, extra_verilog=()):
     """Convert an Amaranth component to Verilog and compile it with Verilator, cached.
 
     Parameters
@@ -97,6 +97,8 @@ def build_model(component, toplevel, progress=True, ports=None):
         Name of the Verilog top module.
     progress : bool
         Print a line to stderr when a (slow) build actually happens.
+    extra_verilog : sequence of str
+        Verilog texts of modules the design instantiates (simulation models).
 
     Returns
     -------
@@ -105,6 +107,7 @@ def build_model(component, toplevel, progress=True, ports=None):
     use_bundled_verilator()
     # No source-location attributes: moving a line of Python must not force a rebuild.
     text = verilog.convert(component, name=toplevel, ports=ports, emit_src=False)
+    text = "\n".join([text, *extra_verilog])
     key = hashlib.sha256("\0".join([
         text, toplevel, version("verilator"), version("cocotb"), "octet-build-1",
     ]).encode()).hexdigest()[:16]

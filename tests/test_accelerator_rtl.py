@@ -11,7 +11,7 @@ import pytest
 
 from octet.config import AcceleratorConfig
 from octet.hdl.accelerator import Accelerator
-from octet.hdl.accelerator_sim import AcceleratorWithMemory
+from octet.hdl.accelerator_sim import build_sim_model
 from octet.sim.verilator_build import build_model
 
 from .test_core_rtl import failed_cases
@@ -40,7 +40,7 @@ def test_accelerator_with_fast_memory(seed, tmp_path):
     """The in-design memory and backdoor device used by benchmarks and the demo."""
     cfg = AcceleratorConfig(rows=4, cols=4, input_rows=512, weight_rows=512, acc_rows=256,
                             bus_bytes=8, mem_bytes=1 << 18)
-    model = build_model(AcceleratorWithMemory(cfg), "octet_sim")
+    model = build_sim_model(cfg)
     results = model.run("octet.sim.tb_accelerator_fast", test_dir=tmp_path,
                         extra_env={"OCTET_SEED": str(seed),
                                    "OCTET_CONFIG": json.dumps(asdict(cfg))})
