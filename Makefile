@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/octet bench core
+	$(VENV)/bin/octet bench accel
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff

@@ -51,7 +51,7 @@ __all__ = ["VerilatorSession", "SessionError", "SIM_MODULE", "accelerator_model"
 
 #: The cocotb module that serves a session.
 SIM_MODULE = "octet.sim.host_session"
-_TOPLEVEL = "octet_accelerator"
+_TOPLEVEL = "octet_sim"
 
 
 def _design_fingerprint(config):
@@ -73,22 +73,22 @@ def _design_fingerprint(config):
 
 
 def accelerator_model(config, progress=True):
-    """The cached Verilator model of ``Accelerator(config)``.
+    """The cached Verilator model of ``AcceleratorWithMemory(config)`` (device memory inside).
 
     :func:`~octet.sim.verilator_build.build_model` keys builds by the generated Verilog,
     which takes seconds to produce; this remembers which build belongs to which sources
     (:func:`_design_fingerprint`) so that an unchanged design skips the conversion too.
     """
-    from octet.sim.verilator_build import VerilatorModel, build_model, cache_root
+    from octet.sim.verilator_build import VerilatorModel, cache_root
 
     index = cache_root() / "designs" / f"{_TOPLEVEL}-{_design_fingerprint(config)}"
     if index.exists():
         build_dir = cache_root() / index.read_text().strip()
         if (build_dir / ".octet-built").exists():
             return VerilatorModel(build_dir, _TOPLEVEL)
-    from octet.hdl.accelerator import Accelerator
+    from octet.hdl.accelerator_sim import build_sim_model
 
-    model = build_model(Accelerator(config), _TOPLEVEL, progress=progress)
+    model = build_sim_model(config, progress=progress)
     index.parent.mkdir(parents=True, exist_ok=True)
     partial = index.with_suffix(f".{os.getpid()}")
     partial.write_text(model.build_dir.name + "\n")

@@ -20,8 +20,8 @@ class UsageError(Exception):
 
 
 def _subcommands():
-    from octet.commands import bench, conv2d, demo, gemm, generate
-    return [generate, gemm, conv2d, demo, bench]
+    from octet.commands import bench, conv2d, demo, evaluate, gemm, generate
+    return [generate, gemm, conv2d, demo, evaluate, bench]
 
 
 def build_parser():

@@ -1,9 +1,8 @@
 """cocotb module: the simulation side of a Verilator session (``octet.host.verilator_session``).
 
-One cocotb test, :func:`host_session`, sets the accelerator up the way
-``octet.sim.tb_accelerator`` does (clock, cocotbext-axi ``AxiRam`` as device memory on
-``m_axi``, ``AxiLiteMaster`` on ``s_axil``, reset), wraps it in a
-:class:`~octet.sim.verilator_device.VerilatorDevice`, connects to the host process through the
+One cocotb test, :func:`host_session`, sets up the accelerator with its memory inside the
+design (``octet.hdl.accelerator_sim``: nothing in Python runs per clock cycle), wraps it in a
+:class:`~octet.sim.fast_device.FastVerilatorDevice`, connects to the host process through the
 Unix socket named by ``$OCTET_SESSION_SOCKET`` and runs :func:`serve` as a blocking host job,
 ``await bridge(serve)(device, connection)``. The configuration is ``$OCTET_CONFIG`` (JSON of
 :class:`~octet.config.AcceleratorConfig` fields).
@@ -29,7 +28,6 @@ test of ``tests/test_cli.py``.
 """
 
 import json
-import logging
 import os
 import pickle
 import traceback
@@ -38,11 +36,11 @@ from multiprocessing.connection import Client
 import cocotb
 from cocotb.clock import Clock
 from cocotb.task import bridge
+from cocotb.triggers import ClockCycles
 
 from octet.config import AcceleratorConfig
 from octet.host.device import DeviceError
-from octet.sim.axi_models import attach_axi_ram, attach_axil_master, reset
-from octet.sim.verilator_device import VerilatorDevice
+from octet.sim.fast_device import CLOCK_NS, FastVerilatorDevice
 
 __all__ = ["host_session", "serve"]
 
@@ -101,13 +99,12 @@ def serve(device, connection):
 async def host_session(dut):
     """Serve one host process until it closes the session."""
     config = AcceleratorConfig(**json.loads(os.environ.get("OCTET_CONFIG", "{}")))
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    ram = attach_axi_ram(dut, size=config.mem_bytes)
-    axil = attach_axil_master(dut)
-    # The bus models log every transfer at INFO; a session's log keeps warnings only.
-    logging.getLogger(f"cocotb.{dut._name}").setLevel(logging.WARNING)
-    await reset(dut)
-    device = VerilatorDevice(dut, axil, ram)
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+    dut.rst.value = 1
+    device = FastVerilatorDevice(dut, config.bus_bytes)
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 1)
     connection = Client(os.environ["OCTET_SESSION_SOCKET"], family="AF_UNIX")
     # The host stops this process with a signal if it cannot wait for a request to finish.
     connection.send(("hello", os.getpid()))

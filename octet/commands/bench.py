@@ -3,6 +3,10 @@
 ``core``: Verilator build time of the compute core per array size (a cold build in a fresh
 cache), simulated cycles per wall second, and GEMM cycles against the ideal M*K*N/(R*C) on the
 RTL for several shapes.
+
+``accel``: the whole accelerator (fetch, DMA, scratchpads, array, store) on the RTL with its
+memory inside the design: a 256 x 256 x 256 GEMM (array utilization), a decode-shaped GEMV
+(bus bandwidth utilization), the conv2d layers of a small CNN, and simulation speed.
 """
 
 import os
@@ -29,7 +33,9 @@ def add_parser(subparsers):
         description="Run a benchmark on the Verilator RTL and write its results table to "
                     "the benchmarks file. Targets: 'core' (build time, simulation speed, "
                     "GEMM cycles against ideal).")
-    p.add_argument("target", choices=["core"], help="what to measure")
+    p.add_argument("target", choices=["core", "accel"],
+                   help="what to measure: 'core' = the array and requantizer alone, "
+                        "'accel' = the full accelerator on GEMM, GEMV and conv2d workloads")
     p.add_argument("--output", default="docs/benchmarks.md", metavar="FILE.md",
                    help="Markdown file whose section for this target is rewritten "
                         "(default docs/benchmarks.md)")
@@ -71,7 +77,85 @@ def _cold_build_seconds(rows, cols):
                 os.environ["OCTET_CACHE_DIR"] = old
 
 
+ACCEL_JOBS = [
+    {"name": "GEMM 256x256x256", "kind": "gemm", "shape": [256, 256, 256]},
+    {"name": "GEMV 1x512x512 (decode)", "kind": "gemm", "shape": [1, 512, 512]},
+    {"name": "GEMM 64x64x64", "kind": "gemm", "shape": [64, 64, 64]},
+    {"name": "conv1 32x32x3 -> 16, 3x3 s1 p1", "kind": "conv", "shape": [32, 32, 3, 16, 3, 1, 1]},
+    {"name": "conv2 32x32x16 -> 32, 3x3 s2 p1", "kind": "conv",
+     "shape": [32, 32, 16, 32, 3, 2, 1]},
+    {"name": "conv3 16x16x32 -> 64, 3x3 s1 p1", "kind": "conv",
+     "shape": [16, 16, 32, 64, 3, 1, 1]},
+    {"name": "conv4 16x16x64 -> 64, 1x1", "kind": "conv", "shape": [16, 16, 64, 64, 1, 1, 0]},
+]
+
+
+def run_accel(args):
+    import json
+    from dataclasses import asdict
+
+    from octet.config import AcceleratorConfig
+    from octet.hdl.accelerator_sim import build_sim_model
+
+    config = AcceleratorConfig(mem_bytes=1 << 23)
+    print("bench: building the 8x8 accelerator with in-design memory...", file=sys.stderr,
+          flush=True)
+    model = build_sim_model(config)
+    with tempfile.TemporaryDirectory(prefix="octet-bench-") as tmp:
+        out = Path(tmp) / "results.json"
+        start = time.monotonic()
+        model.run("octet.sim.bench_accel", test_dir=tmp, log_file=Path(tmp) / "sim.log",
+                  extra_env={"OCTET_CONFIG": json.dumps(asdict(config)),
+                             "OCTET_BENCH_JOBS": json.dumps(ACCEL_JOBS),
+                             "OCTET_BENCH_OUT": str(out)})
+        wall = time.monotonic() - start
+        if not out.exists():
+            log = (Path(tmp) / "sim.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the benchmark simulation failed:\n{log}")
+        results = json.loads(out.read_text())
+    bus = config.bus_bytes
+    rows = []
+    total_cycles = 0
+    for r in results:
+        c = r["counters"]
+        total_cycles += c["cycles"]
+        moved = c["bytes_read"] + c["bytes_written"]
+        rows.append((r["name"], c["cycles"], f"{r['ideal_cycles']:.0f}",
+                     f"{r['ideal_cycles'] / c['cycles']:.1%}",
+                     f"{c['compute_cycles'] / c['cycles']:.1%}", moved,
+                     f"{moved / (c['cycles'] * bus):.1%}", f"{r['wall_s']:.1f}",
+                     "yes" if r["exact"] else "NO"))
+    gemm = results[0]["counters"]
+    gemv = results[1]["counters"]
+    util = results[0]["ideal_cycles"] / gemm["cycles"]
+    bw = (gemv["bytes_read"] + gemv["bytes_written"]) / (gemv["cycles"] * bus)
+    body = "\n\n".join([
+        "## Full accelerator (fetch, DMA, scratchpads, array, store)",
+        f"Measured by `make bench` (`octet bench accel`) on {platform.machine()}, "
+        f"{os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}. Default configuration: 8x8 "
+        f"array, {config.input_rows}-row input and weight scratchpads, {config.acc_rows}-row "
+        f"accumulator, {bus * 8}-bit AXI bus, device memory inside the design (8-cycle read "
+        "latency). Programs come from the host compiler; every result is checked against "
+        "NumPy. Cycles are the accelerator's CYCLES counter.",
+        markdown_table(["workload", "cycles", "ideal (MACs/64)", "utilization",
+                        "array busy", "DRAM bytes", "bus bandwidth used", "wall s",
+                        "exact"], rows),
+        f"Goals: 256x256x256 GEMM utilization >= 90%: **{util:.1%}** "
+        f"({'met' if util >= 0.9 else 'NOT met'}); decode GEMV bus bandwidth >= 80%: "
+        f"**{bw:.1%}** ({'met' if bw >= 0.8 else 'NOT met'}).",
+        f"Simulation speed: {total_cycles:,} cycles in {wall:.0f} s of wall time including "
+        f"host-side memory transfers: {total_cycles / wall:,.0f} simulated cycles per second.",
+    ])
+    write_section(Path(args.output), "accel", body)
+    print(f"wrote the 'accel' section of {args.output}")
+    if args.json:
+        print_json({"target": "accel", "results": results, "gemm_utilization": util,
+                    "gemv_bandwidth_utilization": bw, "cycles_per_s": total_cycles / wall})
+
+
 def run(args):
+    if args.target == "accel":
+        return run_accel(args)
     from octet.host.backend import GemmResult
     from octet.host.verilator_backend import VerilatorBackend
     from octet.sim import golden
