@@ -12,14 +12,12 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.task import bridge
-from cocotb.triggers import ClockCycles
 
 from octet.config import AcceleratorConfig
 from octet.host import compiler
 from octet.sim import golden
-from octet.sim.fast_device import CLOCK_NS, FastVerilatorDevice
+from octet.sim.fast_device import start_fast_device
 
 
 def conv_reference(x, w, stride, padding):
@@ -59,12 +57,7 @@ async def bench(dut):
     """Run every job, time it, write the results."""
     config = AcceleratorConfig(**json.loads(os.environ["OCTET_CONFIG"]))
     jobs = json.loads(os.environ["OCTET_BENCH_JOBS"])
-    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
-    dut.rst.value = 1
-    device = FastVerilatorDevice(dut, config.bus_bytes)
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 1)
+    device = await start_fast_device(dut, config)
 
     def host():
         rng = np.random.default_rng(0)

@@ -11,12 +11,14 @@ the few thousand a Python bus model allows. Use it from blocking host code in a
 Tested by ``tests/test_accelerator_rtl.py`` (fast configuration, against the golden device).
 """
 
+import cocotb
+from cocotb.clock import Clock
 from cocotb.task import resume
-from cocotb.triggers import RisingEdge, Timer
+from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
 from octet.host.device import Device, DeviceError
 
-__all__ = ["FastVerilatorDevice", "CLOCK_NS"]
+__all__ = ["FastVerilatorDevice", "CLOCK_NS", "start_fast_device"]
 
 #: Clock period the fast testbenches use.
 CLOCK_NS = 10
@@ -136,3 +138,14 @@ class FastVerilatorDevice(Device):
             data = old[:head] + data + old[len(old) - tail:]
         for k, i in enumerate(range(first, end)):
             self._storage[i].value = int.from_bytes(data[k * B:(k + 1) * B], "little")
+
+
+async def start_fast_device(dut, config):
+    """Start the clock, reset the design and return its :class:`FastVerilatorDevice`."""
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+    dut.rst.value = 1
+    device = FastVerilatorDevice(dut, config.bus_bytes)
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 1)
+    return device

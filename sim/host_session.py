@@ -34,13 +34,11 @@ import traceback
 from multiprocessing.connection import Client
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.task import bridge
-from cocotb.triggers import ClockCycles
 
 from octet.config import AcceleratorConfig
 from octet.host.device import DeviceError
-from octet.sim.fast_device import CLOCK_NS, FastVerilatorDevice
+from octet.sim.fast_device import start_fast_device
 
 __all__ = ["host_session", "serve"]
 
@@ -99,12 +97,7 @@ def serve(device, connection):
 async def host_session(dut):
     """Serve one host process until it closes the session."""
     config = AcceleratorConfig(**json.loads(os.environ.get("OCTET_CONFIG", "{}")))
-    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
-    dut.rst.value = 1
-    device = FastVerilatorDevice(dut, config.bus_bytes)
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 1)
+    device = await start_fast_device(dut, config)
     connection = Client(os.environ["OCTET_SESSION_SOCKET"], family="AF_UNIX")
     # The host stops this process with a signal if it cannot wait for a request to finish.
     connection.send(("hello", os.getpid()))

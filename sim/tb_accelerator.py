@@ -13,9 +13,9 @@ import os
 import random
 
 import cocotb
-from cocotb.task import bridge
 import numpy as np
 from cocotb.clock import Clock
+from cocotb.task import bridge
 
 from octet import isa
 from octet.config import AcceleratorConfig

@@ -8,25 +8,17 @@ which is what benchmarks and the demo use. Run by ``tests/test_accelerator_rtl.p
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles
 
 from octet import isa
 from octet.sim import tb_accelerator as common
-from octet.sim.fast_device import CLOCK_NS, FastVerilatorDevice
+from octet.sim.fast_device import start_fast_device
 from octet.sim.random_programs import random_program
 
 
 async def _setup(dut):
     cfg = common._config()
-    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
-    dut.rst.value = 1
-    dev = FastVerilatorDevice(dut, cfg.bus_bytes)
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 1)
-    return cfg, dev
+    return cfg, await start_fast_device(dut, cfg)
 
 
 @cocotb.test()
