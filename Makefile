@@ -5,12 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.octet-installed
 
-.PHONY: test demo bench install clean lint
+.PHONY: test demo bench bench-fpga install clean lint
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,fpga]'
 	@touch $@
 
 install: $(STAMP)
@@ -24,6 +24,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/octet bench core
 	$(VENV)/bin/octet bench accel
+
+# FPGA builds (yowasp tools, one at a time, minutes each): Fmax and resources per array size.
+bench-fpga: $(STAMP)
+	$(VENV)/bin/octet bitstream --board ulx3s-85f --bench 4x4,8x8,12x12,16x16 \
+		-o build/fpga --bench-output docs/benchmarks.md
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff

@@ -126,6 +126,15 @@ class Device:
         """
         return function(self, *args, **kwargs)
 
+    def call_streaming(self, function, on_emit, *args, **kwargs):
+        """:meth:`call`, passing each value ``function`` reports with ``device.emit(value)``
+        to ``on_emit`` as it is reported."""
+        self.emit = on_emit
+        try:
+            return self.call(function, *args, **kwargs)
+        finally:
+            del self.emit
+
     # --- implemented once ------------------------------------------------------------------
 
     @property

@@ -19,7 +19,7 @@ from .device import DeviceError, GoldenDevice
 
 __all__ = ["BACKENDS", "BUS_WIDTHS", "MAX_ARRAY_DIM", "accelerator_config", "open_device"]
 
-BACKENDS = ("golden", "verilator")
+BACKENDS = ("golden", "verilator", "board")
 BUS_WIDTHS = (4, 8, 16)
 MAX_ARRAY_DIM = 64
 _MIN_DEPTH, _MAX_DEPTH = 16, 65536
@@ -85,5 +85,34 @@ def open_device(backend, config=None, progress=True):
         from .verilator_session import VerilatorSession
         with VerilatorSession(config, progress=progress) as session:
             yield session
+    elif backend == "board":
+        with _open_board(config) as board:
+            yield board
     else:
         raise DeviceError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+# --- The "board" backend (octet bitstream, docs/fpga.md) ------------------------------------
+
+def _open_board(config):
+    """A :class:`~octet.host.board.BoardDevice` on ``$OCTET_BOARD_PORT`` at
+    ``$OCTET_BOARD_BAUD`` (default 1000000); its array must be the one ``config`` asks for."""
+    import os
+
+    from .board import DEFAULT_BAUD, BoardDevice
+
+    port = os.environ.get("OCTET_BOARD_PORT")
+    if not port:
+        raise DeviceError("the board backend needs OCTET_BOARD_PORT, the board's serial port "
+                          "(e.g. OCTET_BOARD_PORT=/dev/ttyUSB0)")
+    baud = os.environ.get("OCTET_BOARD_BAUD", str(DEFAULT_BAUD))
+    if not baud.isdigit():
+        raise DeviceError(f"OCTET_BOARD_BAUD must be a baud rate, not {baud!r}")
+    board = BoardDevice(port, int(baud))
+    found = board.config
+    if (found.rows, found.cols) != (config.rows, config.cols):
+        board.close()
+        raise DeviceError(f"the board's accelerator has a {found.rows}x{found.cols} array, not "
+                          f"{config.rows}x{config.cols}; pass --rows {found.rows} --cols "
+                          f"{found.cols}")
+    return board

@@ -20,8 +20,8 @@ class UsageError(Exception):
 
 
 def _subcommands():
-    from octet.commands import bench, conv2d, demo, evaluate, gemm, generate
-    return [generate, gemm, conv2d, demo, evaluate, bench]
+    from octet.commands import bench, bitstream, conv2d, demo, evaluate, gemm, generate, run
+    return [generate, gemm, conv2d, run, demo, evaluate, bench, bitstream]
 
 
 def build_parser():
@@ -38,7 +38,10 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(None if argv is None else [str(a) for a in argv])
+    args, unknown = parser.parse_known_args(None if argv is None else [str(a) for a in argv])
+    if unknown:
+        print(f"octet: error: unrecognized arguments: {' '.join(unknown)}", file=sys.stderr)
+        return 2
     from octet.host.backend import BackendError
     from octet.host.device import DeviceError
     from octet.host.tiling import OperandError

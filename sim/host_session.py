@@ -17,6 +17,11 @@ pickled tuples (``multiprocessing.connection``):
   run here next to the RTL (``function`` is pickled by reference, so it is imported here);
 * ``("close",)``: end the session (so does the host closing the socket).
 
+While a ``call`` runs, host code may report progress with ``device.emit(value)``: each sends
+``("emit", value)`` ahead of the reply (the host hands it to the callback of
+``VerilatorSession.call_streaming``, or drops it). The transformer runtime streams generated
+bytes this way.
+
 The first message goes the other way: ``("hello", pid)`` names the simulation process, which
 the host terminates when it has to stop without waiting (an interrupt during a request).
 
@@ -31,6 +36,7 @@ import json
 import os
 import pickle
 import traceback
+from contextlib import suppress
 from multiprocessing.connection import Client
 
 import cocotb
@@ -62,6 +68,11 @@ def _call(device, function, args, kwargs):
 
 def serve(device, connection):
     """Answer requests from the host process on ``connection`` until it closes the session."""
+    def emit(value):
+        with suppress(OSError):          # the host is gone; the reply will fail too
+            connection.send(("emit", value))
+
+    device.emit = emit
     handlers = {
         "read_reg": device.read_reg, "write_reg": device.write_reg,
         "read_mem": device.read_mem, "write_mem": device.write_mem, "wait": device.wait,

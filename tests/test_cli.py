@@ -196,7 +196,7 @@ def test_gemm_device_memory_too_small_is_one_line(tmp_path, capsys):
 
 
 def test_demo_golden_passes(capsys):
-    assert main(["demo", "--backend", "golden", "--m", "9", "--k", "20", "--n", "11",
+    assert main(["demo", "--gemm", "--backend", "golden", "--m", "9", "--k", "20", "--n", "11",
                  "--rows", "4", "--cols", "4"]) == 0
     out = capsys.readouterr().out
     assert out.count("PASS") == 3 and "FAIL" not in out

@@ -31,6 +31,12 @@ def raise_unpicklable(device):
     raise Unpicklable()
 
 
+def report_progress(device, count):
+    for i in range(count):
+        device.emit(("step", i))
+    return "done"
+
+
 def run_bad_program(device):
     device.write_mem(0x200, bytes(32))     # opcode 0: ILLEGAL_OPCODE
     device.run(0x200)
@@ -65,6 +71,20 @@ def test_primitives_and_call(session):
     np.testing.assert_array_equal(out, a.astype(np.int64) @ b.astype(np.int64))
     assert stats.counters["instructions"] > 0
     assert session("close") == ("ok", None)
+
+
+def test_call_may_emit_progress_before_its_reply():
+    host, sim = Pipe()
+    thread = threading.Thread(target=serve, args=(GoldenDevice(), sim), daemon=True)
+    thread.start()
+    host.send(("call", report_progress, (3,), {}))
+    assert [host.recv() for _ in range(4)] == [("emit", ("step", 0)), ("emit", ("step", 1)),
+                                              ("emit", ("step", 2)), ("ok", "done")]
+    seen = []       # the same host code on an in-process device
+    assert GoldenDevice().call_streaming(report_progress, seen.append, 2) == "done"
+    assert seen == [("step", 0), ("step", 1)]
+    host.close()
+    thread.join(timeout=5)
 
 
 def test_errors_come_back_as_exceptions(session):

@@ -1,10 +1,12 @@
 """``octet demo``: the main job, end to end on the Verilator-simulated accelerator.
 
-Until the transformer runtime lands, the demo multiplies random int8 matrices (shapes that are
-not multiples of the array) on the whole accelerator, once to int32 and once requantized to
-int8, and runs a small padded convolution, all through the host compiler and the Device API.
-It checks the results against int64 NumPy and the golden model, and the RTL's exact counters
-against the golden simulator's.
+By default the demo generates text with the shipped transformer (W8A8) on the RTL of the
+whole accelerator (``octet run``'s runtime: weights resident in device memory, every matrix
+product an accelerator program), checks that the bytes equal those of the same generation on
+the golden model, and prints the text and the cost summary. ``--gemm`` runs the earlier
+check instead: random int8 matrices (shapes that are not multiples of the array) multiplied
+to int32 and requantized to int8, and a small padded convolution, checked against int64
+NumPy and the golden model, with the RTL's exact counters against the golden simulator's.
 """
 
 import time
@@ -23,21 +25,82 @@ CONV = ((1, 9, 9, 5), (3, 3, 5, 6), 1, 1)
 EXACT_COUNTERS = ("compute_cycles", "bytes_written", "instructions")
 
 
+#: The transformer demo's default prompt and length.
+PROMPT = "def __init__(s"
+MAX_TOKENS = 16
+
+
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "demo", help="run the built-in demo on the simulated accelerator",
-        description="Multiply random int8 matrices on the simulated accelerator (Verilator "
-                    "RTL by default), to int32 and requantized to int8, and run a small "
-                    "convolution; check the results bit for bit against int64 NumPy and the "
-                    "golden model. Prints the checks and cycle counts.")
-    p.add_argument("--m", type=int, default=48, help="rows of A (default 48)")
-    p.add_argument("--k", type=int, default=100, help="columns of A, rows of B (default 100)")
-    p.add_argument("--n", type=int, default=36, help="columns of B (default 36)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        description="Generate text with the quantized transformer on the simulated "
+                    "accelerator (Verilator RTL by default), check it byte for byte against "
+                    "the golden model, and print the text with time to first token, time per "
+                    "token (cycles, at 100 MHz, wall) and array utilization. With --gemm: "
+                    "multiply random int8 matrices (to int32 and requantized to int8) and run "
+                    "a small convolution instead, checked bit for bit against int64 NumPy "
+                    "and the golden model.")
+    p.add_argument("--prompt", default=PROMPT, metavar="TEXT",
+                   help=f"prompt of the transformer demo (default {PROMPT!r})")
+    p.add_argument("--max-tokens", type=int, default=MAX_TOKENS, metavar="N",
+                   help=f"bytes to generate (default {MAX_TOKENS})")
+    p.add_argument("--gemm", action="store_true",
+                   help="run the GEMM and convolution check instead of the transformer")
+    p.add_argument("--m", type=int, default=48, help="--gemm: rows of A (default 48)")
+    p.add_argument("--k", type=int, default=100,
+                   help="--gemm: columns of A, rows of B (default 100)")
+    p.add_argument("--n", type=int, default=36, help="--gemm: columns of B (default 36)")
+    p.add_argument("--seed", type=int, default=0, help="--gemm: random seed (default 0)")
     add_backend_flag(p)
     p.set_defaults(backend="verilator")
     add_accelerator_flags(p)
     p.set_defaults(run=run)
+
+
+def _transformer_demo(args):
+    import sys
+
+    from octet.host.device import GoldenDevice
+    from octet.host.devices import accelerator_config, open_device
+    from octet.quant.prepare import prepare_model
+
+    from .run import VERILATOR_TIMEOUT_CYCLES, format_summary, generate_text, summarize
+
+    prompt = args.prompt.encode("utf-8")
+    if not prompt:
+        raise UsageError("--prompt must not be empty")
+    if args.max_tokens < 1:
+        raise UsageError(f"--max-tokens must be at least 1, not {args.max_tokens}")
+    config = accelerator_config(args.rows, args.cols, args.bus_bytes)
+    start = time.monotonic()
+    prepared = prepare_model(log=lambda m: print(f"octet: {m}", file=sys.stderr, flush=True))
+    if len(prompt) > prepared.qmodel.config.context:
+        raise UsageError(f"the prompt has {len(prompt)} bytes but the model's context holds "
+                         f"{prepared.qmodel.config.context}")
+    print(f"Octet demo: {prepared.description} generating {args.max_tokens} bytes on a "
+          f"{config.rows}x{config.cols} accelerator ({args.backend} backend), greedy")
+    golden = generate_text(GoldenDevice(config, timed=False), prepared.qmodel, prompt,
+                           args.max_tokens)
+    timeout = None if args.backend == "golden" else VERILATOR_TIMEOUT_CYCLES
+    with open_device(args.backend, config) as device:
+        result = generate_text(device, prepared.qmodel, prompt, args.max_tokens,
+                               out=sys.stdout, timeout_cycles=timeout)
+    wall = time.monotonic() - start
+    print()
+    ok = _check(f"{args.backend} bytes == golden model's bytes:", result.tokens == golden.tokens)
+    report = summarize(result, config)
+    for line in format_summary(report):
+        print(f"  {line}")
+    if args.backend != "golden":
+        model = summarize(golden, config)
+        print(f"  golden cycle model: time to first token {model['ttft_cycles']:,} cycles, "
+              f"per output token {model['tpot_cycles'] or 0:,.0f} cycles "
+              f"({model['roofline_fraction'] or 0:.1%} of the roofline)")
+    print(f"  wall time: {wall:.1f} s (model preparation and golden run included)")
+    if not ok:
+        print("demo FAILED: the accelerator's text differs from the golden model's")
+        return 1
+    return 0
 
 
 def _conv_reference(x, w, stride, padding):
@@ -60,6 +123,12 @@ def _check(label, ok):
 
 
 def run(args):
+    if not args.gemm:
+        return _transformer_demo(args)
+    return _gemm_demo(args)
+
+
+def _gemm_demo(args):
     from octet.host.compiler import run_conv2d, run_gemm
     from octet.host.device import GoldenDevice
     from octet.host.devices import accelerator_config, open_device

@@ -1,0 +1,127 @@
+"""Device memory in block RAM: an AXI4 slave on a ``lib.memory.Memory`` (synthesizable).
+
+The on-chip memory of :class:`~octet.hdl.soc.Soc`. One read burst and one write burst are in
+progress at a time (the address channels wait meanwhile); read beats stream at one per cycle
+from the RAM's registered read port, write beats are taken at one per cycle with byte strobes.
+INCR bursts only (the only kind Octet's masters issue). A burst that touches bytes beyond the
+memory answers DECERR and neither reads nor writes the RAM.
+
+Unlike :class:`~octet.hdl.axi_memory.AxiMemory` (a simulation model with a Verilog RAM and a
+configurable latency), this is plain Amaranth that Yosys maps to block RAM (ECP5 DP16KD).
+
+Tested by ``tests/test_uart_bridge.py`` (Amaranth simulator, behind the bridge) and
+``tests/test_soc_uart.py`` (Verilator, the accelerator running programs from it).
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In
+
+from .axi import AxiResp, AxiSignature
+
+__all__ = ["AxiBram"]
+
+
+class AxiBram(wiring.Component):
+    """AXI4 slave memory of ``size_bytes`` in block RAM, initially zero.
+
+    Parameters
+    ----------
+    size_bytes : int
+        Bytes of memory: a positive multiple of the bus width.
+    data_width : int
+        Bus width in bits (32, 64 or 128).
+
+    Ports
+    -----
+    s_axi : In(AxiSignature(32, data_width, 4))
+        The slave port.
+    """
+
+    def __init__(self, size_bytes, data_width=64):
+        if data_width not in (32, 64, 128):
+            raise TypeError(f"AXI BRAM data width must be 32, 64 or 128, not {data_width!r}")
+        bus_bytes = data_width // 8
+        if not isinstance(size_bytes, int) or size_bytes <= 0 or size_bytes % bus_bytes:
+            raise TypeError(f"AXI BRAM size must be a positive multiple of {bus_bytes} bytes, "
+                            f"not {size_bytes!r}")
+        self._size = size_bytes
+        self._width = data_width
+        #: The storage, one bus word per row (simulators reach it through ``ram.data``).
+        self.ram = memory.Memory(shape=data_width, depth=size_bytes // bus_bytes, init=[])
+        super().__init__({"s_axi": In(AxiSignature(32, data_width, 4))})
+
+    @property
+    def size_bytes(self):
+        return self._size
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.s_axi
+        B = self._width // 8
+        shift = (B - 1).bit_length()
+        words = self._size // B
+        m.submodules.ram = ram = self.ram
+        rp = ram.read_port()
+        wp = ram.write_port(granularity=8)
+
+        def out_of_range(addr, length):
+            return addr + ((length + 1) << shift) > self._size
+
+        # Reads.
+        r_active = Signal()
+        r_addr = Signal(range(words))
+        r_left = Signal(9)
+        r_bad = Signal()
+        r_valid = Signal()        # rp.data holds the beat addressed last
+        r_last = Signal()
+        m.d.comb += bus.arready.eq(~r_active)
+        with m.If(bus.arvalid & bus.arready):
+            m.d.sync += [r_active.eq(1), r_addr.eq(bus.araddr[shift:]), r_left.eq(bus.arlen + 1),
+                         r_bad.eq(out_of_range(bus.araddr, bus.arlen))]
+        issue = Signal()
+        m.d.comb += issue.eq(r_active & (r_left != 0) & (~r_valid | bus.rready))
+        m.d.comb += [rp.addr.eq(r_addr), rp.en.eq(issue & ~r_bad)]
+        with m.If(issue):
+            m.d.sync += [r_addr.eq(r_addr + 1), r_left.eq(r_left - 1), r_valid.eq(1),
+                         r_last.eq(r_left == 1)]
+            with m.If(r_left == 1):
+                m.d.sync += r_active.eq(0)
+        with m.Elif(bus.rvalid & bus.rready):
+            m.d.sync += r_valid.eq(0)
+        # r_bad of the burst just finished may be overwritten by a new AR only after its
+        # last beat was issued; the beat's response is kept with it.
+        beat_bad = Signal()
+        with m.If(issue):
+            m.d.sync += beat_bad.eq(r_bad)
+        m.d.comb += [bus.rvalid.eq(r_valid), bus.rlast.eq(r_last), bus.rid.eq(0),
+                     bus.rdata.eq(rp.data), bus.rresp.eq(AxiResp.OKAY)]
+        with m.If(beat_bad):
+            m.d.comb += [bus.rdata.eq(0), bus.rresp.eq(AxiResp.DECERR)]
+
+        # Writes.
+        w_active = Signal()
+        w_addr = Signal(range(words))
+        w_bad = Signal()
+        b_pending = Signal()
+        b_bad = Signal()
+        m.d.comb += bus.awready.eq(~w_active & ~b_pending)
+        with m.If(bus.awvalid & bus.awready):
+            m.d.sync += [w_active.eq(1), w_addr.eq(bus.awaddr[shift:]),
+                         w_bad.eq(out_of_range(bus.awaddr, bus.awlen))]
+        m.d.comb += bus.wready.eq(w_active)
+        w_fire = bus.wvalid & bus.wready
+        m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(bus.wdata)]
+        with m.If(w_fire & ~w_bad):
+            m.d.comb += wp.en.eq(bus.wstrb)
+        with m.If(w_fire):
+            m.d.sync += w_addr.eq(w_addr + 1)
+            with m.If(bus.wlast):
+                m.d.sync += [w_active.eq(0), b_pending.eq(1), b_bad.eq(w_bad)]
+        m.d.comb += [bus.bvalid.eq(b_pending), bus.bid.eq(0),
+                     bus.bresp.eq(AxiResp.OKAY)]
+        with m.If(b_bad):
+            m.d.comb += bus.bresp.eq(AxiResp.DECERR)
+        with m.If(bus.bvalid & bus.bready):
+            m.d.sync += b_pending.eq(0)
+        return m

@@ -1,0 +1,418 @@
+"""The host bridge: framed requests from a byte stream onto the registers and device memory.
+
+It speaks the protocol of :mod:`octet.host.uart_protocol` (described in ``docs/fpga.md``):
+requests ``0x5A cmd seq len16 payload crc16`` in, replies ``0xA5 status seq len16 payload
+crc16`` out. A whole request is received into a small buffer and its CRC, command, length
+and address range are checked **before** anything touches a bus, so a corrupted, malformed,
+unknown or truncated request (no byte for ``timeout_cycles`` in the middle of a frame) gets an
+error reply and changes nothing. Bytes outside a frame (before a sync byte) are dropped.
+
+Registers are reached through an AXI4-Lite master (one access per request), device memory
+through an AXI4 master with single-beat transfers (byte strobes for the partial words at the
+ends of an unaligned WRITE_MEM). One request is handled at a time; the host waits for each
+reply before sending the next request.
+
+Tested by ``tests/test_uart_bridge.py`` (Amaranth simulator: every command, unaligned
+accesses, every error reply, no write on a bad frame) and ``tests/test_soc_uart.py``.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from octet.host.uart_protocol import (
+    CRC_INIT,
+    MAX_DATA,
+    PROTOCOL_VERSION,
+    SYNC_REPLY,
+    SYNC_REQUEST,
+    Command,
+    Status,
+    crc16_update,
+)
+
+from .axi import AxiBurst, AxiLiteSignature, AxiSignature
+
+__all__ = ["UartBridge", "crc16_step"]
+
+
+def _crc16_taps():
+    """For each bit of the next CRC register, the (crc bits, byte bits) it XORs.
+
+    CRC update is linear over GF(2), so feeding each single input bit through the reference
+    :func:`~octet.host.uart_protocol.crc16_update` gives the whole function.
+    """
+    taps = [([], []) for _ in range(16)]
+    for i in range(16):
+        out = crc16_update(1 << i, 0)
+        for j in range(16):
+            if out >> j & 1:
+                taps[j][0].append(i)
+    for i in range(8):
+        out = crc16_update(0, 1 << i)
+        for j in range(16):
+            if out >> j & 1:
+                taps[j][1].append(i)
+    return taps
+
+
+_TAPS = _crc16_taps()
+
+
+def crc16_step(crc, byte):
+    """The CRC-16/CCITT-FALSE register after ``byte``: one XOR of a few bits per output bit,
+    derived from :func:`octet.host.uart_protocol.crc16_update` (no deep expression)."""
+    return Cat(*(Cat(*(crc[i] for i in c), *(byte[i] for i in b)).xor()
+                 for c, b in _TAPS))
+
+
+class UartBridge(wiring.Component):
+    """Framed-protocol engine between a byte stream and the accelerator's buses.
+
+    Parameters
+    ----------
+    bus_bytes : int
+        Width of the memory bus in bytes (4, 8 or 16).
+    mem_bytes : int
+        Size of the device memory; a memory request reaching beyond it answers ADDRESS.
+    clock_hz : int
+        Clock frequency, reported by INFO (the host derives waiting times from it).
+    timeout_cycles : int
+        Cycles without a byte after which a started frame is dropped (TIMEOUT reply).
+    reg_addr_width : int
+        Width of the register address; READ_REG / WRITE_REG beyond it answer ADDRESS.
+
+    Ports
+    -----
+    i_stream : In(stream.Signature(8))
+        Request bytes (from a :class:`~octet.hdl.uart.UartRx`).
+    o_stream : Out(stream.Signature(8))
+        Reply bytes (to a :class:`~octet.hdl.uart.UartTx`).
+    m_axi : Out(AxiSignature(32, 8 * bus_bytes, 4))
+        Device memory.
+    m_axil : Out(AxiLiteSignature(reg_addr_width, 32))
+        Registers.
+    error : Out(1)
+        Pulses when an error reply starts (for a status LED).
+    """
+
+    def __init__(self, bus_bytes=8, mem_bytes=1 << 16, clock_hz=50_000_000,
+                 timeout_cycles=1 << 20, reg_addr_width=8):
+        if bus_bytes not in (4, 8, 16):
+            raise TypeError(f"UART bridge bus width must be 4, 8 or 16 bytes, not {bus_bytes!r}")
+        for name, value, low, high in (("memory size", mem_bytes, bus_bytes, 1 << 32),
+                                       ("clock frequency", clock_hz, 1, (1 << 32) - 1),
+                                       ("timeout", timeout_cycles, 16, 1 << 32),
+                                       ("register address width", reg_addr_width, 3, 32)):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise TypeError(f"UART bridge {name} must be an integer from {low} to {high}, "
+                                f"not {value!r}")
+        self._bus = bus_bytes
+        self._mem = mem_bytes
+        self._clock = clock_hz
+        self._timeout = timeout_cycles
+        self._reg_width = reg_addr_width
+        super().__init__({
+            "i_stream": In(stream.Signature(8)),
+            "o_stream": Out(stream.Signature(8)),
+            "m_axi": Out(AxiSignature(32, 8 * bus_bytes, 4)),
+            "m_axil": Out(AxiLiteSignature(reg_addr_width, 32)),
+            "error": Out(1),
+        })
+
+    @staticmethod
+    def _frame_byte(m, state, after, env):
+        """What the request state ``state`` does with the byte it takes."""
+        byte, received, length = env["byte"], env["received"], env["length"]
+        if state == "COMMAND":
+            m.d.sync += env["cmd"].eq(byte)
+        elif state == "SEQ":
+            m.d.sync += env["seq"].eq(byte)
+        elif state == "LEN0":
+            m.d.sync += length[:8].eq(byte)
+        elif state == "LEN1":
+            m.d.sync += length[8:].eq(byte)
+            with m.If(Cat(length[:8], byte) == 0):
+                m.next = "CRC0"
+            with m.Else():
+                m.next = after
+            return
+        elif state == "PAYLOAD":
+            m.d.sync += received.eq(received + 1)
+            m.d.comb += env["buf_w"].en.eq(
+                Mux(env["write_data"], 1 << env["data_index"][:env["shift"]], 0))
+            with m.If(received + 1 == length):
+                m.next = after
+            return
+        elif state == "CRC1":
+            count = env["count"]
+            m.d.sync += [env["in_frame"].eq(0), count.eq(env["mem_count"][:len(count)])]
+        m.next = after
+
+    def elaborate(self, platform):
+        m = Module()
+        B = self._bus
+        shift = (B - 1).bit_length()
+        words = MAX_DATA // B + 1
+        axi, axil = self.m_axi, self.m_axil
+        rx, tx = self.i_stream, self.o_stream
+
+        # The buffer holds memory data at its position within bus words: byte i of a request
+        # at address a sits at buffer byte (a % B) + i, so bus words move whole.
+        m.submodules.buffer = buf = memory.Memory(
+            shape=data.ArrayLayout(8, B), depth=words, init=[])
+        buf_w = buf.write_port(granularity=1)     # one enable per byte lane (element)
+        buf_r = buf.read_port()
+
+        cmd = Signal(8)
+        seq = Signal(8)
+        length = Signal(16)
+        received = Signal(16)        # payload bytes received so far
+        crc = Signal(16)
+        addr = Signal(32)
+        arg = Signal(32)             # WRITE_REG value; READ_MEM count in [0:16]
+        status = Signal(3)
+        count = Signal(range(MAX_DATA + 1))   # memory bytes of the request
+        idle = Signal(range(self._timeout + 1))
+
+        offset = addr[:shift]
+        word = Signal(range(words + 1))       # bus word of the transfer in progress
+        n_words = Signal(range(words + 1))
+        m.d.comb += n_words.eq((offset + count + B - 1) >> shift)
+
+        # --- Request bytes ---------------------------------------------------------------
+        take = Signal()                        # a byte is taken from rx this cycle
+        byte = rx.payload
+        crc_in = crc16_step(crc, byte)
+        m.d.comb += take.eq(rx.valid & rx.ready)
+
+        # The idle timer runs from the sync byte until the frame's last byte.
+        in_frame = Signal()
+        timed_out = Signal()
+        with m.If(take | ~in_frame):
+            m.d.sync += idle.eq(0)
+        with m.Elif(idle != self._timeout):
+            m.d.sync += idle.eq(idle + 1)
+        m.d.comb += timed_out.eq(in_frame & (idle == self._timeout))
+
+        # Payload: address bytes 0..3, argument bytes 4..7; for WRITE_MEM bytes 4.. are data.
+        data_index = Signal(17)
+        m.d.comb += data_index.eq(received - 4 + offset)
+        with m.If(take & (received < 4)):
+            m.d.sync += addr.word_select(received[:2], 8).eq(byte)
+        with m.If(take & (received >= 4) & (received < 8)):
+            m.d.sync += arg.word_select(received[:2], 8).eq(byte)
+        write_data = take & (received >= 4) & (received < 4 + MAX_DATA)
+        m.d.comb += [buf_w.addr.eq(data_index >> shift),
+                     buf_w.data.eq(byte.replicate(B))]
+
+        # --- Checks (in the cycle after the last CRC byte) -------------------------------
+        expected = {Command.INFO: 0, Command.READ_REG: 4, Command.WRITE_REG: 8,
+                    Command.READ_MEM: 6}
+        known = Signal()
+        length_ok = Signal()
+        m.d.comb += known.eq(Cat(*(cmd == c for c in Command)).any())
+        with m.Switch(cmd):
+            for c, n in expected.items():
+                with m.Case(c):
+                    m.d.comb += length_ok.eq(length == n)
+            with m.Case(Command.WRITE_MEM):
+                m.d.comb += length_ok.eq((length >= 5) & (length <= 4 + MAX_DATA))
+        mem_count = Mux(cmd == Command.READ_MEM, arg[:16], length - 4)
+        count_ok = (cmd != Command.READ_MEM) | ((arg[:16] != 0) & (arg[:16] <= MAX_DATA))
+        reg_cmd = (cmd == Command.READ_REG) | (cmd == Command.WRITE_REG)
+        mem_cmd = (cmd == Command.READ_MEM) | (cmd == Command.WRITE_MEM)
+        reg_ok = (addr[:2] == 0) & (addr[self._reg_width:] == 0) if self._reg_width < 32 \
+            else (addr[:2] == 0)
+        end = Signal(34)
+        m.d.comb += end.eq(addr + count)
+        mem_ok = end <= self._mem
+
+        # --- Reply bytes -----------------------------------------------------------------
+        reply_len = Signal(16)
+        reply_word = Signal(64)              # INFO / READ_REG payload
+        sent = Signal(16)                    # payload bytes sent
+        tx_crc = Signal(16)
+        tx_byte = Signal(8)
+        fetched = Signal()                   # buf_r.data holds the byte to send
+        m.d.comb += tx.payload.eq(tx_byte)
+        tx_done = tx.valid & tx.ready
+        crc_out = Signal()                   # the byte sent is covered by the reply CRC
+        with m.If(tx_done & crc_out):
+            m.d.sync += tx_crc.eq(crc16_step(tx_crc, tx_byte))
+        buf_pos = Signal(17)
+        m.d.comb += buf_pos.eq(sent + offset)
+
+        def reply(code, n=0):
+            m.d.sync += [status.eq(code), reply_len.eq(n), sent.eq(0), fetched.eq(0)]
+            m.next = "REPLY_SYNC"
+
+        m.d.comb += [buf_r.en.eq(0), buf_r.addr.eq(word)]
+
+        # --- Bus defaults ----------------------------------------------------------------
+        m.d.comb += [axi.arlen.eq(0), axi.arsize.eq(shift), axi.arburst.eq(AxiBurst.INCR),
+                     axi.arid.eq(0), axi.awlen.eq(0), axi.awsize.eq(shift),
+                     axi.awburst.eq(AxiBurst.INCR), axi.awid.eq(0), axi.wlast.eq(1),
+                     axi.araddr.eq(Cat(Const(0, shift), (addr >> shift) + word)),
+                     axi.awaddr.eq(Cat(Const(0, shift), (addr >> shift) + word)),
+                     axil.araddr.eq(addr), axil.awaddr.eq(addr), axil.wdata.eq(arg),
+                     axil.wstrb.eq(0xF)]
+        aw_done = Signal()
+        w_done = Signal()
+        bus_error = Signal()
+
+        with m.FSM():
+            with m.State("HUNT"):
+                m.d.comb += rx.ready.eq(1)
+                with m.If(take & (byte == SYNC_REQUEST)):
+                    m.d.sync += [crc.eq(CRC_INIT), received.eq(0), in_frame.eq(1),
+                                 addr.eq(0), arg.eq(0), seq.eq(0)]
+                    m.next = "COMMAND"
+            # Frame bytes: each state takes one byte (PAYLOAD takes ``length``), or gives up
+            # with TIMEOUT when the frame stops arriving.
+            for state, after in (("COMMAND", "SEQ"), ("SEQ", "LEN0"), ("LEN0", "LEN1"),
+                                 ("LEN1", "PAYLOAD"), ("PAYLOAD", "CRC0"), ("CRC0", "CRC1"),
+                                 ("CRC1", "CHECK")):
+                with m.State(state):
+                    m.d.comb += rx.ready.eq(1)
+                    with m.If(take):
+                        m.d.sync += crc.eq(crc_in)
+                        self._frame_byte(m, state, after, locals())
+                    with m.Elif(timed_out):
+                        m.d.sync += in_frame.eq(0)
+                        reply(Status.TIMEOUT)
+            with m.State("CHECK"):
+                m.d.sync += [word.eq(0), aw_done.eq(0), w_done.eq(0), bus_error.eq(0)]
+                with m.If(crc != 0):
+                    reply(Status.CRC)
+                with m.Elif(~known):
+                    reply(Status.COMMAND)
+                with m.Elif(~length_ok | ~count_ok):
+                    reply(Status.LENGTH)
+                with m.Elif((reg_cmd & ~reg_ok) | (mem_cmd & ~mem_ok)):
+                    reply(Status.ADDRESS)
+                with m.Else():
+                    with m.Switch(cmd):
+                        with m.Case(Command.INFO):
+                            m.d.sync += reply_word.eq(
+                                PROTOCOL_VERSION | B << 8 | MAX_DATA << 16 | self._clock << 32)
+                            reply(Status.OK, 8)
+                        with m.Case(Command.READ_REG):
+                            m.next = "REG_READ"
+                        with m.Case(Command.WRITE_REG):
+                            m.next = "REG_WRITE"
+                        with m.Case(Command.READ_MEM):
+                            m.next = "MEM_READ_ADDR"
+                        with m.Case(Command.WRITE_MEM):
+                            m.next = "MEM_WRITE_FETCH"
+
+            # --- Registers ---
+            with m.State("REG_READ"):
+                m.d.comb += [axil.arvalid.eq(~aw_done), axil.rready.eq(1)]
+                with m.If(axil.arvalid & axil.arready):
+                    m.d.sync += aw_done.eq(1)
+                with m.If(axil.rvalid):
+                    m.d.sync += reply_word.eq(axil.rdata)
+                    reply(Mux(axil.rresp[1], Status.BUS_ERROR, Status.OK),
+                          Mux(axil.rresp[1], 0, 4))
+            with m.State("REG_WRITE"):
+                m.d.comb += [axil.awvalid.eq(~aw_done), axil.wvalid.eq(~w_done),
+                             axil.bready.eq(1)]
+                with m.If(axil.awvalid & axil.awready):
+                    m.d.sync += aw_done.eq(1)
+                with m.If(axil.wvalid & axil.wready):
+                    m.d.sync += w_done.eq(1)
+                with m.If(axil.bvalid):
+                    reply(Mux(axil.bresp[1], Status.BUS_ERROR, Status.OK))
+
+            # --- Memory reads: one beat per word into the buffer ---
+            with m.State("MEM_READ_ADDR"):
+                m.d.comb += axi.arvalid.eq(1)
+                with m.If(axi.arready):
+                    m.next = "MEM_READ_DATA"
+            with m.State("MEM_READ_DATA"):
+                m.d.comb += [axi.rready.eq(1), buf_w.addr.eq(word), buf_w.data.eq(axi.rdata)]
+                with m.If(axi.rvalid):
+                    m.d.comb += buf_w.en.eq((1 << B) - 1)
+                    m.d.sync += [word.eq(word + 1), bus_error.eq(bus_error | axi.rresp[1])]
+                    with m.If(word + 1 == n_words):
+                        m.next = "MEM_END"
+                    with m.Else():
+                        m.next = "MEM_READ_ADDR"
+            with m.State("MEM_END"):
+                with m.If(bus_error):
+                    reply(Status.BUS_ERROR)
+                with m.Else():
+                    reply(Status.OK, Mux(cmd == Command.READ_MEM, count, 0))
+
+            # --- Memory writes: one beat per word from the buffer ---
+            with m.State("MEM_WRITE_FETCH"):
+                m.d.comb += [buf_r.addr.eq(word), buf_r.en.eq(1)]
+                m.d.sync += [aw_done.eq(0), w_done.eq(0)]
+                m.next = "MEM_WRITE"
+            with m.State("MEM_WRITE"):
+                first = (word == 0)
+                last = (word + 1 == n_words)
+                end_lane = (offset + count)[:shift]
+                strb = Signal(B)
+                lo = Mux(first, (Const((1 << B) - 1, B) << offset)[:B], (1 << B) - 1)
+                hi = Mux(last & (end_lane != 0),
+                         ((Const(1, B + 1) << end_lane) - 1)[:B], (1 << B) - 1)
+                m.d.comb += [strb.eq(lo & hi), axi.wstrb.eq(strb), axi.wdata.eq(buf_r.data),
+                             axi.awvalid.eq(~aw_done), axi.wvalid.eq(~w_done),
+                             axi.bready.eq(1)]
+                with m.If(axi.awvalid & axi.awready):
+                    m.d.sync += aw_done.eq(1)
+                with m.If(axi.wvalid & axi.wready):
+                    m.d.sync += w_done.eq(1)
+                with m.If(axi.bvalid):
+                    m.d.sync += [word.eq(word + 1), bus_error.eq(bus_error | axi.bresp[1])]
+                    with m.If(last):
+                        m.next = "MEM_END"
+                    with m.Else():
+                        m.next = "MEM_WRITE_FETCH"
+
+            # --- Reply ---
+            with m.State("REPLY_SYNC"):
+                m.d.comb += [tx.valid.eq(1), tx_byte.eq(SYNC_REPLY),
+                             self.error.eq(tx_done & (status != Status.OK))]
+                with m.If(tx_done):
+                    m.d.sync += tx_crc.eq(CRC_INIT)
+                    m.next = "REPLY_STATUS"
+            for state, value, after in (("REPLY_STATUS", status, "REPLY_SEQ"),
+                                        ("REPLY_SEQ", seq, "REPLY_LEN0"),
+                                        ("REPLY_LEN0", reply_len[:8], "REPLY_LEN1")):
+                with m.State(state):
+                    m.d.comb += [tx.valid.eq(1), tx_byte.eq(value), crc_out.eq(1)]
+                    with m.If(tx_done):
+                        m.next = after
+            with m.State("REPLY_LEN1"):
+                m.d.comb += [tx.valid.eq(1), tx_byte.eq(reply_len[8:]), crc_out.eq(1)]
+                with m.If(tx_done):
+                    m.next = "REPLY_DATA"
+                    with m.If(reply_len == 0):
+                        m.next = "REPLY_CRC0"
+            with m.State("REPLY_DATA"):
+                m.d.comb += crc_out.eq(1)
+                with m.If(cmd == Command.READ_MEM):
+                    # Two cycles per byte: address the buffer, then send what it shows.
+                    m.d.comb += [buf_r.addr.eq(buf_pos >> shift), buf_r.en.eq(~fetched),
+                                 tx.valid.eq(fetched),
+                                 tx_byte.eq(buf_r.data[buf_pos[:shift]])]
+                    m.d.sync += fetched.eq(1)
+                with m.Else():
+                    m.d.comb += [tx.valid.eq(1), tx_byte.eq(reply_word.word_select(sent[:3], 8))]
+                with m.If(tx_done):
+                    m.d.sync += [sent.eq(sent + 1), fetched.eq(0)]
+                    with m.If(sent + 1 == reply_len):
+                        m.next = "REPLY_CRC0"
+            with m.State("REPLY_CRC0"):
+                m.d.comb += [tx.valid.eq(1), tx_byte.eq(tx_crc[8:])]
+                with m.If(tx_done):
+                    m.next = "REPLY_CRC1"
+            with m.State("REPLY_CRC1"):
+                m.d.comb += [tx.valid.eq(1), tx_byte.eq(tx_crc[:8])]
+                with m.If(tx_done):
+                    m.next = "HUNT"
+
+        return m

