@@ -70,6 +70,7 @@ class BuildReport:
     baud: int
     divisor: int
     mem_bytes: int
+    synth_opts: str = ""
     resources: dict = field(default_factory=dict)
     critical_path: list = field(default_factory=list)
 
@@ -136,6 +137,12 @@ def _run_plan(build_dir, env, say):
                     break
         raise FpgaBuildError(f"the FPGA tools failed (exit status {result.returncode}) in "
                              f"{build_dir}: " + " | ".join(t.strip() for t in tail))
+
+
+def _abc9_lutram_bug(build_dir):
+    log = build_dir / f"{_NAME}.rpt"
+    text = log.read_text(errors="replace")[-20000:] if log.exists() else ""
+    return "ABC_OPS_REINTEGRATE" in text and "Assert `GetSize(conn.first)" in text
 
 
 def _critical_path(log_text):
@@ -239,7 +246,20 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     say(f"octet: Verilog/RTLIL written in {time.monotonic() - start:.0f} s; running "
         f"yosys, nextpnr-ecp5, ecppack (logs: {_NAME}.rpt, {_NAME}.tim)")
     env = {**os.environ, **tools}
-    _run_plan(build_dir, env, say)
+    synth_opts = ""
+    try:
+        _run_plan(build_dir, env, say)
+    except FpgaBuildError:
+        if not _abc9_lutram_bug(build_dir):
+            raise
+        # Yosys 0.70's ABC9 trips an assertion when reintegrating some designs with LUT-RAM
+        # bypass boxes; without LUT RAM (small memories in flip-flops) it maps them.
+        synth_opts = "-nolutram"
+        say("octet: Yosys hit its ABC9 reintegration assertion; synthesising again with "
+            "synth_ecp5 -nolutram")
+        ys = build_dir / f"{_NAME}.ys"
+        ys.write_text(ys.read_text().replace("synth_ecp5 ", f"synth_ecp5 {synth_opts} ", 1))
+        _run_plan(build_dir, env, say)
     seconds = time.monotonic() - start
 
     clock_name, fmax, util, critical = _parse_report(build_dir)
@@ -257,7 +277,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         ff=used.get("TRELLIS_FF", 0), dsp=used.get("MULT18X18D", 0),
         bram=used.get("DP16KD", 0), bitstream=str(bit) if met else "",
         build_seconds=round(seconds, 1), baud=baud, divisor=divisor, mem_bytes=mem_bytes,
-        resources=util, critical_path=critical)
+        synth_opts=synth_opts, resources=util, critical_path=critical)
     (out_dir / f"{stem}.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     if not met:
         raise TimingError(

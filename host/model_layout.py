@@ -158,7 +158,8 @@ class ModelLayout:
             self.kv = DeviceKVCache(plan, mc)
             T, d, ff, ctx = max_rows, mc.d_model, mc.d_ff, mc.context
             sizes = {"act": T * max(d, ff), "q": T * d, "scores": mc.n_head * T * ctx,
-                     "probs": mc.n_head * T * ctx, "attn": T * d, "result": T * max(d, ff),
+                     "probs": mc.n_head * T * ctx, "attn": T * d,
+                     "result": 4 * T * max(d, ff),
                      "logits": T * mc.vocab_size * 4, "program": PROGRAM_BYTES}
             self.buffers = {name: plan.alloc(size, name) for name, size in sizes.items()}
         except MemoryPlanError as exc:

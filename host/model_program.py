@@ -79,15 +79,20 @@ class ProgramPlanner:
         Tiles per weight block (one LOAD); default a quarter of the weight scratchpad.
     gemm_tiles : int, optional
         Tiles per weight GEMM instruction (default: ``block_tiles``).
+    host_requant : bool
+        Store the output projection's and the MLP's results as int32 for the host to
+        requantize, instead of through their tables (fewer bytes on the bus: the records of
+        an int8 STORE outweigh its int32 output when one token is decoded).
     """
 
-    def __init__(self, layout, block_tiles=None, gemm_tiles=None):
+    def __init__(self, layout, block_tiles=None, gemm_tiles=None, host_requant=False):
         cfg, mc = layout.config, layout.model_config
         self.layout = layout
         self.config = cfg
         R, C = cfg.rows, cfg.cols
         self.block_tiles = block_tiles or max(1, cfg.weight_rows // (4 * R))
         self.gemm_tiles = gemm_tiles or self.block_tiles
+        self.host_requant = bool(host_requant)
         self.in_ring = SpadRing("input scratchpad", 0, cfg.input_rows)
         self.w_ring = SpadRing("weight scratchpad", 0, cfg.weight_rows)
         self.acc_ring = SpadRing("accumulator", 0, cfg.acc_rows - 1)
@@ -308,10 +313,19 @@ class ProgramPlanner:
                     cols=hd, dram_addr=lay.buffers["attn"] + h * hd, dram_stride=d,
                     param_addr=lay.tables[pre + "attn.pv"] + PARAM_RECORD_BYTES * h * hd)
         a = self._load_act(b, lay.buffers["attn"], T, d)
-        self._weight_op(b, pre + "attn.out", a, T, [_Output(0, d, lay.buffers["result"], d)],
-                        table=lay.tables[pre + "attn.out"])
+        self._result_op(b, pre + "attn.out", a, T)
         self._prefetch(b, prefetch)
         return self._finish(b, pre + "attn.out")
+
+    def _result_op(self, b, name, a, T):
+        """A weight op whose result the host reads (int8, or int32 with ``host_requant``)."""
+        n = self.layout.weights[name].n
+        if self.host_requant:
+            self._weight_op(b, name, a, T, [_Output(0, n, self.layout.buffers["result"], 4 * n)],
+                            mode=StoreMode.INT32)
+        else:
+            self._weight_op(b, name, a, T, [_Output(0, n, self.layout.buffers["result"], n)],
+                            table=self.layout.tables[name])
 
     def linear(self, name, T, prefetch=None):
         """Programs 3-5: LOAD ``T`` input rows, the weight GEMM ``name``, STORE the result
@@ -324,7 +338,6 @@ class ProgramPlanner:
             self._weight_op(b, name, a, T, [_Output(0, w.n, lay.buffers["logits"], 4 * w.n)],
                             mode=StoreMode.INT32)
         else:
-            self._weight_op(b, name, a, T, [_Output(0, w.n, lay.buffers["result"], w.n)],
-                            table=lay.tables[name])
+            self._result_op(b, name, a, T)
         self._prefetch(b, prefetch)
         return self._finish(b, name)

@@ -29,6 +29,8 @@ import numpy as np
 
 from octet.quant import host_ops
 from octet.quant.integer_reference import InferenceError
+from octet.quant.quantize import QuantizedModel
+from octet.sim import golden
 
 from .model_layout import PROGRAM_BYTES, ModelLayout
 from .model_program import ProgramPlanner
@@ -89,15 +91,27 @@ class DeviceTransformer:
         Weight streaming granularity (:class:`~octet.host.model_program.ProgramPlanner`).
     timeout_cycles : int, optional
         Give up on a program after this many cycles (default: wait).
+    host_requant : bool
+        Requantize the results the host reads anyway (output projection, MLP up and down) on
+        the host, bit for bit as the tables would (``golden.requantize``), instead of on the
+        accelerator; see :class:`~octet.host.model_program.ProgramPlanner`.
     """
 
     def __init__(self, device, qmodel, *, max_rows=16, block_tiles=None, gemm_tiles=None,
-                 timeout_cycles=None):
+                 timeout_cycles=None, host_requant=False):
+        if not isinstance(qmodel, QuantizedModel):
+            raise TypeError(f"qmodel must be a QuantizedModel, not {type(qmodel).__name__}")
+        if timeout_cycles is not None and (isinstance(timeout_cycles, bool) or not isinstance(
+                timeout_cycles, int) or timeout_cycles < 1):
+            raise ValueError(f"timeout_cycles must be a positive integer or None, not "
+                             f"{timeout_cycles!r}")
         self.device = device
         self.q = qmodel
         self.config = qmodel.config
         self.layout = ModelLayout(qmodel, device.config, max_rows)
-        self.planner = ProgramPlanner(self.layout, block_tiles, gemm_tiles)
+        self.planner = ProgramPlanner(self.layout, block_tiles, gemm_tiles, host_requant)
+        self._requant = {name: qmodel.requant(name) for name in self.layout.tables
+                         if name.endswith(("attn.out", "mlp.up", "mlp.down"))}
         self.kv = self.layout.kv
         self.timeout_cycles = timeout_cycles
         self.steps = []
@@ -115,6 +129,13 @@ class DeviceTransformer:
         n = int(np.prod(shape)) * np.dtype(dtype).itemsize
         self._step.host_bytes += n
         return np.frombuffer(self.device.read_mem(addr, n), dtype=dtype).reshape(shape)
+
+    def _result(self, name, shape):
+        """The int8 result of weight op ``name`` (requantized here with ``host_requant``)."""
+        if not self.planner.host_requant:
+            return self._read(self.layout.buffers["result"], shape)
+        acc = self._read(self.layout.buffers["result"], shape, "<i4").astype(np.int32)
+        return golden.requantize(acc, self._requant[name])
 
     def _run(self, program):
         if len(program.blob) > PROGRAM_BYTES:
@@ -198,17 +219,17 @@ class DeviceTransformer:
             self._write(lay.tables[pre + "attn.pv"], np.frombuffer(
                 lay.pv_table(i, self.kv.value_sums(i)), dtype=np.uint8))
             self._run(plan.attention_output(i, T, t0, prefetch=pre + "mlp.up"))
-            x = host_ops.residual_add(x, self._read(buf["result"], (T, d)),
+            x = host_ops.residual_add(x, self._result(pre + "attn.out", (T, d)),
                                       q[pre + "attn.out.residual"])
             self._write(buf["act"], host_ops.layer_norm(x, q[pre + "ln2.gain"],
                                                         q[pre + "ln2.bias"], eps))
             self._run(plan.linear(pre + "mlp.up", T, prefetch=pre + "mlp.down"))
-            g = host_ops.gelu(self._read(buf["result"], (T, ff)), q[pre + "mlp.gelu_lut"])
+            g = host_ops.gelu(self._result(pre + "mlp.up", (T, ff)), q[pre + "mlp.gelu_lut"])
             self._write(buf["act"], g)
             nxt = f"blocks.{i + 1}.attn.qkv" if i + 1 < mc.n_layer else \
                 "head" if logits else "blocks.0.attn.qkv"
             self._run(plan.linear(pre + "mlp.down", T, prefetch=nxt))
-            x = host_ops.residual_add(x, self._read(buf["result"], (T, d)),
+            x = host_ops.residual_add(x, self._result(pre + "mlp.down", (T, d)),
                                       q[pre + "mlp.down.residual"])
         if logits is None:
             return None
@@ -273,7 +294,7 @@ class DeviceTransformer:
 
 
 def generate_on_device(device, qmodel, prompt, max_new, *, temperature=0.0, top_k=0, seed=0,
-                       max_rows=16, timeout_cycles=None, stream=True):
+                       max_rows=16, timeout_cycles=None, stream=True, host_requant=False):
     """Place ``qmodel`` on ``device`` and generate: a :class:`GenerationResult`.
 
     A module-level function, so ``device.call(generate_on_device, ...)`` runs the whole loop
@@ -284,7 +305,7 @@ def generate_on_device(device, qmodel, prompt, max_new, *, temperature=0.0, top_
     sampler = Sampler(temperature, top_k, seed)
     start = time.monotonic()
     runtime = DeviceTransformer(device, qmodel, max_rows=max_rows,
-                                timeout_cycles=timeout_cycles)
+                                timeout_cycles=timeout_cycles, host_requant=host_requant)
     setup = time.monotonic() - start
     emit = getattr(device, "emit", None) if stream else None
     on_token = None if emit is None else \

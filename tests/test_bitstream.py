@@ -70,3 +70,32 @@ def test_bitstream_builds(rows, cols, tmp_path, capsys):
     report = json.loads(bit.with_suffix(".json").read_text())
     assert report["fmax_mhz"] == result["fmax_mhz"] and report["divisor"] == 25
     assert "yosys" in captured.err and "nextpnr" in captured.err      # progress was shown
+
+
+def test_report_parsing(tmp_path):
+    """Fmax, utilisation and the critical path from nextpnr's report and log (as written by
+    nextpnr-ecp5 0.11; excerpt of a real 2x2 build)."""
+    from octet.host.fpga_build import _parse_report
+    (tmp_path / "top.report.json").write_text(json.dumps({
+        "fmax": {"$glbnet$clk": {"achieved": 41.38, "constraint": 50.0},
+                 "clk25_0__io": {"achieved": 400.0, "constraint": 25.0}},
+        "utilization": {"TRELLIS_COMB": {"used": 15826, "available": 83640},
+                        "DP16KD": {"used": 38, "available": 208}}}))
+    (tmp_path / "top.tim").write_text(
+        "Info: Critical path report for clock '$glbnet$clk' (posedge -> posedge):\n"
+        "Info:       type curr  total name\n"
+        "Info:   clk-to-q  0.52  0.52 Source soc.accel.store.n_tiles_TRELLIS_FF_Q.Q\n"
+        "Info:    routing  1.08  1.60 Net soc.accel.store.n_tiles[1] (35,32) -> (35,33)\n"
+        "Info:                          Sink soc.accel.store.width_CCU2C.C\n"
+        "Info:                          Defined in:\n"
+        "Info:                               /work/main/hdl/store_unit.py:159\n"
+        "Info:      setup  0.26 24.16 Source soc.accel.store.error__code_TRELLIS_FF_Q_2.M\n"
+        "Info: 9.47 ns logic, 14.69 ns routing\n"
+        "\n"
+        "Info: Critical path report for cross-domain path '<async>' -> 'posedge':\n")
+    name, fmax, util, critical = _parse_report(tmp_path)
+    assert (name, fmax) == ("$glbnet$clk", 41.38)
+    assert util["DP16KD"]["used"] == 38
+    assert critical == ["from soc.accel.store.n_tiles_TRELLIS_FF_Q",
+                        "to soc.accel.store.error__code_TRELLIS_FF_Q_2",
+                        "hdl/store_unit.py:159", "24.2 ns (9.47 logic, 14.69 routing)"]

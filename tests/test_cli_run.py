@@ -56,9 +56,11 @@ def test_run_golden_greedy_json(capsys, cached_models):
     assert "time to first token" in out and "tokens/s at 100 MHz" in out
 
 
-def test_run_sampling_and_sparsity(capsys, cached_models):
+def test_run_sampling_sparsity_and_host_requantization(capsys, cached_models):
+    """Requantizing on the host changes nothing in the bytes (compared with the default)."""
     assert main(["run", "--prompt", "import ", "--max-tokens", "5", "--temperature", "0.8",
-                 "--top-k", "5", "--seed", "3", "--sparsity", "2:4", "--json"]) == 0
+                 "--top-k", "5", "--seed", "3", "--sparsity", "2:4", "--host-requant",
+                 "--json"]) == 0
     report = last_json(capsys.readouterr().out)
     qmodel = cached_models(None, "2:4").qmodel
     assert qmodel.sparsity("blocks.0.mlp.up") == 0.5
@@ -66,6 +68,7 @@ def test_run_sampling_and_sparsity(capsys, cached_models):
                                 temperature=0.8, top_k=5, seed=3)
     assert bytes(report["tokens"]) == expect.tokens
     assert (report["sparsity"], report["top_k"], report["seed"]) == ("2:4", 5, 3)
+    assert report["host_requant"] is True
 
 
 @pytest.mark.parametrize("flags,message", [

@@ -53,11 +53,13 @@ def test_shipped_model_prefill_and_decode_are_bit_identical(shipped):
     assert step.counters["bytes_read"] > runtime.layout.weight_bytes
 
 
-@pytest.mark.parametrize("rows,cols,bus,max_rows", [(8, 8, 8, 5), (4, 4, 4, 16),
-                                                    (16, 16, 16, 3), (8, 4, 16, 7)])
-def test_tiny_model_any_array_and_chunking(tiny, rows, cols, bus, max_rows):
+@pytest.mark.parametrize("rows,cols,bus,max_rows,host_requant", [
+    (8, 8, 8, 5, False), (4, 4, 4, 16, False), (16, 16, 16, 3, False), (8, 4, 16, 7, False),
+    (8, 8, 8, 6, True)])
+def test_tiny_model_any_array_and_chunking(tiny, rows, cols, bus, max_rows, host_requant):
     config = accelerator_config(rows, cols, bus)
-    runtime = DeviceTransformer(GoldenDevice(config, timed=False), tiny, max_rows=max_rows)
+    runtime = DeviceTransformer(GoldenDevice(config, timed=False), tiny, max_rows=max_rows,
+                                host_requant=host_requant)
     reference = IntegerTransformer(tiny, golden_gemm)
     tokens = np.random.default_rng(rows * cols).integers(0, 256, 20)
     logits, cache = reference.prefill(tokens[:13])

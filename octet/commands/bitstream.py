@@ -129,6 +129,8 @@ def _bench_one(args, r, c):
         print(f"octet: {r}x{c} did not build: {exc}", file=sys.stderr)
         return ([f"{r}x{c}", "-", "-", "did not build", "-", "-", "-", "-", "-"],
                 {"rows": r, "cols": c, "error": str(exc)})
+    if rep.synth_opts:
+        note += f" (synth_ecp5 {rep.synth_opts})"
     print(f"{r}x{c}: Fmax {rep.fmax_mhz:.1f} MHz ({note}), {rep.lut} LUTs, {rep.ff} FFs, "
           f"{rep.dsp} DSPs, {rep.bram} BRAMs, {rep.build_seconds:.0f} s", flush=True)
     return ([f"{r}x{c}", f"{rep.fmax_mhz:.1f}", f"{rep.target_mhz:g}", note, rep.lut, rep.ff,

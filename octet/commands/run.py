@@ -79,6 +79,11 @@ def add_parser(subparsers):
                    help="sample only among the K most likely bytes (default 0 = all)")
     p.add_argument("--seed", type=_count(0), default=0, metavar="S",
                    help="random seed for sampling (default 0)")
+    p.add_argument("--host-requant", action="store_true",
+                   help="requantize the results the host reads anyway (attention output "
+                        "projection, MLP up and down) on the host instead of through their "
+                        "tables on the accelerator: the same bytes, fewer bytes on the bus "
+                        "(the RTL reads an int8 STORE's parameter records twice)")
     add_accelerator_flags(p)
     p.add_argument("--timeout-cycles", type=_count(1), metavar="N",
                    help="stop with an error if one program runs longer than N cycles "
@@ -158,7 +163,7 @@ def format_summary(report):
 
 
 def generate_text(device, qmodel, prompt, max_new, *, out=None, timeout_cycles=None,
-                  temperature=0.0, top_k=0, seed=0):
+                  temperature=0.0, top_k=0, seed=0, host_requant=False):
     """Run :func:`~octet.host.runtime.generate_on_device` on ``device``, writing the prompt and
     then each byte to ``out`` (a text stream) as it arrives; returns the GenerationResult."""
     from octet.host.runtime import generate_on_device
@@ -175,7 +180,7 @@ def generate_text(device, qmodel, prompt, max_new, *, out=None, timeout_cycles=N
 
     result = device.call_streaming(generate_on_device, show, qmodel, prompt, max_new,
                                    temperature=temperature, top_k=top_k, seed=seed,
-                                   timeout_cycles=timeout_cycles)
+                                   timeout_cycles=timeout_cycles, host_requant=host_requant)
     if out is not None:
         out.write(decoder.decode(b"", final=True))
     return result
@@ -209,7 +214,8 @@ def run(args):
     with open_device(args.backend, config) as device:
         result = generate_text(device, prepared.qmodel, prompt, args.max_tokens,
                                out=sys.stdout, timeout_cycles=timeout,
-                               temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+                               temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+                               host_requant=args.host_requant)
     wall = time.monotonic() - start
     print()
     report = summarize(result, config)
@@ -223,7 +229,8 @@ def run(args):
         print_json({**report, "text": result.tokens.decode("utf-8", errors="replace"),
                     "tokens": list(result.tokens), "prompt": args.prompt,
                     "backend": args.backend, "model": str(prepared.path),
-                    "sparsity": args.sparsity, "temperature": args.temperature,
+                    "sparsity": args.sparsity, "host_requant": args.host_requant,
+                    "temperature": args.temperature,
                     "top_k": args.top_k, "seed": args.seed, "rows": config.rows,
                     "cols": config.cols, "bus_bytes": config.bus_bytes,
                     "cycle_source": "cycle model" if args.backend == "golden" else "rtl",
