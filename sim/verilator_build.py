@@ -5,6 +5,13 @@ module name, the Verilator and cocotb versions), so a second test run or CLI cal
 design reuses the compiled model instead of spending a minute in the C++ compiler. Builds live
 in ``$OCTET_CACHE_DIR`` (default ``~/.cache/octet/verilator``), one folder per hash, guarded by
 a file lock so parallel runs never build the same model twice at once.
+
+Visibility. cocotb's runner makes *every* signal public (``--public-flat-rw``), which keeps
+Verilator from optimising anything away and puts all combinational logic into the region it
+re-evaluates at every ``eval()`` (several per clock cycle): on the accelerator that costs most
+of the simulation time. A build given ``public=`` instead makes only the named signals
+visible (a Verilator control file), for models whose testbench touches nothing else (the
+fast in-design-memory model: the top-level ports and the memory array).
 """
 
 import fcntl
@@ -86,7 +93,29 @@ class VerilatorModel:
             return results
 
 
-def build_model(component, toplevel, progress=True, ports=None, extra_verilog=()):
+def _runner(public_flat):
+    """cocotb's Verilator runner, without ``--public-flat-rw`` unless ``public_flat``."""
+    from cocotb_tools.runner import Verilator
+
+    class _Runner(Verilator):
+        def _build_command(self):
+            commands = super()._build_command()
+            if not public_flat:
+                commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
+            return commands
+
+    return _Runner()
+
+
+def _control_file(public):
+    """Verilator control-file text making the ``(module, signal)`` pairs readable/writable."""
+    lines = ["`verilator_config"]
+    lines += [f'public_flat_rw -module "{module}" -var "{var}"' for module, var in public]
+    return "\n".join(lines) + "\n"
+
+
+def build_model(component, toplevel, progress=True, ports=None, extra_verilog=(),
+                public=None):
     """Convert an Amaranth component to Verilog and compile it with Verilator, cached.
 
     Parameters
@@ -99,6 +128,9 @@ def build_model(component, toplevel, progress=True, ports=None, extra_verilog=()
         Print a line to stderr when a (slow) build actually happens.
     extra_verilog : sequence of str
         Verilog texts of modules the design instantiates (simulation models).
+    public : sequence of (str, str), optional
+        ``(module, signal)`` name patterns the testbench may access; everything else is
+        private to Verilator (much faster). Default: every signal is public.
 
     Returns
     -------
@@ -110,6 +142,7 @@ def build_model(component, toplevel, progress=True, ports=None, extra_verilog=()
     text = "\n".join([text, *extra_verilog])
     key = hashlib.sha256("\0".join([
         text, toplevel, version("verilator"), version("cocotb"), "octet-build-1",
+        *([] if public is None else ["public", repr(sorted(public))]),
     ]).encode()).hexdigest()[:16]
     build_dir = cache_root() / f"{toplevel}-{key}"
     marker = build_dir / ".octet-built"
@@ -118,17 +151,20 @@ def build_model(component, toplevel, progress=True, ports=None, extra_verilog=()
     with _locked(cache_root() / f"{toplevel}-{key}.lock"):
         if marker.exists():
             return VerilatorModel(build_dir, toplevel)
-        from cocotb_tools.runner import get_runner
-
         build_dir.mkdir(parents=True, exist_ok=True)
         source = build_dir / f"{toplevel}.v"
         source.write_text(text)
+        args = ["-Wno-fatal", "-O3"]
+        if public is not None:
+            control = build_dir / "public.vlt"
+            control.write_text(_control_file(public))
+            args.append(str(control))
         log = build_dir / "build.log"
         if progress:
             print(f"octet: compiling Verilator model {toplevel} ({build_dir.name}); "
                   f"first time only, log in {log}", file=sys.stderr, flush=True)
         start = time.monotonic()
-        runner = get_runner("verilator")
+        runner = _runner(public is None)
         # The wheel's verilated.mk was configured with an empty precompiled-header include
         # flag, which breaks every model large enough to be split into several C++ files;
         # a make command-line override (through MAKEFLAGS) supplies the flag g++ needs.
@@ -136,7 +172,7 @@ def build_model(component, toplevel, progress=True, ports=None, extra_verilog=()
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
         try:
             runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                         build_args=["-Wno-fatal", "-O3"], log_file=log)
+                         build_args=args, log_file=log)
         except (SystemExit, Exception) as exc:
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
             raise RuntimeError(f"Verilator build of {toplevel} failed ({exc}); "
