@@ -2,10 +2,13 @@
 
 Block diagram::
 
-    s_axil -> CsrBank (octet.isa.Reg) --start--> FetchUnit --queues--> LoadUnit ----+
-                                                                    -> ComputeUnit  |
-    m_axi  <- AxiReader (fetch, load, store-params; round robin, in order)         |
-           <- AxiWriter (store)                    StoreUnit <- accumulator <-------+
+    s_axil -> CsrBank (octet.isa.Reg) --start--> FetchUnit --queues--> KvController -> LoadUnit -+
+                                                                    -> ComputeUnit              |
+    m_axi  <- AxiReader (fetch, load, store-params, KV tables;  KvController -> StoreUnit       |
+           <- AxiWriter (store)   round robin, in order)           ^-- accumulator <------------+
+
+The two KV-cache controllers (``hdl/kv_controller.py``) pass ordinary instructions straight
+through and translate KV_LOAD / KV_APPEND into LOADs / STOREs of the sequence's pages.
 
 Scratchpads: input (R int8 per row), weight (C int8 per row) and the int32 accumulator (C per
 row), all ``lib.memory.Memory``. The units run concurrently and synchronise through four
@@ -23,7 +26,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from octet.config import AcceleratorConfig
-from octet.isa import ID_MAGIC, VERSION, ErrorCode, Reg, Status
+from octet.isa import ID_MAGIC, VERSION, ErrorCode, Opcode, Reg, Status
 
 from .axi import AxiLiteSignature, AxiSignature, connect_read_write
 from .axi_reader import AxiReader
@@ -31,7 +34,9 @@ from .axi_writer import AxiWriter
 from .axil_csr import CsrBank
 from .compute_unit import ComputeUnit
 from .fetch_unit import FetchUnit
+from .kv_controller import KvController
 from .load_unit import LoadUnit
+from .read_arbiter import connect_reads
 from .store_unit import StoreUnit
 from .token_queue import TokenQueue
 
@@ -48,7 +53,10 @@ def _registers(config):
             ("ctrl", Reg.CTRL, "wo"), ("status", Reg.STATUS, "ro"),
             ("fault_pc", Reg.FAULT_PC, "ro"), ("prog_base", Reg.PROG_BASE, "rw", 0),
             ("mem_limit", Reg.MEM_LIMIT, "rw", config.mem_bytes), ("pc", Reg.PC, "ro"),
-            ("irq", Reg.IRQ, "w1c")]
+            ("irq", Reg.IRQ, "w1c"), ("kv_seq_table", Reg.KV_SEQ_TABLE, "rw", 0),
+            ("kv_seq_count", Reg.KV_SEQ_COUNT, "rw", 0),
+            ("kv_pool_base", Reg.KV_POOL_BASE, "rw", 0),
+            ("kv_geometry", Reg.KV_GEOMETRY, "rw", 0)]
     for name in _COUNTERS:
         regs += [(f"{name.lower()}_lo", Reg[name], "ro"),
                  (f"{name.lower()}_hi", Reg[name] + 4, "ro")]
@@ -110,10 +118,12 @@ class Accelerator(wiring.Component):
         load = unit("load", LoadUnit(cfg))
         compute = unit("compute", ComputeUnit(cfg))
         store = unit("store", StoreUnit(cfg))
+        kv_load = unit("kv_load", KvController(cfg, Opcode.KV_LOAD))
+        kv_store = unit("kv_store", KvController(cfg, Opcode.KV_APPEND))
         tokens = {name: unit(f"tokens_{name}", TokenQueue())
                   for name in ("l2c", "c2l", "c2s", "s2c")}
 
-        m.submodules.reader = reader = AxiReader(32, cfg.bus_bits, 8, tag_width=2)
+        m.submodules.reader = reader = AxiReader(32, cfg.bus_bits, 8, tag_width=3)
         m.submodules.writer = writer = AxiWriter(32, cfg.bus_bits, 8)
         connect_read_write(m, self.m_axi, reader.m_axi, writer.m_axi)
 
@@ -137,10 +147,19 @@ class Accelerator(wiring.Component):
             rp = acc.read_port(transparent_for=transparent)
             m.d.comb += [rp.addr.eq(r.addr), rp.en.eq(r.en), r.data.eq(rp.data)]
 
-        # Instruction queues and tokens.
-        wiring.connect(m, fetch.o_load, load.i_instr)
+        # Instruction queues (KV instructions through their controllers) and tokens.
+        wiring.connect(m, fetch.o_load, kv_load.i_instr)
+        wiring.connect(m, kv_load.o_instr, load.i_instr)
         wiring.connect(m, fetch.o_compute, compute.i_instr)
-        wiring.connect(m, fetch.o_store, store.i_instr)
+        wiring.connect(m, fetch.o_store, kv_store.i_instr)
+        wiring.connect(m, kv_store.o_instr, store.i_instr)
+        for ctl, unit_, queue in ((kv_load, load, "c2l"), (kv_store, store, "c2s")):
+            m.d.comb += [ctl.seq_table.eq(reg("kv_seq_table", "value")),
+                         ctl.seq_count.eq(reg("kv_seq_count", "value")),
+                         ctl.pool_base.eq(reg("kv_pool_base", "value")),
+                         ctl.geometry.eq(reg("kv_geometry", "value")),
+                         ctl.unit_busy.eq(unit_.busy),
+                         ctl.token_available.eq(tokens[queue].available)]
         m.d.comb += [
             tokens["l2c"].push.eq(load.token_push), tokens["l2c"].pop.eq(compute.pop_prev),
             compute.prev_available.eq(tokens["l2c"].available),
@@ -152,38 +171,17 @@ class Accelerator(wiring.Component):
             compute.next_available.eq(tokens["s2c"].available),
         ]
 
-        # Read arbitration: fetch (tag 0), load (1), store parameters (2); round robin.
-        requesters = [fetch.o_req, load.o_req, store.o_rreq]
-        consumers = [fetch.i_data, load.i_data, store.i_rdata]
-        last = Signal(2)
-        grant = Signal(2)
-        with m.Switch(last):
-            for prev in range(3):
-                with m.Case(prev):
-                    order = [(prev + 1 + k) % 3 for k in range(3)]
-                    for k in reversed(order):
-                        with m.If(requesters[k].valid):
-                            m.d.comb += grant.eq(k)
-        for k, rq in enumerate(requesters):
-            with m.If(grant == k):
-                m.d.comb += [reader.i_req.valid.eq(rq.valid),
-                             reader.i_req.payload.addr.eq(rq.payload.addr),
-                             reader.i_req.payload.beats.eq(rq.payload.beats),
-                             reader.i_req.payload.tag.eq(k), rq.ready.eq(reader.i_req.ready)]
-        with m.If(reader.i_req.valid & reader.i_req.ready):
-            m.d.sync += last.eq(grant)
-        for k, cons in enumerate(consumers):
-            m.d.comb += [cons.valid.eq(reader.o_data.valid & (reader.o_data.payload.tag == k)),
-                         cons.payload.data.eq(reader.o_data.payload.data),
-                         cons.payload.error.eq(reader.o_data.payload.error)]
-            with m.If(reader.o_data.payload.tag == k):
-                m.d.comb += reader.o_data.ready.eq(cons.ready)
+        # Reads: fetch (tag 0), load (1), store parameters (2), KV controllers (3, 4).
+        connect_reads(m, reader, [fetch.o_req, load.o_req, store.o_rreq, kv_load.o_req,
+                                  kv_store.o_req],
+                      [fetch.i_data, load.i_data, store.i_rdata, kv_load.i_data,
+                       kv_store.i_data])
         wiring.connect(m, store.o_wreq, writer.i_req)
         wiring.connect(m, store.o_wdata, writer.i_data)
         wiring.connect(m, writer.o_done, store.i_wdone)
 
         # Errors: the first one wins and halts everyone.
-        units = [fetch, load, compute, store]
+        units = [fetch, kv_load, load, compute, kv_store, store]
         any_error = Cat(*(u.error.valid for u in units)).any()
         overflow = Cat(*(t.overflow for t in tokens.values())).any()
         err_latched = Signal()
@@ -198,7 +196,8 @@ class Accelerator(wiring.Component):
         m.d.comb += mem_limit.eq(Mux(reg("mem_limit", "value") == 0, 1 << 32,
                                      reg("mem_limit", "value")))
         m.d.comb += [fetch.mem_limit.eq(mem_limit), load.mem_limit.eq(mem_limit),
-                     store.mem_limit.eq(mem_limit),
+                     store.mem_limit.eq(mem_limit), kv_load.mem_limit.eq(mem_limit),
+                     kv_store.mem_limit.eq(mem_limit),
                      fetch.prog_base.eq(reg("prog_base", "value"))]
         with m.If(running & ~err_latched):
             for u in reversed(units):
@@ -216,13 +215,15 @@ class Accelerator(wiring.Component):
         stuck = Signal()
         quiet = [(~load.busy | load.waiting), (~compute.busy | compute.waiting),
                  (~store.busy | store.waiting)]
+        quiet += [~c.busy | c.blocked | c.waiting for c in (kv_load, kv_store)]
+        waiters = (load, compute, store, kv_load, kv_store)
         m.d.comb += stuck.eq(running & ~err_latched & Cat(*quiet).all() &
-                             (load.waiting | compute.waiting | store.waiting) &
+                             Cat(*(u.waiting for u in waiters)).any() &
                              (fetch.ended | fetch.blocked) & ~fetch.busy & ~reader.busy &
                              ~writer.busy)
         # The oldest instruction still waiting for its token is reported.
         found, oldest = load.waiting, load.pc
-        for u in (compute, store):
+        for u in (compute, store, kv_load, kv_store):
             take = u.waiting & (~found | (u.pc < oldest))
             found, oldest = found | u.waiting, Mux(take, u.pc, oldest)
         m.d.comb += oldest_waiting.eq(oldest)
@@ -232,6 +233,7 @@ class Accelerator(wiring.Component):
 
         # Completion.
         all_idle = (~load.busy & ~compute.busy & ~store.busy & ~fetch.busy &
+                    ~kv_load.busy & ~kv_store.busy &
                     fetch.queues_empty & ~reader.busy & ~writer.busy)
         finished = Signal()
         m.d.comb += finished.eq(running & ~start & (

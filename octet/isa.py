@@ -45,6 +45,8 @@ class Opcode(enum.Enum, shape=4):
     IM2COL = 2    # convolution patches, device memory (NHWC) -> input scratchpad
     GEMM = 3      # scratchpad tiles through the array into the accumulator
     STORE = 4     # accumulator -> device memory, int32 or requantized int8
+    KV_LOAD = 5   # K or V rows of a sequence, through its block table -> scratchpad
+    KV_APPEND = 6 # accumulator -> int8 K or V rows of a sequence, through its block table
     END = 15      # end of program
 
 
@@ -67,6 +69,9 @@ class ErrorCode(enum.Enum, shape=4):
     BUS_ERROR = 5        # SLVERR / DECERR on the AXI master
     DEADLOCK = 6         # every unit waits for a token nobody will produce
     TOKEN_OVERFLOW = 7   # more than 255 tokens queued between two units
+    KV_SEQUENCE = 8      # KV: sequence id >= KV_SEQ_COUNT, or its descriptor is free/invalid
+    KV_RANGE = 9         # KV: a position beyond the pages allocated to the sequence
+    KV_PAGE = 10         # KV: a block-table entry or pool index outside the KV area
 
 
 class Unit(enum.Enum, shape=2):
@@ -167,12 +172,48 @@ LAYOUTS = {
         "zero_point": signed(8),
         "relu": 1,
     }),
+    Opcode.KV_LOAD: _instruction({
+        # For positions p = pos..pos+count-1 and heads h < heads: the first row_bytes bytes
+        # of K/V row p of pool `pool + h` of sequence `seq` (address translated through the
+        # sequence's block table, see octet.kv_format) fill scratchpad rows
+        # spad_addr + h * spad_head_step + (p - pos) * spad_stride + j, j < ceil(row_bytes /
+        # row width), as a LOAD of that row would.
+        "target": Target,
+        "seq": 16,
+        "pool": 12,
+        "heads": 8,
+        "pos": 16,
+        "count": 16,
+        "row_bytes": 16,
+        "spad_addr": 16,
+        "spad_stride": 16,
+        "spad_head_step": 16,
+    }),
+    Opcode.KV_APPEND: _instruction({
+        # For positions p = pos..pos+count-1 and heads h < heads: row i = p - pos of the
+        # accumulator columns of head h (acc_addr + h * acc_head_step as a STORE's acc_addr,
+        # `cols` values), requantized to int8 with the records at
+        # param_addr + h * param_head_step, becomes K/V row p of pool `pool + h` of `seq`.
+        "seq": 16,
+        "pool": 12,
+        "heads": 8,
+        "pos": 16,
+        "count": 16,
+        "cols": 16,
+        "acc_addr": 16,
+        "acc_n_step": 16,
+        "acc_head_step": 16,
+        "param_addr": 32,
+        "param_head_step": 16,
+        "zero_point": signed(8),
+    }),
     Opcode.END: _instruction({}),
 }
 
 #: The unit whose queue receives each opcode.
 QUEUE_OF = {Opcode.LOAD: Unit.LOAD, Opcode.IM2COL: Unit.LOAD, Opcode.GEMM: Unit.COMPUTE,
-            Opcode.STORE: Unit.STORE, Opcode.END: Unit.FETCH}
+            Opcode.STORE: Unit.STORE, Opcode.KV_LOAD: Unit.LOAD, Opcode.KV_APPEND: Unit.STORE,
+            Opcode.END: Unit.FETCH}
 
 #: Header flags each unit's instructions may use; others are MALFORMED.
 ALLOWED_FLAGS = {
@@ -180,6 +221,8 @@ ALLOWED_FLAGS = {
     Opcode.IM2COL: {"pop_next", "push_next"},
     Opcode.GEMM: {"pop_prev", "pop_next", "push_prev", "push_next"},
     Opcode.STORE: {"pop_prev", "push_prev"},
+    Opcode.KV_LOAD: {"pop_next", "push_next"},
+    Opcode.KV_APPEND: {"pop_prev", "push_prev"},
     Opcode.END: set(),
 }
 
@@ -261,6 +304,11 @@ class Reg(enum.IntEnum):
     MEM_LIMIT = 0x20       # RW  DMA may touch [0, MEM_LIMIT); reset value = mem_bytes
     PC = 0x24              # RO  address of the next instruction to fetch
     IRQ = 0x28             # R/W1C  bit 0: done or error interrupt pending
+    # KV cache (octet.kv_format): where sequence descriptors and pools live, and their shape.
+    KV_SEQ_TABLE = 0x2C    # RW  address of the sequence descriptors (8-byte aligned)
+    KV_SEQ_COUNT = 0x30    # RW  number of descriptors; a larger sequence id is KV_SEQUENCE
+    KV_POOL_BASE = 0x34    # RW  address of page 0 of pool 0
+    KV_GEOMETRY = 0x38     # RW  octet.kv_format.GEOMETRY: page, row pitch, pool sizes
     # 64-bit performance counters, low word first; cleared by START.
     CYCLES = 0x40          # cycles from START to done
     COMPUTE_CYCLES = 0x48  # cycles an activation row entered the array

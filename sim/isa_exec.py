@@ -14,7 +14,8 @@ from octet.isa import PARAM_RECORD_BYTES, ErrorCode, Opcode, StoreMode, Target
 from octet.numerics import SHIFT_MAX, SHIFT_MIN, RequantParams
 
 from . import golden
-from .isa_sched import Fault
+from .isa_kv import KvRegisters, expand, words_read
+from .isa_sched import DMA_LATENCY, Cost, Fault, instruction_cost
 
 __all__ = ["Datapath", "MAX_N_TILES"]
 
@@ -53,6 +54,7 @@ class Datapath:
         self.weight_spad = np.zeros((config.weight_rows, config.cols), dtype=np.int8)
         self.acc = np.zeros((config.acc_rows, config.cols), dtype=np.int32)
         self.mem_limit = config.mem_bytes
+        self.kv = KvRegisters()
 
     def check_dram(self, pc, lo, hi, what):
         """Raise DRAM_RANGE (or BUS_ERROR beyond the memory) unless ``[lo, hi)`` is legal."""
@@ -66,9 +68,35 @@ class Datapath:
                         "device memory")
 
     def execute(self, entry):
-        """Check, then perform, one dispatched instruction (an :class:`~.isa_sched.Entry`)."""
+        """Check, then perform, one dispatched instruction (an :class:`~.isa_sched.Entry`).
+
+        Returns the :class:`~.isa_sched.Cost` of a KV instruction (which depends on its block
+        table), None for the others.
+        """
+        if entry.opcode in (Opcode.KV_LOAD, Opcode.KV_APPEND):
+            return self._kv(entry.opcode, entry.pc, entry.fields)
         {Opcode.LOAD: self._load, Opcode.IM2COL: self._im2col, Opcode.GEMM: self._gemm,
          Opcode.STORE: self._store}[entry.opcode](entry.pc, entry.fields)
+        return None
+
+    def _kv(self, op, pc, f):
+        """KV_LOAD / KV_APPEND: the controller's checks, then its LOADs or STOREs in order.
+
+        A sub-transfer that faults stops the instruction there (earlier ones have happened),
+        as in the hardware.
+        """
+        subs, pages = expand(op, f, self.kv, self.memory, self.check_dram, pc)
+        words = words_read(pages)
+        cost = Cost(3 * DMA_LATENCY + pages, bytes_read=words * self.config.bus_bytes,
+                    beats=words, dma=True)
+        for sub_op, sub in subs:
+            (self._load if sub_op is Opcode.LOAD else self._store)(pc, sub)
+            c = instruction_cost(self.config, sub_op, sub)
+            cost.cycles += max(0, c.cycles - DMA_LATENCY)
+            cost.bytes_read += c.bytes_read
+            cost.bytes_written += c.bytes_written
+            cost.beats += c.beats
+        return cost
 
     @staticmethod
     def _nonzero(pc, op, f, names):

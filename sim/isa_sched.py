@@ -172,7 +172,8 @@ class Scheduler:
         fetch outside memory).
     execute : callable
         ``execute(entry)`` checks and performs one instruction; raises :class:`Fault` before
-        changing anything.
+        changing anything. It may return the instruction's :class:`Cost` (KV instructions,
+        whose cost depends on memory contents); None means :func:`instruction_cost`.
     """
 
     config: object
@@ -238,10 +239,14 @@ class Scheduler:
             if fields.get(flag) and len(tokens[k]) >= TOKEN_LIMIT:
                 raise Fault(ErrorCode.TOKEN_OVERFLOW, entry.pc,
                             f"{k} queue already holds {TOKEN_LIMIT} tokens")
-        self.execute(entry)
+        measured = self.execute(entry)
         queue.popleft()
-        cost = (instruction_cost(self.config, entry.opcode, fields) if self.cost is None
-                else self.cost(entry))
+        if self.cost is not None:
+            cost = self.cost(entry)
+        elif measured is not None:
+            cost = measured
+        else:
+            cost = instruction_cost(self.config, entry.opcode, fields)
         start = max([self._free[unit], entry.dispatched] + [tokens[k].popleft() for k in pops])
         end = self._free[unit] = start + cost.cycles
         for flag, k in _PUSHES[unit]:

@@ -27,6 +27,8 @@ COUNTER_REGS = {Reg.CYCLES: "cycles", Reg.COMPUTE_CYCLES: "compute_cycles",
                 Reg.INSTRUCTIONS: "instructions"}
 _FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 _MASK32 = 0xFFFF_FFFF
+_KV_REGS = {Reg.KV_SEQ_TABLE: "seq_table", Reg.KV_SEQ_COUNT: "seq_count",
+            Reg.KV_POOL_BASE: "pool_base", Reg.KV_GEOMETRY: "geometry"}
 
 
 def config_registers(config):
@@ -131,10 +133,13 @@ class IsaSimulator:
         if offset == Reg.IRQ:
             return int(self._irq_pending and not self.busy)
         config0, config1 = config_registers(self.config)
+        kv = self.datapath.kv
         return {Reg.ID: isa.ID_MAGIC, Reg.VERSION: isa.VERSION, Reg.CONFIG0: config0,
                 Reg.CONFIG1: config1, Reg.FAULT_PC: self._fault_pc,
                 Reg.PROG_BASE: self._prog_base, Reg.PC: self._pc & _MASK32,
-                Reg.MEM_LIMIT: self.datapath.mem_limit & _MASK32}.get(offset, 0)
+                Reg.MEM_LIMIT: self.datapath.mem_limit & _MASK32,
+                Reg.KV_SEQ_TABLE: kv.seq_table, Reg.KV_SEQ_COUNT: kv.seq_count,
+                Reg.KV_POOL_BASE: kv.pool_base, Reg.KV_GEOMETRY: kv.geometry}.get(offset, 0)
 
     def write_reg(self, offset, value):
         """Write a 32-bit register; read-only and unassigned registers ignore writes."""
@@ -150,6 +155,8 @@ class IsaSimulator:
             self._prog_base = value
         elif offset == Reg.MEM_LIMIT:
             self.datapath.mem_limit = value or 1 << 32
+        elif offset in _KV_REGS:
+            setattr(self.datapath.kv, _KV_REGS[offset], value)
         elif offset == Reg.IRQ and value & 1:
             self._irq_pending = False
 

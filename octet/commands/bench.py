@@ -4,6 +4,8 @@
 cache), simulated cycles per wall second, and GEMM cycles against the ideal M*K*N/(R*C) on the
 RTL for several shapes.
 
+``kv``: decode-attention steps through the hardware KV cache (``octet.commands.bench_kv``).
+
 ``accel``: the whole accelerator (fetch, DMA, scratchpads, array, store) on the RTL with its
 memory inside the design: a 256 x 256 x 256 GEMM (array utilization), a decode-shaped GEMV
 (bus bandwidth utilization), the conv2d layers of a small CNN, and simulation speed.
@@ -33,9 +35,11 @@ def add_parser(subparsers):
         description="Run a benchmark on the Verilator RTL and write its results table to "
                     "the benchmarks file. Targets: 'core' (build time, simulation speed, "
                     "GEMM cycles against ideal).")
-    p.add_argument("target", choices=["core", "accel"],
+    p.add_argument("target", choices=["core", "accel", "kv"],
                    help="what to measure: 'core' = the array and requantizer alone, "
-                        "'accel' = the full accelerator on GEMM, GEMV and conv2d workloads")
+                        "'accel' = the full accelerator on GEMM, GEMV and conv2d workloads, "
+                        "'kv' = decode-attention cycles through the hardware KV cache for "
+                        "contexts 64..1024 and the paged cache's memory waste")
     p.add_argument("--output", default="docs/benchmarks.md", metavar="FILE.md",
                    help="Markdown file whose section for this target is rewritten "
                         "(default docs/benchmarks.md)")
@@ -156,6 +160,9 @@ def run_accel(args):
 def run(args):
     if args.target == "accel":
         return run_accel(args)
+    if args.target == "kv":
+        from .bench_kv import run_kv
+        return run_kv(args)
     from octet.host.backend import GemmResult
     from octet.host.verilator_backend import VerilatorBackend
     from octet.sim import golden
