@@ -1,21 +1,33 @@
 """Store unit: executes STORE, writing accumulator rows to device memory (int32 or int8).
 
-Per instruction: wait for a compute->store token if ``pop_prev``; check the accumulator rows,
-the destination bytes and (int8 mode) the parameter table; then, one n-tile of C channels at a
+Per instruction: check the accumulator rows, the destination bytes and (int8 mode) the
+parameter table; wait for a compute->store token if ``pop_prev``; then, one n-tile of C channels at a
 time, (int8) read the tile's parameter records from device memory into the requantizer, read
 the tile's accumulator rows and send each row's valid channels, as int32 or requantized int8,
 to the write packer, which writes exactly those bytes. After every write of the instruction
 is acknowledged, a store->compute token is pushed if ``push_prev``.
 
 In int8 mode every parameter record is read once before any row is written and a shift outside
-[-31, 30] stops the instruction with MALFORMED; the records are read again, one n-tile at a
-time, to load the requantizer.
+[-31, 30] stops the instruction with MALFORMED. A table of at most ``store_param_cache``
+records (the configuration's) is read in one request, at one record per 16 bytes of bus
+beats, and kept in a small on-chip memory, from which the requantizer is loaded one channel
+per cycle for each n-tile: every record crosses the bus once. A wider table is checked the
+same way but read again from device memory, one n-tile at a time, to load the requantizer.
+
+The checks and the table reads do not depend on the accumulators, so they happen *before* the
+token wait, while the GEMM that produces the rows still runs: once the token arrives only the
+requantization and the writes remain. An error found early is held and reported only when
+the token has arrived, so the error seen (code, address, and which unit's comes first) is the
+one of the documented order, check after token. (Only the store unit writes device memory
+while a program runs, and its instructions run in order, so reading a table early reads the
+same bytes.)
 
 Tested against the golden ISA simulator by the accelerator tests.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from octet.config import AcceleratorConfig
@@ -104,6 +116,15 @@ class StoreUnit(wiring.Component):
             m.d.sync += [err_code.eq(code), self.error.pc.eq(pc), halted.eq(1)]
             m.next = "HALT"
 
+        # An error found before the token wait, reported once the token has arrived.
+        held = Signal()
+        held_code = Signal(ErrorCode)
+
+        def hold(code, then="TOKEN"):
+            m.d.sync += [held.eq(1), held_code.eq(code)]
+            if then:
+                m.next = then
+
         # Outstanding writes.
         outstanding = Signal(16)
         issued = self.o_wreq.valid & self.o_wreq.ready
@@ -127,14 +148,39 @@ class StoreUnit(wiring.Component):
         rec_beats = Signal(range(PARAM_RECORD_BYTES // min(B, 16) + 1))
         per_record = max(1, PARAM_RECORD_BYTES // B)
         cols_left = Signal(16)
+        # The record completed by the beat on i_rdata (with the beats before it).
+        incoming = Signal(8 * PARAM_RECORD_BYTES)
+        m.d.comb += incoming.eq(Cat(rec, self.i_rdata.payload.data)[8 * B:] if B < 16 else
+                                self.i_rdata.payload.data[:128])
+        in_shift = incoming[64:72].as_signed()
+        last_beat = rec_beats == per_record - 1
+
+        # On-chip copy of the table (multiplier, bias, shift) when it fits.
+        P = cfg.store_param_cache
+        cached = Signal()            # this instruction's table is in the copy
+        v_left = Signal(16)          # records left in the current validation request
+        w_index = Signal(range(max(P, 1)))
+        r_index = Signal(range(max(P, 1)))
+        advance = Signal()           # the requantizer takes a record from the copy
+        if P:
+            m.submodules.param_cache = cache = Memory(shape=72, depth=P, init=[])
+            cache_w = cache.write_port()
+            cache_r = cache.read_port(transparent_for=())
+            # The read port shows the record at r_index in every cycle after r_index settles.
+            m.d.comb += [cache_w.addr.eq(w_index), cache_w.data.eq(incoming[:72]),
+                         cache_r.addr.eq(Mux(advance, r_index + 1, r_index)),
+                         cache_r.en.eq(1)]
+            cached_rec = cache_r.data
+        else:
+            cached_rec = Signal(72)
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.i_instr.ready.eq(~stop)
                 with m.If(self.i_instr.valid & ~stop):
                     m.d.sync += [word.eq(self.i_instr.payload.word),
-                                 pc.eq(self.i_instr.payload.pc)]
-                    m.next = "TOKEN"
+                                 pc.eq(self.i_instr.payload.pc), held.eq(0)]
+                    m.next = "CHECK0"
             with m.State("TOKEN"):
                 hdr = ins.header
                 m.d.comb += self.waiting.eq(hdr.pop_prev & ~self.prev_available &
@@ -144,7 +190,10 @@ class StoreUnit(wiring.Component):
                     m.next = "HALT"
                 with m.Elif(~hdr.pop_prev | self.prev_available):
                     m.d.comb += self.pop_prev.eq(hdr.pop_prev)
-                    m.next = "CHECK0"
+                    with m.If(held):
+                        fail(held_code)
+                    with m.Else():
+                        m.next = "TILE"
             with m.State("CHECK0"):
                 m.d.sync += [n_tiles.eq((ins.cols + C - 1) // C),
                              prod.eq((ins.rows - 1) * ins.dram_stride)]
@@ -152,59 +201,65 @@ class StoreUnit(wiring.Component):
                           ((ins.rows > 1) & (ins.dram_stride < (ins.cols << esize_shift))) |
                           ((ins.cols + C - 1) // C > min(cfg.acc_rows, 4095)) |
                           (int8 & (ins.param_addr[:4] != 0))):
-                    fail(ErrorCode.MALFORMED)
+                    hold(ErrorCode.MALFORMED)
                 with m.Else():
                     m.next = "CHECK1"
             with m.State("CHECK1"):
                 acc_end = ins.acc_addr + (n_tiles - 1) * ins.acc_n_step + ins.rows
                 with m.If(acc_end > cfg.acc_rows):
-                    fail(ErrorCode.SPAD_RANGE)
+                    hold(ErrorCode.SPAD_RANGE)
                 with m.Elif(ins.dram_addr + prod + (ins.cols << esize_shift) > self.mem_limit):
-                    fail(ErrorCode.DRAM_RANGE)
+                    hold(ErrorCode.DRAM_RANGE)
                 with m.Elif(int8 & (ins.param_addr + ins.cols * PARAM_RECORD_BYTES >
                                     self.mem_limit)):
-                    fail(ErrorCode.DRAM_RANGE)
+                    hold(ErrorCode.DRAM_RANGE)
                 with m.Else():
                     m.d.sync += [nt.eq(0), tile_addr.eq(ins.dram_addr),
-                                 cols_left.eq(ins.cols), lane.eq(0), rec_beats.eq(0)]
+                                 cols_left.eq(ins.cols), lane.eq(0), rec_beats.eq(0),
+                                 cached.eq(int8 & (ins.cols <= P)), w_index.eq(0)]
                     m.next = "VALIDATE_REQ"
             # Int8: read every parameter record once and check its shift before any row is
-            # written, so a bad table stops the instruction with nothing written.
+            # written, so a bad table stops the instruction with nothing written. A table that
+            # fits the copy is one request; a wider one is one request per n-tile.
             with m.State("VALIDATE_REQ"):
                 vw = Mux(cols_left < C, cols_left, C)
+                count = Mux(cached, ins.cols, vw)
                 with m.If(~int8):
-                    m.next = "TILE"
+                    m.next = "TOKEN"
                 with m.Else():
                     m.d.comb += [self.o_rreq.valid.eq(~stop),
                                  self.o_rreq.payload.addr.eq(
                                      ins.param_addr + nt * (C * PARAM_RECORD_BYTES)),
-                                 self.o_rreq.payload.beats.eq(vw * per_record)]
-                    m.d.sync += width.eq(vw)
+                                 self.o_rreq.payload.beats.eq(count * per_record)]
+                    m.d.sync += [width.eq(vw), v_left.eq(count)]
                     with m.If(stop):
                         m.next = "HALT"
                     with m.Elif(self.o_rreq.ready):
                         m.next = "VALIDATE"
             with m.State("VALIDATE"):
-                vshift = rec[64:72].as_signed()
-                m.d.comb += self.i_rdata.ready.eq(rec_beats != per_record)
-                with m.If(self.i_rdata.valid & self.i_rdata.ready):
-                    m.d.sync += [rec.eq(Cat(rec, self.i_rdata.payload.data)[8 * B:]
-                                        if B < 16 else self.i_rdata.payload.data[:128]),
-                                 rec_beats.eq(rec_beats + 1)]
-                    with m.If(self.i_rdata.payload.error):
-                        fail(ErrorCode.BUS_ERROR)
-                with m.Elif(rec_beats == per_record):
-                    with m.If((vshift < SHIFT_MIN) | (vshift > SHIFT_MAX)):
-                        fail(ErrorCode.MALFORMED)
-                    with m.Else():
-                        m.d.sync += [rec_beats.eq(0), lane.eq(lane + 1)]
-                        with m.If(lane == width - 1):
-                            m.d.sync += lane.eq(0)
-                            with m.If(nt == n_tiles - 1):
-                                m.d.sync += [nt.eq(0), cols_left.eq(ins.cols)]
-                                m.next = "TILE"
+                # Every beat requested is taken, even after an error (held until the token).
+                m.d.comb += self.i_rdata.ready.eq(1)
+                with m.If(self.i_rdata.valid):
+                    m.d.sync += [rec.eq(incoming), rec_beats.eq(rec_beats + 1)]
+                    with m.If(self.i_rdata.payload.error & ~held):
+                        hold(ErrorCode.BUS_ERROR, then=None)
+                    with m.If(last_beat):
+                        m.d.sync += [rec_beats.eq(0), v_left.eq(v_left - 1),
+                                     w_index.eq(w_index + 1)]
+                        bad = self.i_rdata.payload.error | \
+                            (in_shift < SHIFT_MIN) | (in_shift > SHIFT_MAX)
+                        with m.If(~held & ~self.i_rdata.payload.error & bad):
+                            hold(ErrorCode.MALFORMED, then=None)
+                        if P:
+                            m.d.comb += cache_w.en.eq(cached & ~held & ~bad)
+                        with m.If(v_left == 1):
+                            with m.If(held | bad | cached | (nt == n_tiles - 1)):
+                                m.d.sync += [nt.eq(0), cols_left.eq(ins.cols),
+                                             r_index.eq(0)]
+                                m.next = "TOKEN"
                             with m.Else():
-                                m.d.sync += [nt.eq(nt + 1), cols_left.eq(cols_left - width)]
+                                m.d.sync += [nt.eq(nt + 1),
+                                             cols_left.eq(cols_left - width)]
                                 m.next = "VALIDATE_REQ"
             with m.State("TILE"):
                 w = Mux(cols_left < C, cols_left, C)
@@ -213,6 +268,8 @@ class StoreUnit(wiring.Component):
                              rec_beats.eq(0)]
                 with m.If(stop):
                     m.next = "HALT"
+                with m.Elif(int8 & cached):
+                    m.next = "PARAMS"
                 with m.Elif(int8):
                     m.next = "PARAM_REQ"
                 with m.Else():
@@ -225,29 +282,36 @@ class StoreUnit(wiring.Component):
                 with m.If(self.o_rreq.ready):
                     m.next = "PARAMS"
             with m.State("PARAMS"):
-                shift = rec[64:72].as_signed()
+                # From the on-chip copy (one record per cycle) or from the bus.
+                src = Mux(cached, cached_rec, rec[:72])
+                shift = src[64:72].as_signed()
                 record_ready = Signal()
-                m.d.comb += record_ready.eq((lane >= width) | (rec_beats == per_record))
+                m.d.comb += record_ready.eq(cached | (lane >= width) |
+                                            (rec_beats == per_record))
+                # The previous n-tile's rows must all be in the requantizer before its
+                # parameters change (it only holds back rows already in its pipeline).
                 m.d.comb += [
-                    rq.p_stream.valid.eq(record_ready & (lane < C)),
-                    rq.p_stream.payload.multiplier.eq(Mux(lane < width, rec[0:32], 0)),
-                    rq.p_stream.payload.bias.eq(Mux(lane < width, rec[32:64], 0)),
+                    rq.p_stream.valid.eq(record_ready & (lane < C) & ~reader.busy),
+                    rq.p_stream.payload.multiplier.eq(Mux(lane < width, src[0:32], 0)),
+                    rq.p_stream.payload.bias.eq(Mux(lane < width, src[32:64], 0)),
                     rq.p_stream.payload.shift.eq(Mux(lane < width, shift, 0)),
                     rq.p_stream.payload.zero_point.eq(ins.zero_point),
                     rq.p_stream.payload.relu.eq(ins.relu),
                 ]
-                m.d.comb += self.i_rdata.ready.eq((lane < width) & (rec_beats != per_record))
+                m.d.comb += self.i_rdata.ready.eq(~cached & (lane < width) &
+                                                  (rec_beats != per_record))
                 with m.If(self.i_rdata.valid & self.i_rdata.ready):
-                    new = Cat(rec, self.i_rdata.payload.data)[8 * B:] if B < 16 else \
-                        self.i_rdata.payload.data[:128]
-                    m.d.sync += [rec.eq(new), rec_beats.eq(rec_beats + 1)]
+                    m.d.sync += [rec.eq(incoming), rec_beats.eq(rec_beats + 1)]
                     with m.If(self.i_rdata.payload.error):
                         fail(ErrorCode.BUS_ERROR)
-                with m.If(rq.p_stream.valid & (lane < width) &
+                with m.If(rq.p_stream.valid & (lane < width) & ~cached &
                           ((shift < SHIFT_MIN) | (shift > SHIFT_MAX))):
                     fail(ErrorCode.MALFORMED)
                 with m.Elif(rq.p_stream.valid & rq.p_stream.ready):
                     m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0)]
+                    with m.If(lane < width):
+                        m.d.comb += advance.eq(cached)
+                        m.d.sync += r_index.eq(r_index + cached)
                     with m.If(lane == C - 1):
                         m.next = "ROWS"
             with m.State("ROWS"):

@@ -38,6 +38,11 @@ class AcceleratorConfig:
     mem_bytes : int
         Size of the device-memory window [0, mem_bytes) that DMA may touch (reset value of
         the ``MEM_LIMIT`` register).
+    store_param_cache : int
+        Requantization records (one per output channel) the store unit keeps on chip: an int8
+        STORE of at most this many channels reads its table once (checking it, then serving
+        the requantizer from the copy); a wider one reads it a second time, one n-tile at a
+        time (0 to 4096; not reported in the identity registers).
     """
 
     rows: int = 8
@@ -47,6 +52,7 @@ class AcceleratorConfig:
     acc_rows: int = 2048
     bus_bytes: int = 8
     mem_bytes: int = 1 << 24
+    store_param_cache: int = 256
 
     def __post_init__(self):
         for name in ("rows", "cols"):
@@ -63,6 +69,10 @@ class AcceleratorConfig:
                 self.mem_bytes % self.bus_bytes:
             raise ConfigError(f"mem_bytes must be a multiple of the bus width from 4096 to "
                               f"2**31, not {self.mem_bytes!r}")
+        if not isinstance(self.store_param_cache, int) or \
+                not 0 <= self.store_param_cache <= 4096:
+            raise ConfigError(f"store_param_cache must be an integer from 0 to 4096, not "
+                              f"{self.store_param_cache!r}")
         if self.acc_rows < self.rows or self.input_rows < self.rows or \
                 self.weight_rows < self.rows:
             raise ConfigError("scratchpads must hold at least one R x C tile")

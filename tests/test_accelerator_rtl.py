@@ -37,9 +37,12 @@ def test_accelerator_against_golden(name, seed, tmp_path):
 
 @pytest.mark.verilator
 def test_accelerator_with_fast_memory(seed, tmp_path):
-    """The in-design memory and backdoor device used by benchmarks and the demo."""
+    """The in-design memory and backdoor device used by benchmarks and the demo.
+
+    Its store unit keeps 8 parameter records: the random int8 STOREs (1 to 12 channels) take
+    both the on-chip copy and the re-read path."""
     cfg = AcceleratorConfig(rows=4, cols=4, input_rows=512, weight_rows=512, acc_rows=256,
-                            bus_bytes=8, mem_bytes=1 << 18)
+                            bus_bytes=8, mem_bytes=1 << 18, store_param_cache=8)
     model = build_sim_model(cfg)
     results = model.run("octet.sim.tb_accelerator_fast", test_dir=tmp_path,
                         extra_env={"OCTET_SEED": str(seed),
