@@ -116,8 +116,11 @@ def instruction_cost(config, opcode, f):
         cycles = DMA_LATENCY + max(acc_reads, total + ROW_GAP * f["rows"])
         bytes_read = param_beats = 0
         if int8:
-            bytes_read = 16 * f["cols"]
-            param_beats = _ceil(f["param_addr"] % bus + bytes_read, bus)
+            # The RTL keeps a table of up to store_param_cache records on chip; a wider one
+            # it reads a second time, one n-tile at a time (docs/isa.md counts it once).
+            reads = 1 if f["cols"] <= getattr(config, "store_param_cache", 0) else 2
+            bytes_read = 16 * f["cols"] * reads
+            param_beats = _ceil(f["param_addr"] % bus + 16 * f["cols"], bus) * reads
             cycles += REQUANT_STAGES + param_beats
         return Cost(cycles, bytes_read=bytes_read, bytes_written=f["rows"] * nbytes,
                     beats=total + param_beats, dma=True)

@@ -4,6 +4,10 @@
 cache), simulated cycles per wall second, and GEMM cycles against the ideal M*K*N/(R*C) on the
 RTL for several shapes.
 
+``decode``: the transformer's decode on the golden cycle model and the RTL
+(:mod:`octet.sim.bench_decode`): ``octet run`` of a 32-byte prompt plus 64 tokens, cycles per
+token against the memory-bound roofline and the Verilator wall time.
+
 ``kv``: decode-attention steps through the hardware KV cache (``octet.commands.bench_kv``).
 
 ``accel``: the whole accelerator (fetch, DMA, scratchpads, array, store) on the RTL with its
@@ -35,11 +39,14 @@ def add_parser(subparsers):
         description="Run a benchmark on the Verilator RTL and write its results table to "
                     "the benchmarks file. Targets: 'core' (build time, simulation speed, "
                     "GEMM cycles against ideal).")
-    p.add_argument("target", choices=["core", "accel", "kv"],
+    p.add_argument("target", choices=["core", "accel", "kv", "decode"],
                    help="what to measure: 'core' = the array and requantizer alone, "
                         "'accel' = the full accelerator on GEMM, GEMV and conv2d workloads, "
                         "'kv' = decode-attention cycles through the hardware KV cache for "
-                        "contexts 64..1024 and the paged cache's memory waste")
+                        "contexts 64..1024 and the paged cache's memory waste, "
+                        "'decode' = the transformer's 32-byte prompt + 64 tokens on the golden "
+                        "cycle model and the RTL (cycles per token against the roofline, "
+                        "Verilator wall time)")
     p.add_argument("--output", default="docs/benchmarks.md", metavar="FILE.md",
                    help="Markdown file whose section for this target is rewritten "
                         "(default docs/benchmarks.md)")
@@ -157,7 +164,66 @@ def run_accel(args):
                     "gemv_bandwidth_utilization": bw, "cycles_per_s": total_cycles / wall})
 
 
+def run_decode(args):
+    from octet.sim.bench_decode import NEW_TOKENS, PROMPT, ensure_model, run_decode_once
+
+    print("bench: building (or finding) the Verilator model...", file=sys.stderr, flush=True)
+    build_s = ensure_model()
+    runs = []
+    for backend, host_requant in (("golden", False), ("verilator", False),
+                                  ("golden", True), ("verilator", True)):
+        print(f"bench: octet run --backend {backend}"
+              f"{' --host-requant' if host_requant else ''} ...", file=sys.stderr, flush=True)
+        runs.append((backend, host_requant, run_decode_once(backend, host_requant)))
+    golden, rtl = runs[0][2], runs[1][2]
+    if rtl["tokens"] != golden["tokens"]:
+        raise RuntimeError("the RTL generated other bytes than the golden model")
+    roofline = rtl["roofline_cycles_per_token"]
+    rows = []
+    for backend, host_requant, r in runs:
+        rows.append((
+            ("golden cycle model" if backend == "golden" else "RTL (Verilator)")
+            + (", `--host-requant`" if host_requant else ""),
+            f"{r['ttft_cycles']:,}", f"{r['tpot_cycles']:,.0f}",
+            f"**{r['roofline_fraction']:.1%}**", f"{r['tokens_per_s_at_clock']:,.0f}",
+            f"{r['bytes_per_token']:,.0f}", f"{r['decode_utilization']:.1%}",
+            f"{r['outer_wall_s']:.0f}", "yes" if r["tokens"] == golden["tokens"] else "NO"))
+    frac, wall = rtl["roofline_fraction"], rtl["outer_wall_s"]
+    body = "\n\n".join([
+        "## Transformer decode: cycles per token against the roofline, Verilator wall time",
+        f"Measured by `octet bench decode` on {platform.machine()}, {os.cpu_count()} cores "
+        f"(shared with other builds); {time.strftime('%Y-%m-%d')}. Each row is one "
+        f"`octet run --prompt {PROMPT!r} --max-tokens {NEW_TOKENS} --json` (greedy; the "
+        "shipped W8A8 model, default 8x8 configuration, 64-bit bus), timed from outside. "
+        "Time per output token is the mean over the decode steps (33 to 95 keys); cycles "
+        "come from the cycle model (golden) or the accelerator's CYCLES counter (RTL).",
+        f"Roofline: decoding streams every weight once per token: {rtl['weight_bytes']:,} "
+        f"weight bytes / {rtl['bus_bytes']} bus bytes per cycle = **{roofline:,.0f} cycles "
+        "per token**.",
+        markdown_table(["backend", "time to first token (cycles)", "time per output token "
+                        "(cycles)", "fraction of the roofline", "tokens/s at 100 MHz",
+                        "device bytes per token", "array busy (decode)", "wall s",
+                        "same bytes as golden"], rows),
+        f"Goals: >= 80% of the roofline in cycles per token on the RTL: **{frac:.1%}** "
+        f"({'met' if frac >= 0.8 else 'NOT met'}); 32 + 64 on the Verilator backend in at "
+        f"most 120 s of wall time: **{wall:.0f} s** ({'met' if wall <= 120 else 'NOT met'}; "
+        f"with the Verilator model built: finding or building it took {build_s:.0f} s before "
+        "the runs).",
+    ])
+    write_section(Path(args.output), "decode", body)
+    print(f"wrote the 'decode' section of {args.output}")
+    if args.json:
+        print_json({"target": "decode", "roofline_cycles_per_token": roofline,
+                    "runs": [{"backend": b, "host_requant": h,
+                              **{k: r[k] for k in ("ttft_cycles", "tpot_cycles",
+                                                   "roofline_fraction", "bytes_per_token",
+                                                   "outer_wall_s", "wall_s")}}
+                             for b, h, r in runs]})
+
+
 def run(args):
+    if args.target == "decode":
+        return run_decode(args)
     if args.target == "accel":
         return run_accel(args)
     if args.target == "kv":
