@@ -10,7 +10,8 @@ front of the store unit) is taken by the controller, which
    its pages),
 3. reads the block-table entries the positions cover and checks each (KV_PAGE), and only then
 4. reads them again and hands the unit one LOAD (or int8 STORE) per page segment and head,
-   with the translated device address: the unit moves the data as for any LOAD or STORE.
+   with the translated device address: the unit moves the data as for any LOAD or STORE
+   (a segment of whole, back-to-back rows as a single LOAD row: one burst per page).
 
 A failing KV instruction hands nothing over; it reports its error once the unit has finished
 everything before it (and the token it would pop is there), as the golden model
@@ -141,8 +142,17 @@ class KvController(wiring.Component):
         m.d.comb += [self.o_instr.payload.word.eq(out), self.o_instr.payload.pc.eq(pc)]
         first = (done == 0) & (head == 0)
         last = (done + seg_len == kv.count) & (head == kv.heads - 1)
+        # KV_LOAD of whole rows packed back to back on both sides: a segment is one LOAD row.
+        whole = Signal()
+        if load:
+            width = Mux(kv.target.as_value() == 1, self._cfg.cols, self._cfg.rows)
+            m.d.comb += whole.eq((kv.row_bytes == (1 << lpitch)) &
+                                 (kv.spad_stride * width == (1 << lpitch)) &
+                                 ((seg_len << lpitch) < (1 << 16)))
+        seg_bytes = Signal(16)
+        m.d.comb += seg_bytes.eq(seg_len << lpitch)
         self._sub_instruction(m, out, kv, first & pop, last & push, seg_len, dram, spad,
-                              param, 1 << lpitch)
+                              param, 1 << lpitch, whole, seg_bytes)
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -286,14 +296,16 @@ class KvController(wiring.Component):
         ]
         return m
 
-    def _sub_instruction(self, m, out, kv, pop, push, rows, dram, spad, param, pitch):
+    def _sub_instruction(self, m, out, kv, pop, push, rows, dram, spad, param, pitch, whole,
+                         seg_bytes):
         """Drive ``out`` with the LOAD / STORE for the current page segment and head."""
         if self._op is Opcode.KV_LOAD:
             ld = LAYOUTS[Opcode.LOAD](out)
             m.d.comb += [ld.header.opcode.eq(Opcode.LOAD), ld.header.pop_next.eq(pop),
                          ld.header.push_next.eq(push), ld.target.eq(kv.target),
                          ld.spad_addr.eq(spad), ld.spad_stride.eq(kv.spad_stride),
-                         ld.rows.eq(rows), ld.row_bytes.eq(kv.row_bytes),
+                         ld.rows.eq(Mux(whole, 1, rows)),
+                         ld.row_bytes.eq(Mux(whole, seg_bytes, kv.row_bytes)),
                          ld.dram_addr.eq(dram), ld.dram_stride.eq(pitch)]
         else:
             st = LAYOUTS[Opcode.STORE](out)

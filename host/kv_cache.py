@@ -1,35 +1,47 @@
-"""The int8 KV cache in device memory, managed by the host.
+"""The transformer's int8 KV cache, kept by the accelerator's KV-cache controllers.
 
-Keys and values of every (layer, head) live in device memory, one contiguous block of
-``context`` rows of ``head_dim`` bytes each, row ``t`` for position ``t``:
+Keys and values of every (layer, head) live in device memory in pages (``octet/kv_format.py``)
+that the hardware finds through the sequence's block table; :class:`DeviceKVCache` owns the
+region (from the model's memory plan), the pages (a
+:class:`~octet.host.kv_pages.PagedKVCache` with one sequence slot) and what the runtime asks:
 
-* the QKV GEMM's STORE instructions write a new token's k and v rows straight into their
-  blocks (:meth:`DeviceKVCache.rows`), so nothing passes through the host;
-* the attention-score GEMM loads a head's keys ``[0, S)`` as its activation operand with one
-  contiguous LOAD, and the ``p @ V`` GEMM loads the values ``[0, S)`` as its weight operand
-  the same way (:meth:`DeviceKVCache.block`);
+* the QKV GEMM's KV_APPENDs write a new token's k and v rows into their pages from the
+  accumulator (:meth:`DeviceKVCache.pool` names the pool, :attr:`DeviceKVCache.seq` the
+  sequence), so nothing passes through the host;
+* the attention-score GEMM streams a head's keys ``[0, S)`` as its activation operand with
+  KV_LOAD, and the ``p @ V`` GEMM its values as the weight operand;
 * the host keeps only ``sum(V)`` per (layer, head, channel), the ``p @ V`` requantization's
-  bias (probabilities carry zero point -128), reading back each new value row once
+  bias (probabilities carry zero point -128), reading each new value row back once
   (:meth:`DeviceKVCache.observe_values`).
 
-This class is the seam for a hardware KV-cache controller: the runtime asks it where rows
-go and where a head's keys and values start, and tells it when positions are appended or the
-cache restarts. A controller that appends rows and keeps the value sums itself replaces this
-class without touching the programs' structure. Tested by ``tests/test_runtime.py``.
+Pools are numbered ``(kind * layers + layer) * heads + head`` (kind 0 = K, 1 = V). Pages are
+allocated as the sequence grows (:meth:`DeviceKVCache.reserve`) and all returned by
+:meth:`DeviceKVCache.reset`. Tested by ``tests/test_runtime.py``.
 """
 
 import numpy as np
 
-__all__ = ["DeviceKVCache"]
+from octet.kv_format import KvGeometry
+
+from .kv_pages import PagedKVCache
+
+__all__ = ["DeviceKVCache", "PAGE_TOKENS"]
+
+#: Positions per page (vLLM's default block size).
+PAGE_TOKENS = 16
+
+
+def _pow2(n):
+    return 1 << max(0, (n - 1).bit_length())
 
 
 class DeviceKVCache:
-    """Keys and values of a model in device memory.
+    """Keys and values of a model in paged device memory.
 
     Parameters
     ----------
     plan : MemoryPlan
-        Where to allocate the two blocks.
+        Where to allocate the region.
     model_config : ModelConfig
     """
 
@@ -37,39 +49,65 @@ class DeviceKVCache:
         mc = model_config
         self.n_layer, self.n_head = mc.n_layer, mc.n_head
         self.context, self.head_dim = mc.context, mc.head_dim
-        size = mc.n_layer * mc.n_head * mc.context * mc.head_dim
-        self.k_addr = plan.alloc(size, "kv.k")
-        self.v_addr = plan.alloc(size, "kv.v")
+        self.max_pages = -(-mc.context // PAGE_TOKENS)
+        self.geometry = KvGeometry(PAGE_TOKENS, _pow2(mc.head_dim), _pow2(self.max_pages),
+                                   2 * mc.n_layer * mc.n_head)
+        size = PagedKVCache(_NoDevice(), 0, self.geometry, 1, self.max_pages).size
+        self.base = plan.alloc(size, "kv", align=64)
         self.length = 0
+        self.seq = None
+        self.pages = None
         self._sums = np.zeros((mc.n_layer, mc.n_head, mc.head_dim), dtype=np.int64)
 
-    def _base(self, which, layer, head):
-        start = self.k_addr if which == "k" else self.v_addr
-        return start + (layer * self.n_head + head) * self.context * self.head_dim
+    def attach(self, device):
+        """Write the KV registers and an empty sequence to ``device``."""
+        self.pages = PagedKVCache(device, self.base, self.geometry, 1, self.max_pages)
+        self.pages.configure()
+        self.seq = self.pages.new_sequence()
+        self.length = 0
 
-    def rows(self, which, layer, head, t0):
-        """``(address, row stride)`` where the ``which`` ("k" or "v") row of position ``t0``
-        of (``layer``, ``head``) goes; later positions follow at the stride."""
-        return self._base(which, layer, head) + t0 * self.head_dim, self.head_dim
+    def pool(self, which, layer, head):
+        """Pool of the ``which`` ("k" or "v") rows of (``layer``, ``head``)."""
+        kind = 0 if which == "k" else 1
+        return (kind * self.n_layer + layer) * self.n_head + head
 
-    def block(self, which, layer, head, length):
-        """``(address, bytes)`` of positions ``[0, length)`` of one head, contiguous."""
-        return self._base(which, layer, head), length * self.head_dim
+    def reserve(self, tokens):
+        """Make positions ``[0, tokens)`` writable (allocating pages)."""
+        self.pages.reserve(self.seq, tokens)
 
     def observe_values(self, device, layer, t0, count):
         """Read the value rows ``[t0, t0 + count)`` of ``layer`` back and add them to the
         running sums (once per position)."""
-        hd = self.head_dim
+        hd, g = self.head_dim, self.geometry
         for h in range(self.n_head):
-            addr, _ = self.rows("v", layer, h, t0)
-            rows = np.frombuffer(device.read_mem(addr, count * hd), dtype=np.int8)
-            self._sums[layer, h] += rows.reshape(count, hd).sum(axis=0, dtype=np.int64)
+            pool = self.pool("v", layer, h)
+            t = t0
+            while t < t0 + count:
+                n = min(t0 + count, (t // g.page_tokens + 1) * g.page_tokens) - t
+                blob = device.read_mem(self.pages.row_address(self.seq, pool, t),
+                                       n * g.row_pitch)
+                rows = np.frombuffer(blob, np.int8).reshape(n, g.row_pitch)[:, :hd]
+                self._sums[layer, h] += rows.sum(axis=0, dtype=np.int64)
+                t += n
 
     def value_sums(self, layer):
         """int64 (heads, head_dim): sum of every cached value row of ``layer``."""
         return self._sums[layer].copy()
 
     def reset(self):
-        """Forget every position (the next step starts at position 0)."""
+        """Forget every position (the next step starts at position 0); pages are freed."""
         self.length = 0
         self._sums[:] = 0
+        if self.pages is not None:
+            self.pages.free(self.seq)
+            self.seq = self.pages.new_sequence()
+
+
+class _NoDevice:
+    """Sizing only: swallows the writes of a cache that is never used."""
+
+    def write_mem(self, addr, data):
+        pass
+
+    def write_reg(self, reg, value):
+        pass

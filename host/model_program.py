@@ -4,13 +4,14 @@ Between two host operations everything is one program, so a step of T tokens at 
 ``t0 .. t0+T-1`` (``S = t0 + T`` keys) is four programs per block and one for the LM head:
 
 1. **attention scores** (:meth:`ProgramPlanner.attention_scores`): LOAD the LayerNorm
-   output; the QKV GEMM, whose STOREs write each head's queries to a buffer and its k and v
-   rows straight into the KV cache; then per head one LOAD of the keys ``[0, S)`` (the
-   activation operand), one LOAD of the queries transposed (one byte per scratchpad row, so
-   query ``r`` is weight n-tile ``r``), and per query a GEMM ``K_h q_r^T`` over the keys it
-   may see, requantized by a STORE with the head's zero point. The LOADs that read what the
-   STOREs wrote wait for them through a relay GEMM (:mod:`octet.host.program_builder`).
-2. **attention output**: per head LOAD the values ``[0, S)`` (weight operand) and the
+   output; the QKV GEMM, whose STOREs write each head's queries to a buffer and whose
+   KV_APPENDs write its k and v rows into the hardware KV cache's pages; then per head
+   KV_LOADs of the keys ``[0, S)`` (the activation operand), one LOAD of the queries
+   transposed (one byte per scratchpad row, so query ``r`` is weight n-tile ``r``), and per
+   query a GEMM ``K_h q_r^T`` over the keys it may see, requantized by a STORE with the head's
+   zero point. The KV_LOAD of the new keys waits for their KV_APPEND through a relay GEMM
+   (:mod:`octet.host.program_builder`).
+2. **attention output**: per head KV_LOAD the values ``[0, S)`` (weight operand) and the
    probabilities the host wrote, GEMM ``p_h V_h`` into that head's output channels and STORE
    them through the per-step ``p @ V`` table; LOAD the result back and run the output
    projection.
@@ -61,12 +62,14 @@ class Program:
 
 @dataclass(frozen=True)
 class _Output:
-    """Channels ``[c0, c1)`` of a weight GEMM go to ``dram`` (rows ``stride`` apart)."""
+    """Channels ``[c0, c1)`` of a weight GEMM go to ``dram`` (rows ``stride`` apart), or,
+    with ``kv`` = ``(seq, pool, pos)``, into the KV cache by KV_APPEND (whole rows)."""
 
     c0: int
     c1: int
     dram: int
     stride: int
+    kv: tuple = None
 
 
 class ProgramPlanner:
@@ -133,6 +136,13 @@ class ProgramPlanner:
 
     def _finish(self, b, tag):
         return Program(tag, b.finish(), b.to_bytes(), b.relays)
+
+    def _load_keys(self, b, layer, head, pos, count, spad):
+        """KV_LOAD keys ``[pos, pos + count)`` of (``layer``, ``head``) as a GEMM's A."""
+        kv, hd = self.layout.kv, self.layout.model_config.head_dim
+        b.kv_load(target=Target.INPUT, seq=kv.seq, pool=kv.pool("k", layer, head), heads=1,
+                  pos=pos, count=count, row_bytes=hd, spad_addr=spad,
+                  spad_stride=_ceil(hd, self.config.rows))
 
     def _load_act(self, b, dram, m, k, spad=None):
         """LOAD ``m`` rows of ``k`` int8 values (row-major at ``dram``) as a GEMM's A, to
@@ -205,6 +215,9 @@ class ProgramPlanner:
         ends = sorted({g1 * C for _, _, groups in plan for _, g1 in groups})
         pending = []
         for out in outputs:
+            if out.kv is not None:      # a K/V row is appended whole, after its last GEMM
+                pending.append(out)
+                continue
             c0 = out.c0
             for c1 in [c for c in ends if out.c0 < c < out.c1] + [out.c1]:
                 pending.append(_Output(c0, c1, out.dram + (c0 - out.c0) * vb, out.stride))
@@ -220,6 +233,12 @@ class ProgramPlanner:
                        w_n_step=w.k_tiles * R, acc_addr=acc + g0 * m, acc_n_step=m)
                 while pending and pending[0].c1 <= g1 * C:
                     o = pending.pop(0)
+                    if o.kv is not None:
+                        seq, pool, pos = o.kv
+                        b.kv_append(seq=seq, pool=pool, heads=1, pos=pos, count=m,
+                                    cols=o.c1 - o.c0, acc_addr=acc + o.c0 // C * m,
+                                    acc_n_step=m, param_addr=table + PARAM_RECORD_BYTES * o.c0)
+                        continue
                     fields = dict(mode=mode, acc_addr=acc + o.c0 // C * m, acc_n_step=m,
                                   rows=m, cols=o.c1 - o.c0, dram_addr=o.dram,
                                   dram_stride=o.stride)
@@ -243,10 +262,11 @@ class ProgramPlanner:
         a = self._load_act(b, lay.buffers["act"], T, d)
         outs = [_Output(h * hd, (h + 1) * hd, lay.buffers["q"] + h * T * hd, hd)
                 for h in range(H)]
+        kv = lay.kv
         for j, which in ((1, "k"), (2, "v")):
             for h in range(H):
-                addr, stride = lay.kv.rows(which, layer, h, t0)
-                outs.append(_Output(j * d + h * hd, j * d + (h + 1) * hd, addr, stride))
+                outs.append(_Output(j * d + h * hd, j * d + (h + 1) * hd, 0, 0,
+                                    kv=(kv.seq, kv.pool(which, layer, h), t0)))
         self._weight_op(b, pre + "attn.qkv", a, T, outs, table=lay.tables[pre + "attn.qkv"])
         kt = hd // R
         zero_points = lay.qmodel[pre + "attn.scores.zero_point"]
@@ -258,14 +278,14 @@ class ProgramPlanner:
                 k_spads[h] = self._pinned(("keys", h), S * kt)
             except BuildError:
                 break
-            self._load_act(b, lay.kv.block("k", layer, h, t0)[0], t0, hd, k_spads[h])
+            self._load_keys(b, layer, h, 0, t0, k_spads[h])
         for h in range(H):
             if h not in k_spads:
                 k_spads[h] = self._pinned(("keys", h), S * kt)
                 if t0:
-                    self._load_act(b, lay.kv.block("k", layer, h, t0)[0], t0, hd, k_spads[h])
+                    self._load_keys(b, layer, h, 0, t0, k_spads[h])
             k_spad = k_spads[h]
-            self._load_act(b, lay.kv.rows("k", layer, h, t0)[0], T, hd, k_spad + t0 * kt)
+            self._load_keys(b, layer, h, t0, T, k_spad + t0 * kt)
             q_spad = self.w_ring.alloc(T * hd)
             b.load(target=Target.WEIGHT, spad_addr=q_spad, rows=T * hd, row_bytes=1,
                    dram_addr=lay.buffers["q"] + h * T * hd, dram_stride=1, spad_stride=1)
@@ -295,15 +315,11 @@ class ProgramPlanner:
         b = self._builder()
         ks, nh = _ceil(S, R), hd // C
         pv_acc = self.acc_ring.alloc(T * d // C)
+        kv = lay.kv
         for h in range(H):
-            v_addr, v_bytes = lay.kv.block("v", layer, h, S)
             v_spad = self.w_ring.alloc(ks * R * nh)
-            if v_bytes <= MAX_ROW_BYTES:
-                b.load(target=Target.WEIGHT, spad_addr=v_spad, rows=1, row_bytes=v_bytes,
-                       dram_addr=v_addr)
-            else:
-                b.load(target=Target.WEIGHT, spad_addr=v_spad, rows=S, row_bytes=hd,
-                       dram_addr=v_addr, dram_stride=hd, spad_stride=nh)
+            b.kv_load(target=Target.WEIGHT, seq=kv.seq, pool=kv.pool("v", layer, h), heads=1,
+                      pos=0, count=S, row_bytes=hd, spad_addr=v_spad, spad_stride=nh)
             p_spad = self._load_act(b, lay.buffers["probs"] + h * T * S, T, S)
             b.gemm(m=T, k_tiles=ks, n_tiles=nh, a_addr=p_spad, a_stride=ks, a_k_step=1,
                    w_addr=v_spad, w_stride=nh, w_k_step=R * nh, w_n_step=1,

@@ -33,7 +33,8 @@ from octet.sim.isa_sched import encode_fast
 
 __all__ = ["ProgramBuilder", "SpadRing", "BuildError"]
 
-_UNIT = {Opcode.LOAD: "load", Opcode.GEMM: "compute", Opcode.STORE: "store"}
+_UNIT = {Opcode.LOAD: "load", Opcode.GEMM: "compute", Opcode.STORE: "store",
+         Opcode.KV_LOAD: "load", Opcode.KV_APPEND: "store"}
 #: (consumer, producer) -> (consumer's pop flag, producer's push flag) for the four queues.
 _QUEUES = {("load", "compute"): ("pop_next", "push_prev"),
            ("compute", "load"): ("pop_prev", "push_next"),
@@ -144,6 +145,14 @@ class ProgramBuilder:
         """STORE with the given fields; returns its index among the program's STOREs."""
         return self._add(Opcode.STORE, fields)
 
+    def kv_load(self, **fields):
+        """KV_LOAD with the given fields; returns its index among the program's loads."""
+        return self._add(Opcode.KV_LOAD, fields)
+
+    def kv_append(self, **fields):
+        """KV_APPEND with the given fields; returns its index among the program's STOREs."""
+        return self._add(Opcode.KV_APPEND, fields)
+
     def finish(self):
         """The program: ``(Opcode, fields)`` pairs, END last."""
         return [(op, dict(f)) for op, f in self.instructions] + [(Opcode.END, {})]
@@ -178,6 +187,8 @@ class ProgramBuilder:
                      + (nt - 1) * f.get("w_n_step", 0) + (R - 1) * f.get("w_stride", 0) + 1,
                      False),
                     ("acc", acc, acc + (nt - 1) * f.get("acc_n_step", 0) + m, True)]
+        if op in (Opcode.KV_LOAD, Opcode.KV_APPEND):
+            return self._kv_accesses(op, f)
         rows, cols = f["rows"], f["cols"]
         mode = f.get("mode", StoreMode.INT32)
         int8 = getattr(mode, "value", mode) == StoreMode.INT8.value
@@ -190,6 +201,26 @@ class ProgramBuilder:
             out.append(("dram", f["param_addr"], f["param_addr"] + PARAM_RECORD_BYTES * cols,
                         False))
         return out
+
+    def _kv_accesses(self, op, f):
+        """KV rows are tracked per (sequence, pool) by position, not by address: the pages
+        of one sequence never alias another's or another pool's."""
+        heads, count = f.get("heads", 1), f["count"]
+        rows = [(f"kv{f['seq']}.{f['pool'] + h}", f["pos"], f["pos"] + count,
+                 op is Opcode.KV_APPEND) for h in range(heads)]
+        if op is Opcode.KV_LOAD:
+            weight = getattr(f["target"], "value", f["target"]) == Target.WEIGHT.value
+            per = _ceil(f["row_bytes"], self.config.cols if weight else self.config.rows)
+            lo = f["spad_addr"]
+            hi = lo + (heads - 1) * f.get("spad_head_step", 0) \
+                + (count - 1) * f["spad_stride"] + per
+            return rows + [("w" if weight else "in", lo, hi, True)]
+        acc = f.get("acc_addr", 0)
+        hi = acc + (heads - 1) * f.get("acc_head_step", 0) \
+            + (_ceil(f["cols"], self.config.cols) - 1) * f.get("acc_n_step", 0) + count
+        params = f["param_addr"] + (heads - 1) * f.get("param_head_step", 0) \
+            + PARAM_RECORD_BYTES * f["cols"]
+        return rows + [("acc", acc, hi, False), ("dram", f["param_addr"], params, False)]
 
     def _tracked(self, space, lo, hi, writes):
         if space != "dram" or writes:

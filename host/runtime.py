@@ -116,6 +116,7 @@ class DeviceTransformer:
         self.timeout_cycles = timeout_cycles
         self.steps = []
         self.layout.write_constants(device)
+        self.kv.attach(device)
         self._step = None
 
     # --- host <-> device -----------------------------------------------------------------------
@@ -187,6 +188,7 @@ class DeviceTransformer:
         self._step = StepStats(kind, T, t0)
         start = time.monotonic()
         try:
+            self.kv.reserve(t0 + T)
             result = self._layers(tokens, t0, logits)
         except BaseException:
             self.reset()

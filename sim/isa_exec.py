@@ -85,7 +85,7 @@ class Datapath:
         A sub-transfer that faults stops the instruction there (earlier ones have happened),
         as in the hardware.
         """
-        subs, pages = expand(op, f, self.kv, self.memory, self.check_dram, pc)
+        subs, pages = expand(self.config, op, f, self.kv, self.memory, self.check_dram, pc)
         words = words_read(pages)
         cost = Cost(3 * DMA_LATENCY + pages, bytes_read=words * self.config.bus_bytes,
                     beats=words, dma=True)

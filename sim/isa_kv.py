@@ -5,7 +5,10 @@ the same order as the hardware (MALFORMED fields, the sequence id, the pools, th
 descriptor, the positions, the block-table range, every block-table entry) and raises
 :class:`~octet.sim.isa_sched.Fault` before anything is moved; then it returns the LOAD or
 STORE sub-instructions the controller hands to the load or store unit, in the controller's
-order (per page segment, per head). Scratchpad and accumulator row arithmetic wraps at 2**16
+order (per page segment, per head). A KV_LOAD whose rows fill whole scratchpad rows back to
+back (``row_bytes`` equal to the row pitch and ``spad_stride`` scratchpad rows of exactly that
+many bytes) moves each page segment as one LOAD row of ``count * pitch`` bytes, one burst
+instead of one per token. Scratchpad and accumulator row arithmetic wraps at 2**16
 and parameter addresses at 2**32, as in the 16- and 32-bit instruction fields; device
 addresses cannot wrap because the whole KV area is checked against MEM_LIMIT.
 Tested through ``tests/test_isa_kv.py`` and, against the RTL, ``tests/test_kv_rtl.py``.
@@ -37,11 +40,13 @@ def _word(memory, addr):
     return int.from_bytes(memory[addr:addr + 4].tobytes(), "little")
 
 
-def expand(op, f, regs, memory, check_dram, pc):
+def expand(config, op, f, regs, memory, check_dram, pc):
     """Check a KV_LOAD / KV_APPEND and return ``(sub_instructions, table_pages)``.
 
     Parameters
     ----------
+    config : AcceleratorConfig
+        For the scratchpad row widths.
     op : Opcode
     f : dict
         The instruction's fields (header flags included).
@@ -118,8 +123,13 @@ def expand(op, f, regs, memory, check_dram, pc):
             first = done == 0 and h == 0
             last = done + seg == count and h == f["heads"] - 1
             if load:
+                width = config.cols if f["target"] == Target.WEIGHT.value else config.rows
+                # Whole rows packed back to back on both sides: one row of the segment.
+                whole = (f["row_bytes"] == pitch and f["spad_stride"] * width == pitch
+                         and seg * pitch <= _M16)
                 subs.append((Opcode.LOAD, {
-                    "target": f["target"], "rows": seg, "row_bytes": f["row_bytes"],
+                    "target": f["target"], "rows": 1 if whole else seg,
+                    "row_bytes": seg * pitch if whole else f["row_bytes"],
                     "spad_addr": (f["spad_addr"] + h * f["spad_head_step"]
                                   + done * f["spad_stride"]) & _M16,
                     "spad_stride": f["spad_stride"], "dram_addr": addr, "dram_stride": pitch,

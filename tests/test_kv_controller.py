@@ -49,7 +49,7 @@ def _golden(op, fields, regs, mem):
         if hi > len(mem):
             raise Fault(ErrorCode.DRAM_RANGE, pc, what)
     try:
-        subs, _ = expand(op, {"pop_prev": 0, "pop_next": 0, "push_prev": 0, "push_next": 0,
+        subs, _ = expand(CFG, op, {"pop_prev": 0, "pop_next": 0, "push_prev": 0, "push_next": 0,
                               **fields}, regs, mem, check, PC)
         return subs, None
     except Fault as fault:
@@ -108,7 +108,7 @@ def _simulate(op, words, regs, mem, seed):
     return out, (error[0] if error else None)
 
 
-def _random_fields(op, cache, rng):
+def _random_fields(op, cache, rng, whole=False):
     seq = rng.choice(cache.sequences())
     allocated = len(cache.pages(seq)) * cache.geometry.page_tokens
     pos = rng.randrange(allocated)
@@ -118,6 +118,8 @@ def _random_fields(op, cache, rng):
         f.update(target=rng.randint(0, 1), row_bytes=rng.randint(1, 16),
                  spad_addr=rng.randrange(512), spad_stride=rng.randint(1, 5),
                  spad_head_step=rng.randrange(100), pop_next=1, push_next=1)
+        if whole:          # whole rows back to back: one LOAD row per page segment
+            f.update(row_bytes=16, spad_stride=16 // 4)
     else:
         f.update(cols=rng.randint(1, 16), acc_addr=rng.randrange(256),
                  acc_n_step=rng.randrange(8), acc_head_step=rng.randrange(40),
@@ -127,11 +129,11 @@ def _random_fields(op, cache, rng):
 
 
 @pytest.mark.parametrize("op", [Opcode.KV_LOAD, Opcode.KV_APPEND])
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(6))
 def test_translation_matches_golden(op, seed):
     mem, cache, regs = _memory_and_cache(seed)
     rng = random.Random(seed)
-    fields = _random_fields(op, cache, rng)
+    fields = _random_fields(op, cache, rng, whole=seed >= 4)
     want, code = _golden(op, fields, regs, mem)
     assert code is None
     passthrough = encode(Opcode.LOAD if op is Opcode.KV_LOAD else Opcode.STORE, rows=1)
@@ -140,6 +142,8 @@ def test_translation_matches_golden(op, seed):
     assert error is None
     assert got[0] == passthrough and got[-1] == passthrough
     subs = [decode(w) for w in got[1:-1]]
+    if seed >= 4 and op is Opcode.KV_LOAD:
+        assert all(f["rows"] == 1 for _, f in subs)
     assert [(o, {k: v for k, v in f.items()}) for o, f in subs] == \
         [(o, {k: getattr(v, "value", v) for k, v in f.items()}) for o, f in want]
 
