@@ -99,3 +99,25 @@ def test_report_parsing(tmp_path):
     assert critical == ["from soc.accel.store.n_tiles_TRELLIS_FF_Q",
                         "to soc.accel.store.error__code_TRELLIS_FF_Q_2",
                         "hdl/store_unit.py:159", "24.2 ns (9.47 logic, 14.69 routing)"]
+
+
+def test_bench_sizes_and_kept_rows(tmp_path):
+    """``--bench RxC[@MHZ]`` parsing, and a run keeping the rows of sizes it does not
+    rebuild (including a section written before the "built on" column)."""
+    from octet.cli import UsageError
+    from octet.commands.bitstream import _earlier, _parse_sizes
+    assert _parse_sizes("4x4@100,8x8", 50) == [(4, 4, 100.0), (8, 8, 50)]
+    with pytest.raises(UsageError, match="RxC@MHZ"):
+        _parse_sizes("4x4@fast", 50)
+    md = tmp_path / "b.md"
+    md.write_text(
+        "<!-- bench:fpga -->\nMeasured by `make bench-fpga` (`octet bitstream --bench`) on "
+        "x86_64, 2026-11-26: ...\n\n| array | target MHz | Fmax MHz | timing | LUTs | FFs | "
+        "DSPs | PE products in logic | BRAMs | build s |\n|---|---|---|---|---|---|---|---|"
+        "---|---|\n| 8x8 | 100 | 29.1 | **not met** | 1 | 2 | 3 | 0 | 4 | 900 |\n"
+        "| 4x4 | 100 | 40.0 | **not met** | 1 | 2 | 3 | 0 | 4 | 500 |\n\n"
+        "* 8x8: from a; to b\n* 4x4: from c; to d\n<!-- /bench:fpga -->\n")
+    rows, paths = _earlier(md, {"4x4"})
+    assert rows == [["8x8", "100", "29.1", "**not met**", "1", "2", "3", "0", "4", "900",
+                     "2026-11-26"]]
+    assert paths == [("8x8", "from a; to b")]

