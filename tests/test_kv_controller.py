@@ -23,6 +23,9 @@ from octet.sim.isa_kv import KvRegisters, expand
 from octet.sim.isa_sched import Fault
 from octet.sim.random_kv_programs import Recorder
 
+# Constructors that raise still register an elaboratable; their warnings come at collection.
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
 CFG = AcceleratorConfig(rows=4, cols=4, input_rows=512, weight_rows=512, acc_rows=256,
                         bus_bytes=8, mem_bytes=1 << 16)
 PC = 0x400
