@@ -194,7 +194,7 @@ def _scores_program(cfg, lay, seq, layer, T):
     per = _ceil(d, R)                                   # input rows per key
     chunks = _chunks(T, cfg.input_rows // (2 * per))
     acc_half = cfg.acc_rows // 2
-    if T > acc_half:
+    if acc_half < T:
         raise ValueError(f"context {T} needs more than half of the {cfg.acc_rows} "
                          "accumulator rows")
     prog = [(Opcode.LOAD, dict(target=Target.WEIGHT, spad_addr=0, spad_stride=1, rows=H * d,

@@ -11,7 +11,6 @@ programs sequences are freed and new ones take over their pages. :func:`error_pr
 one program per KV error code.
 """
 
-import numpy as np
 
 from octet.host.kv_pages import PagedKVCache
 from octet.isa import Opcode, StoreMode, Target
@@ -86,7 +85,7 @@ class KvWorkload:
 
     def random_program(self, phases=3):
         """``(instructions, memory writes)`` of one random valid program."""
-        rng, cfg, cache = self.rng, self.cfg, self.cache
+        rng, cache = self.rng, self.cache
         R, C, d = self.R, self.C, self.d
         r = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
         params = _params_table(rng, 4096 // 16)
@@ -136,7 +135,7 @@ class KvWorkload:
 
     def _stream_phase(self, r, last):
         """KV_LOAD a random range of a random sequence, GEMM it, STORE the product."""
-        cfg, cache, rng = self.cfg, self.cache, self.rng
+        cache, rng = self.cache, self.rng
         R, C, d = self.R, self.C, self.d
         seq = int(rng.choice(cache.sequences()))
         allocated = len(cache.pages(seq)) * cache.geometry.page_tokens

@@ -14,8 +14,12 @@ import cocotb
 import numpy as np
 from cocotb.task import bridge
 
-from octet.host.kv_attention import (AttentionHeads, decode_attention_step, reference_step,
-                                     uniform_params)
+from octet.host.kv_attention import (
+    AttentionHeads,
+    decode_attention_step,
+    reference_step,
+    uniform_params,
+)
 from octet.host.kv_pages import PagedKVCache
 from octet.isa import ErrorCode, encode_program
 from octet.kv_format import KvGeometry
@@ -112,7 +116,7 @@ async def decode_attention(dut):
             q = rng.integers(-128, 128, (heads, d), dtype=np.int8)
             outs = [decode_attention_step(device, cache, 0, layer, x, w, kv_scale, q,
                                           score_scale, scratch)
-                    for device, cache in zip((golden_dev, dev), caches)]
+                    for device, cache in zip((golden_dev, dev), caches, strict=True)]
             assert np.array_equal(outs[0][0], outs[1][0]), f"step {step}: RTL != golden"
             T = step + 1
             rows = _cache_rows(dev, caches[1], layer, T)

@@ -9,8 +9,12 @@ import pytest
 
 from octet.config import AcceleratorConfig
 from octet.host.device import AcceleratorError, GoldenDevice
-from octet.host.kv_attention import (AttentionHeads, decode_attention_step, reference_step,
-                                     uniform_params)
+from octet.host.kv_attention import (
+    AttentionHeads,
+    decode_attention_step,
+    reference_step,
+    uniform_params,
+)
 from octet.host.kv_pages import KvCacheFull, PagedKVCache
 from octet.isa import ErrorCode, Reg, encode_program
 from octet.kv_format import KvGeometry

@@ -103,27 +103,14 @@ ACCEL_JOBS = [
 
 def run_accel(args):
     import json
-    from dataclasses import asdict
 
     from octet.config import AcceleratorConfig
-    from octet.hdl.accelerator_sim import build_sim_model
+
+    from .bench_sim import run_bench_module
 
     config = AcceleratorConfig(mem_bytes=1 << 23)
-    print("bench: building the 8x8 accelerator with in-design memory...", file=sys.stderr,
-          flush=True)
-    model = build_sim_model(config)
-    with tempfile.TemporaryDirectory(prefix="octet-bench-") as tmp:
-        out = Path(tmp) / "results.json"
-        start = time.monotonic()
-        model.run("octet.sim.bench_accel", test_dir=tmp, log_file=Path(tmp) / "sim.log",
-                  extra_env={"OCTET_CONFIG": json.dumps(asdict(config)),
-                             "OCTET_BENCH_JOBS": json.dumps(ACCEL_JOBS),
-                             "OCTET_BENCH_OUT": str(out)})
-        wall = time.monotonic() - start
-        if not out.exists():
-            log = (Path(tmp) / "sim.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the benchmark simulation failed:\n{log}")
-        results = json.loads(out.read_text())
+    results, wall = run_bench_module(config, "octet.sim.bench_accel",
+                                     {"OCTET_BENCH_JOBS": json.dumps(ACCEL_JOBS)}, "bench")
     bus = config.bus_bytes
     rows = []
     total_cycles = 0

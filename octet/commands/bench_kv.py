@@ -11,10 +11,7 @@ reserving the maximum context per sequence (a contiguous cache) would waste.
 import json
 import os
 import platform
-import sys
-import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -49,35 +46,24 @@ def waste_mix(page_tokens=16, max_context=1024, sequences=64, row_bytes=32, seed
 
 def run_kv(args):
     from octet.config import AcceleratorConfig
-    from octet.hdl.accelerator_sim import build_sim_model
     from octet.sim.bench_kv import HEAD_DIM, HEADS, PAGE_TOKENS
 
+    from .bench_sim import run_bench_module
+
     config = AcceleratorConfig(mem_bytes=1 << 22)
-    print("bench kv: building the 8x8 accelerator with in-design memory...", file=sys.stderr,
-          flush=True)
-    model = build_sim_model(config)
-    with tempfile.TemporaryDirectory(prefix="octet-bench-kv-") as tmp:
-        out = Path(tmp) / "results.json"
-        start = time.monotonic()
-        model.run("octet.sim.bench_kv", test_dir=tmp, log_file=Path(tmp) / "sim.log",
-                  extra_env={"OCTET_CONFIG": json.dumps(asdict(config)),
-                             "OCTET_BENCH_CONTEXTS": json.dumps(CONTEXTS),
-                             "OCTET_BENCH_OUT": str(out)})
-        wall = time.monotonic() - start
-        if not out.exists():
-            log = (Path(tmp) / "sim.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the KV benchmark simulation failed:\n{log}")
-        results = json.loads(out.read_text())
+    results, wall = run_bench_module(config, "octet.sim.bench_kv",
+                                     {"OCTET_BENCH_CONTEXTS": json.dumps(CONTEXTS)},
+                                     "bench kv")
     contexts = [r["context"] for r in results]
     cycles = [sum(r["cycles"].values()) for r in results]
     waste, contiguous, lengths = waste_mix(page_tokens=PAGE_TOKENS, max_context=max(CONTEXTS),
                                            row_bytes=HEAD_DIM)
     # Linear growth: each doubling of the context at most doubles the cycles.
-    linear = all(c1 <= c0 * t1 / t0 for (t0, c0), (t1, c1)
-                 in zip(zip(contexts, cycles), zip(contexts[1:], cycles[1:])))
+    linear = all(cycles[i + 1] * contexts[i] <= cycles[i] * contexts[i + 1]
+                 for i in range(len(cycles) - 1))
     bus = config.bus_bytes
     rows = []
-    for r, c in zip(results, cycles):
+    for r, c in zip(results, cycles, strict=True):
         moved = r["kv_bytes"]
         rows.append((r["context"], r["cycles"]["append"], r["cycles"]["scores"],
                      r["cycles"]["values"], c, f"{c / r['context']:.1f}",
@@ -94,8 +80,9 @@ def run_kv(args):
         "CYCLES counter of the three programs; every output equals the NumPy reference.",
         markdown_table(["context", "append", "scores", "values", "total cycles",
                         "cycles / position", "K+V bus beats", "of total", "exact"], rows),
-        f"Growth: {'linear or better (each doubling of the context at most doubles the cycles)' if linear else 'FASTER than linear'}"
-        f" — goal {'met' if linear else 'NOT met'}.",
+        "Growth: " + ("linear or better (each doubling of the context at most doubles the "
+                      "cycles)" if linear else "FASTER than linear")
+        + f" — goal {'met' if linear else 'NOT met'}.",
         f"Memory waste of the paged cache for {len(lengths)} sequences of lengths drawn "
         f"uniformly from 1..{max(CONTEXTS)} (seed 0): **{waste:.2%}** of the allocated KV "
         f"bytes (goal <= 5%: {'met' if waste <= 0.05 else 'NOT met'}); reserving "
