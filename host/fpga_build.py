@@ -191,24 +191,25 @@ def _parse_report(build_dir, clock_net_hint="clk"):
     return name, clock["achieved"], util, _critical_path(log)
 
 
-def _fit_multipliers(build_dir, spec, yosys, say):
+def _fit_multipliers(build_dir, spec, yosys, max_dsp, say):
     """The PEs whose products must be built in logic, and the design's DSP demand."""
     if not spec.multipliers:
         return [], 0
+    limit = spec.multipliers if max_dsp is None else min(max_dsp, spec.multipliers)
     pes = pe_modules((build_dir / f"{_NAME}.il").read_text())
     needed = dsp_census(build_dir, _NAME, yosys)
     try:
-        chosen = lut_multiplier_pes(pes, needed, spec.multipliers)
+        chosen = lut_multiplier_pes(pes, needed, limit)
     except ValueError as exc:
-        raise FpgaBuildError(f"{exc}; no array size fits") from None
-    say(f"octet: the design takes {needed} DSP multipliers of {spec.multipliers}"
-        + (f"; {len(chosen)} of the {len(pes)} PE products built in logic (Booth)"
-           if chosen else ""))
+        raise FpgaBuildError(f"{exc} to use; no array size fits") from None
+    say(f"octet: the design takes {needed} DSP multipliers ({limit} to use of "
+        f"{spec.multipliers})" + (f"; {len(chosen)} of the {len(pes)} PE products built in "
+                                  f"logic (Booth)" if chosen else ""))
     return chosen, needed
 
 
 def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None,
-                    mem_bytes=1 << 16, out_dir="build/fpga", say=None):
+                    mem_bytes=1 << 16, out_dir="build/fpga", say=None, max_dsp=None):
     """Build the bitstream of an R x C SoC for ``board``; return a :class:`BuildReport`.
 
     Parameters
@@ -227,6 +228,9 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         Where ``octet_<board>_<R>x<C>.bit``, its ``.json`` report and the build folder go.
     say : callable, optional
         Receives progress lines (default: print to stderr).
+    max_dsp : int, optional
+        DSP multipliers the design may use (default: all the device has); PE products beyond
+        it are built in logic.
 
     Raises
     ------
@@ -268,7 +272,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     plan.extract(build_dir)
     say(f"octet: Verilog/RTLIL written in {time.monotonic() - start:.0f} s")
     env = {**os.environ, **tools}
-    lut_pes, dsp_needed = _fit_multipliers(build_dir, spec, tools["YOSYS"], say)
+    lut_pes, dsp_needed = _fit_multipliers(build_dir, spec, tools["YOSYS"], max_dsp, say)
     if lut_pes:
         # The chosen PEs' products in logic (see fpga_multipliers), right after reading.
         ys = build_dir / f"{_NAME}.ys"
