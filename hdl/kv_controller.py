@@ -131,6 +131,8 @@ class KvController(wiring.Component):
         spad = Signal(16)
         param = Signal(32)
         pool_step = Signal(64)
+        page_index = Signal(44)           # pool * pool_pages + physical page
+        slot_offset = Signal(32)
         last_pos = Signal(17)
         m.d.comb += last_pos.eq(kv.pos + kv.count - 1)
 
@@ -144,13 +146,7 @@ class KvController(wiring.Component):
         last = (done + seg_len == kv.count) & (head == kv.heads - 1)
         # KV_LOAD of whole rows packed back to back on both sides: a segment is one LOAD row.
         whole = Signal()
-        if load:
-            width = Mux(kv.target.as_value() == 1, self._cfg.cols, self._cfg.rows)
-            m.d.comb += whole.eq((kv.row_bytes == (1 << lpitch)) &
-                                 (kv.spad_stride * width == (1 << lpitch)) &
-                                 ((seg_len << lpitch) < (1 << 16)))
         seg_bytes = Signal(16)
-        m.d.comb += seg_bytes.eq(seg_len << lpitch)
         self._sub_instruction(m, out, kv, first & pop, last & push, seg_len, dram, spad,
                               param, 1 << lpitch, whole, seg_bytes)
 
@@ -248,13 +244,23 @@ class KvController(wiring.Component):
                     m.d.sync += [
                         phys.eq(p), head.eq(0),
                         seg_len.eq(Mux(tokens_left < room, tokens_left, room)),
-                        dram.eq(self.pool_base +
-                                (((kv.pool << lpp) | p) << (lpt + lpitch)) +
-                                (slot << lpitch)),
+                        page_index.eq((kv.pool << lpp) | p),
+                        slot_offset.eq(slot << lpitch),
                         spad.eq(spad_seg),
                         param.eq(0 if load else kv.param_addr),
                     ]
-                    m.next = "HAND"
+                    m.next = "ADDRESS"
+            with m.State("ADDRESS"):
+                # A cycle of its own for the shifts and adds, and for the whole-rows test.
+                m.d.sync += [dram.eq(self.pool_base + (page_index << (lpt + lpitch)) +
+                                     slot_offset),
+                             seg_bytes.eq(seg_len << lpitch)]
+                if load:
+                    width = Mux(kv.target.as_value() == 1, self._cfg.cols, self._cfg.rows)
+                    m.d.sync += whole.eq((kv.row_bytes == (1 << lpitch)) &
+                                         (kv.spad_stride * width == (1 << lpitch)) &
+                                         ((seg_len << lpitch) < (1 << 16)))
+                m.next = "HAND"
             with m.State("HAND"):
                 m.d.comb += self.o_instr.valid.eq(~stop)
                 with m.If(self.o_instr.valid & self.o_instr.ready):
