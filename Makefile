@@ -27,7 +27,7 @@ bench: $(STAMP)
 
 # FPGA builds (yowasp tools, one at a time, minutes each): Fmax and resources per array size.
 bench-fpga: $(STAMP)
-	$(VENV)/bin/octet bitstream --board ulx3s-85f --bench 4x4@100,8x8@100,12x12@125,16x16@125 \
+	$(VENV)/bin/octet bitstream --board ulx3s-85f --bench 4x4@100,8x8@100,12x12@125,16x16@125 --pe-dsp 0 \
 		-o build/fpga --bench-output docs/benchmarks.md
 
 lint: $(STAMP)

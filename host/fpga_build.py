@@ -191,25 +191,24 @@ def _parse_report(build_dir, clock_net_hint="clk"):
     return name, clock["achieved"], util, _critical_path(log)
 
 
-def _fit_multipliers(build_dir, spec, yosys, max_dsp, say):
+def _fit_multipliers(build_dir, spec, yosys, pe_dsp, say):
     """The PEs whose products must be built in logic, and the design's DSP demand."""
     if not spec.multipliers:
         return [], 0
-    limit = spec.multipliers if max_dsp is None else min(max_dsp, spec.multipliers)
     pes = pe_modules((build_dir / f"{_NAME}.il").read_text())
     needed = dsp_census(build_dir, _NAME, yosys)
     try:
-        chosen = lut_multiplier_pes(pes, needed, limit)
+        chosen = lut_multiplier_pes(pes, needed, spec.multipliers, pe_dsp)
     except ValueError as exc:
-        raise FpgaBuildError(f"{exc} to use; no array size fits") from None
-    say(f"octet: the design takes {needed} DSP multipliers ({limit} to use of "
-        f"{spec.multipliers})" + (f"; {len(chosen)} of the {len(pes)} PE products built in "
-                                  f"logic (Booth)" if chosen else ""))
+        raise FpgaBuildError(f"{exc}; no array size fits") from None
+    say(f"octet: with every PE product in a DSP the design takes {needed} DSP multipliers of "
+        f"{spec.multipliers}" + (f"; {len(chosen)} of the {len(pes)} PE products built in "
+                                 f"logic (Booth)" if chosen else ""))
     return chosen, needed
 
 
 def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None,
-                    mem_bytes=1 << 16, out_dir="build/fpga", say=None, max_dsp=None):
+                    mem_bytes=1 << 16, out_dir="build/fpga", say=None, pe_dsp=None):
     """Build the bitstream of an R x C SoC for ``board``; return a :class:`BuildReport`.
 
     Parameters
@@ -228,9 +227,9 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         Where ``octet_<board>_<R>x<C>.bit``, its ``.json`` report and the build folder go.
     say : callable, optional
         Receives progress lines (default: print to stderr).
-    max_dsp : int, optional
-        DSP multipliers the design may use (default: all the device has); PE products beyond
-        it are built in logic.
+    pe_dsp : int, optional
+        At most this many PE products in DSP multipliers (default: as many as the device has
+        room for); the others are built in logic.
 
     Raises
     ------
@@ -272,7 +271,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     plan.extract(build_dir)
     say(f"octet: Verilog/RTLIL written in {time.monotonic() - start:.0f} s")
     env = {**os.environ, **tools}
-    lut_pes, dsp_needed = _fit_multipliers(build_dir, spec, tools["YOSYS"], max_dsp, say)
+    lut_pes, dsp_needed = _fit_multipliers(build_dir, spec, tools["YOSYS"], pe_dsp, say)
     if lut_pes:
         # The chosen PEs' products in logic (see fpga_multipliers), right after reading.
         ys = build_dir / f"{_NAME}.ys"

@@ -72,7 +72,7 @@ def dsp_census(build_dir, rtlil_name, yosys, nice=True):
     return int(match[1])
 
 
-def lut_multiplier_pes(pes, needed, available):
+def lut_multiplier_pes(pes, needed, available, pe_dsp=None):
     """The PEs to build in logic so that ``needed`` DSP multipliers fit in ``available``.
 
     Parameters
@@ -83,24 +83,24 @@ def lut_multiplier_pes(pes, needed, available):
         DSP multipliers of the whole design with every PE in a DSP (:func:`dsp_census`).
     available : int
         DSP multipliers of the device.
+    pe_dsp : int, optional
+        At most this many PE products in DSPs (default: as many as fit).
 
     Returns
     -------
     list of (int, int, str)
-        The last ``needed - available`` PEs in row-major order (the bottom rows), or none.
+        The last PEs in row-major order (the bottom rows), as many as needed, or none.
 
     Raises
     ------
     ValueError
         When even all PEs in logic would not fit (the rest of the design needs too many).
     """
-    excess = needed - available
-    if excess <= 0:
-        return []
-    if excess > len(pes):
+    if needed - len(pes) > available:
         raise ValueError(f"the design needs {needed} DSP multipliers, {needed - len(pes)} "
                          f"outside the array, and the device has {available}")
-    return pes[len(pes) - excess:]
+    excess = max(needed - available, 0 if pe_dsp is None else len(pes) - pe_dsp, 0)
+    return pes[len(pes) - excess:] if excess else []
 
 
 def lut_multiplier_script(pes):

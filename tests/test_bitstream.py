@@ -42,8 +42,8 @@ def test_bitstream_flags_are_checked(capsys):
     assert "--clock must be between 1 and 400 MHz" in capsys.readouterr().err
     assert main(["bitstream", "--mem-kib", "1"]) == 2
     assert "--mem-kib must be between 4 and 256" in capsys.readouterr().err
-    assert main(["bitstream", "--max-dsp", "-1"]) == 2
-    assert "--max-dsp must be >= 0" in capsys.readouterr().err
+    assert main(["bitstream", "--pe-dsp", "-1"]) == 2
+    assert "--pe-dsp must be >= 0" in capsys.readouterr().err
     assert "ulx3s-85f" in BOARDS
 
 

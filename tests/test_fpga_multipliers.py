@@ -32,6 +32,10 @@ def test_only_the_excess_goes_to_logic_from_the_bottom_row():
     assert [(i, j) for i, j, _ in lut_multiplier_pes(pes, 159, 156)] == \
         [(1, 1), (10, 0), (10, 1)]
     assert len(lut_multiplier_pes(pes, 162, 156)) == 6
+    assert len(lut_multiplier_pes(pes, 100, 156, pe_dsp=0)) == 6
+    assert [(i, j) for i, j, _ in lut_multiplier_pes(pes, 100, 156, pe_dsp=5)] == [(10, 1)]
+    assert [(i, j) for i, j, _ in lut_multiplier_pes(pes, 158, 156, pe_dsp=5)] == \
+        [(10, 0), (10, 1)]
     with pytest.raises(ValueError, match="163 DSP multipliers, 157 outside the array"):
         lut_multiplier_pes(pes, 163, 156)
 

@@ -43,9 +43,9 @@ def add_parser(subparsers):
                    help="UART baud rate (default 1000000; the host must use the same)")
     p.add_argument("--mem-kib", type=int, default=64, metavar="KIB",
                    help="on-chip device memory in KiB of block RAM (4-256, default 64)")
-    p.add_argument("--max-dsp", type=int, default=None, metavar="N",
-                   help="DSP multipliers the design may use (default: all of the FPGA's); "
-                        "PE products beyond them are built in logic")
+    p.add_argument("--pe-dsp", type=int, default=None, metavar="N",
+                   help="at most N PE products in DSP multipliers, the others built in logic "
+                        "(default: as many as the FPGA has room for)")
     p.add_argument("-o", "--output-dir", default="build/fpga", metavar="DIR",
                    help="folder for the .bit, its .json report and the build files "
                         "(default build/fpga)")
@@ -64,8 +64,8 @@ def _check(args):
         raise UsageError(f"--clock must be between 1 and 400 MHz, not {args.clock:g}")
     if not 4 <= args.mem_kib <= 256:
         raise UsageError(f"--mem-kib must be between 4 and 256, not {args.mem_kib}")
-    if args.max_dsp is not None and args.max_dsp < 0:
-        raise UsageError(f"--max-dsp must be >= 0, not {args.max_dsp}")
+    if args.pe_dsp is not None and args.pe_dsp < 0:
+        raise UsageError(f"--pe-dsp must be >= 0, not {args.pe_dsp}")
     if args.baud is not None and args.baud <= 0:
         raise UsageError(f"--baud must be positive, not {args.baud}")
 
@@ -84,7 +84,7 @@ def run(args):
     if args.bench:
         return _bench(args)
     report = build_bitstream(args.board, args.rows, args.cols, args.clock, args.baud,
-                             args.mem_kib * 1024, args.output_dir, max_dsp=args.max_dsp)
+                             args.mem_kib * 1024, args.output_dir, pe_dsp=args.pe_dsp)
     print(f"{report.board}: {report.rows}x{report.cols} array, Fmax {report.fmax_mhz:.1f} MHz "
           f"(target {report.target_mhz:g} MHz), {report.lut} LUTs, {report.ff} FFs, "
           f"{report.dsp} DSPs, {report.bram} BRAMs; {report.bitstream} "
@@ -116,11 +116,6 @@ _HEADER = ["array", "target MHz", "Fmax MHz", "timing", "LUTs", "FFs", "DSPs",
            "PE products in logic", "BRAMs", "build s", "built on"]
 
 
-def _dsp_limit(args):
-    return ("the device has" if args.max_dsp is None else
-            f"`--max-dsp {args.max_dsp}` allows")
-
-
 def _size_key(row):
     return tuple(int(v) for v in row[0].split("x"))
 
@@ -135,9 +130,9 @@ def _bench_body(args, rows, paths):
         f"whole board system (accelerator, {args.mem_kib} KiB block-RAM device memory, UART "
         f"bridge) at each row's target clock from the PLL. Fmax is nextpnr's estimate for "
         f"the system clock after routing; LUTs are TRELLIS_COMB cells (LUT4 slots), DSPs "
-        f"MULT18X18D, BRAMs DP16KD (of 83640 / 83640 / 156 / 208). When the design needs more "
-        f"DSP multipliers than {_dsp_limit(args)}, the bottom rows' PE products are built in "
-        f"logic (Yosys `booth`; column 'PE products in logic'). Sizes that did not build or "
+        f"MULT18X18D, BRAMs DP16KD (of 83640 / 83640 / 156 / 208). PE products beyond the "
+        f"DSPs the device has room for, or beyond `--pe-dsp`, are built in logic (Yosys "
+        f"`booth`, bottom rows first; column 'PE products in logic'). Sizes that did not build or "
         f"missed timing are marked; no bitstream here has run on a board yet.",
         markdown_table(_HEADER, sorted(rows, key=_size_key))]
     if paths:
@@ -153,7 +148,7 @@ def _bench_one(args, r, c, mhz):
     from octet.host.fpga_build import FpgaBuildError, TimingError, build_bitstream
     try:
         rep = build_bitstream(args.board, r, c, mhz, args.baud, args.mem_kib * 1024,
-                              args.output_dir, max_dsp=args.max_dsp)
+                              args.output_dir, pe_dsp=args.pe_dsp)
         note = "met"
     except TimingError as exc:
         rep, note = exc.report, "**not met**"
