@@ -50,6 +50,7 @@ _DEADLOCK_CYCLES = 8
 def _registers(config):
     regs = [("id", Reg.ID, "ro"), ("version", Reg.VERSION, "ro"),
             ("config0", Reg.CONFIG0, "ro"), ("config1", Reg.CONFIG1, "ro"),
+            ("config2", Reg.CONFIG2, "ro"),
             ("ctrl", Reg.CTRL, "wo"), ("status", Reg.STATUS, "ro"),
             ("fault_pc", Reg.FAULT_PC, "ro"), ("prog_base", Reg.PROG_BASE, "rw", 0),
             ("mem_limit", Reg.MEM_LIMIT, "rw", config.mem_bytes), ("pc", Reg.PC, "ro"),
@@ -265,6 +266,7 @@ class Accelerator(wiring.Component):
             reg("config1", "r_data").eq((cfg.input_rows.bit_length() - 1) |
                                         ((cfg.weight_rows.bit_length() - 1) << 8) |
                                         ((cfg.acc_rows.bit_length() - 1) << 16)),
+            reg("config2", "r_data").eq(cfg.store_param_cache),
             reg("status", "r_data").eq(Mux(running, Status.BUSY, 0) |
                                        Mux(done, Status.DONE, 0) |
                                        Mux(done & err_latched, Status.ERROR, 0) |

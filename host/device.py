@@ -145,7 +145,7 @@ class Device:
         return self._config
 
     def identify(self) -> AcceleratorConfig:
-        """Check ID and VERSION and return the configuration CONFIG0/1 and MEM_LIMIT describe.
+        """Check ID and VERSION and return the configuration CONFIG0/1/2 and MEM_LIMIT describe.
 
         ``mem_bytes`` is the MEM_LIMIT register, whose reset value is the memory size
         (0 meaning 2**32). Raises :class:`DeviceError` naming the mismatch.
@@ -160,15 +160,17 @@ class Device:
                               f"not supported by this host (version {isa.VERSION >> 16}."
                               f"{isa.VERSION & 0xFFFF})")
         c0, c1 = self.read_reg(Reg.CONFIG0), self.read_reg(Reg.CONFIG1)
+        c2 = self.read_reg(Reg.CONFIG2)
         mem = self.read_reg(Reg.MEM_LIMIT) or 1 << 32
         try:
             return AcceleratorConfig(
                 rows=c0 & 0xFF, cols=c0 >> 8 & 0xFF, bus_bytes=c0 >> 16 & 0xFF,
                 input_rows=1 << (c1 & 0xFF), weight_rows=1 << (c1 >> 8 & 0xFF),
-                acc_rows=1 << (c1 >> 16 & 0xFF), mem_bytes=mem)
+                acc_rows=1 << (c1 >> 16 & 0xFF), mem_bytes=mem, store_param_cache=c2)
         except ConfigError as exc:
             raise DeviceError(f"accelerator reports an invalid configuration "
-                              f"(CONFIG0 0x{c0:08x}, CONFIG1 0x{c1:08x}, MEM_LIMIT 0x{mem:x}): "
+                              f"(CONFIG0 0x{c0:08x}, CONFIG1 0x{c1:08x}, CONFIG2 {c2}, "
+                              f"MEM_LIMIT 0x{mem:x}): "
                               f"{exc}") from None
 
     def write_program(self, addr, program):

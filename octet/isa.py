@@ -309,6 +309,7 @@ class Reg(enum.IntEnum):
     KV_SEQ_COUNT = 0x30    # RW  number of descriptors; a larger sequence id is KV_SEQUENCE
     KV_POOL_BASE = 0x34    # RW  address of page 0 of pool 0
     KV_GEOMETRY = 0x38     # RW  octet.kv_format.GEOMETRY: page, row pitch, pool sizes
+    CONFIG2 = 0x3C         # RO  store_param_cache (parameter records the store unit keeps)
     # 64-bit performance counters, low word first; cleared by START.
     CYCLES = 0x40          # cycles from START to done
     COMPUTE_CYCLES = 0x48  # cycles an activation row entered the array

@@ -135,7 +135,8 @@ class IsaSimulator:
         config0, config1 = config_registers(self.config)
         kv = self.datapath.kv
         return {Reg.ID: isa.ID_MAGIC, Reg.VERSION: isa.VERSION, Reg.CONFIG0: config0,
-                Reg.CONFIG1: config1, Reg.FAULT_PC: self._fault_pc,
+                Reg.CONFIG1: config1, Reg.CONFIG2: self.config.store_param_cache,
+                Reg.FAULT_PC: self._fault_pc,
                 Reg.PROG_BASE: self._prog_base, Reg.PC: self._pc & _MASK32,
                 Reg.MEM_LIMIT: self.datapath.mem_limit & _MASK32,
                 Reg.KV_SEQ_TABLE: kv.seq_table, Reg.KV_SEQ_COUNT: kv.seq_count,
