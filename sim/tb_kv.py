@@ -43,48 +43,47 @@ def _configure(devices, registers):
             device.write_reg(reg, value)
 
 
-@cocotb.test()
-async def random_kv_programs(dut):
-    """Random appends (several sequences, layers, heads, page boundaries) and streams, with
-    sequences freed and pages reused between programs: memory and accumulator as golden."""
-    cfg, dev = await _setup(dut, 21)
-    rng = np.random.default_rng(common._seed(21))
+async def _differential(dut, salt, cases):
+    """Run ``cases(work, rng)`` -> ``[(label, (program, writes), expected error or None)]`` on
+    the golden device and the RTL, each on a fresh image of random bytes; compare them."""
+    cfg, dev = await _setup(dut, salt)
+    rng = np.random.default_rng(common._seed(salt))
 
     def host():
         golden_dev = common._scrubbed_golden(cfg, dev)
         work = KvWorkload(cfg, rng)
         _configure((golden_dev, dev), work.registers)
-        for i in range(int(os.environ.get("OCTET_KV_PROGRAMS", "8"))):
+        for label, make, code in cases(work, rng):
             work.host_actions()
-            prog, writes = work.random_program(phases=int(rng.integers(1, 4)))
+            prog, writes = make()
             image = rng.integers(0, 256, cfg.mem_bytes, dtype=np.uint8).tobytes()
             writes.append((work.program, encode_program(prog)))
             g, r = common._run_both(cfg, dev, image, writes, work.program, golden_dev)
-            assert g[0] == "ok", f"program {i}: golden device failed: {g[:3]}"
-            common._compare(g, r, f"KV program {i} ({len(prog)} instructions)")
+            want = ("ok",) if code is None else ("error", ErrorCode[code], work.program + 32)
+            assert g[:len(want)] == want, f"{label}: golden device gave {g[:3]}"
+            common._compare(g, r, f"{label} ({len(prog)} instructions)")
     await bridge(host)()
+
+
+@cocotb.test()
+async def random_kv_programs(dut):
+    """Random appends (several sequences, layers, heads, page boundaries) and streams, with
+    sequences freed and pages reused between programs: memory and accumulator as golden."""
+    def cases(work, rng):
+        for i in range(int(os.environ.get("OCTET_KV_PROGRAMS", "8"))):
+            phases = int(rng.integers(1, 4))
+            yield f"KV program {i}", lambda p=phases: work.random_program(phases=p), None
+    await _differential(dut, 21, cases)
 
 
 @cocotb.test()
 async def kv_errors(dut):
     """Each KV error stops the program with the golden code and address; the good append
     before it lands, nothing after it (guard bytes everywhere else unchanged)."""
-    cfg, dev = await _setup(dut, 22)
-    rng = np.random.default_rng(common._seed(22))
-
-    def host():
-        golden_dev = common._scrubbed_golden(cfg, dev)
-        work = KvWorkload(cfg, rng)
-        _configure((golden_dev, dev), work.registers)
+    def cases(work, rng):
         for case, code in ERROR_CASES.items():
-            work.host_actions()
-            prog, writes = error_program(work, case)
-            image = rng.integers(0, 256, cfg.mem_bytes, dtype=np.uint8).tobytes()
-            writes.append((work.program, encode_program(prog)))
-            g, r = common._run_both(cfg, dev, image, writes, work.program, golden_dev)
-            assert g[:3] == ("error", ErrorCode[code], work.program + 32), (case, g[:3])
-            common._compare(g, r, f"KV error case {case}")
-    await bridge(host)()
+            yield f"KV error case {case}", lambda c=case: error_program(work, c), code
+    await _differential(dut, 22, cases)
 
 
 @cocotb.test()
