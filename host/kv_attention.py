@@ -107,7 +107,7 @@ def decode_attention_step(device, cache, seq, layer, x, w_kv, kv_scale, q, score
     cycles["scores"] = _run(device, lay.program, _scores_program(cfg, lay, seq, layer, T))
     scores = np.frombuffer(device.read_mem(lay.scores, H * T), np.int8).reshape(H, T)
     p = np.stack([host_ops.softmax(scores[h:h + 1], np.ones((1, T), bool),
-                                   _exp_lut())[0] for h in range(H)])
+                                   _EXP_LUT)[0] for h in range(H)])
     device.write_mem(lay.p, p.astype(np.int8).tobytes())
     cycles["values"] = _run(device, lay.program, _values_program(cfg, lay, seq, layer, T))
     out = np.frombuffer(device.read_mem(lay.out, 4 * H * d), "<i4").reshape(H, d)
@@ -122,7 +122,7 @@ def reference_step(k_rows, v_rows, q, score_scale):
         s32 = golden.matmul_int32(k_rows[h], q[h][:, None].astype(np.int8))[:, 0]
         s8 = golden.requantize(s32[:, None], uniform_params(score_scale, 1))[:, 0]
         T = s8.size
-        p = host_ops.softmax(s8[None, :], np.ones((1, T), bool), _exp_lut())[0]
+        p = host_ops.softmax(s8[None, :], np.ones((1, T), bool), _EXP_LUT)[0]
         outs.append(golden.matmul_int32(p[None, :].astype(np.int8), v_rows[h])[0])
     return np.stack(outs).astype(np.int32)
 
@@ -134,9 +134,9 @@ def uniform_params(scale, channels):
                          bias=np.zeros(channels, np.int32), zero_point=0, relu=False)
 
 
-def _exp_lut(scale=1 / 16):
-    k = np.arange(256)
-    return np.round(2.0 ** host_ops.SOFTMAX_LUT_BITS * np.exp(-k * scale)).astype(np.int64)
+#: The softmax's exp() table: distance k from the row maximum, a score scale of 1/16.
+_EXP_LUT = np.round(2.0 ** host_ops.SOFTMAX_LUT_BITS
+                    * np.exp(-np.arange(256) / 16)).astype(np.int64)
 
 
 class _Scratch:

@@ -52,8 +52,8 @@ class DeviceKVCache:
         self.max_pages = -(-mc.context // PAGE_TOKENS)
         self.geometry = KvGeometry(PAGE_TOKENS, _pow2(mc.head_dim), _pow2(self.max_pages),
                                    2 * mc.n_layer * mc.n_head)
-        size = PagedKVCache(_NoDevice(), 0, self.geometry, 1, self.max_pages).size
-        self.base = plan.alloc(size, "kv", align=64)
+        self.base = plan.alloc(PagedKVCache.region_bytes(self.geometry, 1, self.max_pages),
+                               "kv", align=64)
         self.length = 0
         self.seq = None
         self.pages = None
@@ -78,17 +78,10 @@ class DeviceKVCache:
     def observe_values(self, device, layer, t0, count):
         """Read the value rows ``[t0, t0 + count)`` of ``layer`` back and add them to the
         running sums (once per position)."""
-        hd, g = self.head_dim, self.geometry
         for h in range(self.n_head):
-            pool = self.pool("v", layer, h)
-            t = t0
-            while t < t0 + count:
-                n = min(t0 + count, (t // g.page_tokens + 1) * g.page_tokens) - t
-                blob = device.read_mem(self.pages.row_address(self.seq, pool, t),
-                                       n * g.row_pitch)
-                rows = np.frombuffer(blob, np.int8).reshape(n, g.row_pitch)[:, :hd]
-                self._sums[layer, h] += rows.sum(axis=0, dtype=np.int64)
-                t += n
+            rows = self.pages.read_rows(self.seq, self.pool("v", layer, h), t0, count,
+                                        self.head_dim)
+            self._sums[layer, h] += rows.sum(axis=0, dtype=np.int64)
 
     def value_sums(self, layer):
         """int64 (heads, head_dim): sum of every cached value row of ``layer``."""
@@ -102,12 +95,3 @@ class DeviceKVCache:
             self.pages.free(self.seq)
             self.seq = self.pages.new_sequence()
 
-
-class _NoDevice:
-    """Sizing only: swallows the writes of a cache that is never used."""
-
-    def write_mem(self, addr, data):
-        pass
-
-    def write_reg(self, reg, value):
-        pass

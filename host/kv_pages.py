@@ -10,6 +10,8 @@ waste is only the unused tail of each sequence's last page (:meth:`PagedKVCache.
 Tested by ``tests/test_kv_pages.py`` and through the RTL in ``tests/test_kv_rtl.py``.
 """
 
+import numpy as np
+
 from octet.isa import Reg
 from octet.kv_format import DESCRIPTOR_BYTES, ENTRY_BYTES, KvGeometry
 
@@ -50,7 +52,7 @@ class PagedKVCache:
         self.max_seqs, self.max_pages = max_seqs, max_pages
         self.seq_table = base
         self.tables = base + _round(max_seqs * DESCRIPTOR_BYTES)
-        pool_base = self.tables + _round(max_seqs * max_pages * ENTRY_BYTES)
+        pool_base = base + self._tables_bytes(max_seqs, max_pages)
         self.geometry = KvGeometry(geometry.page_tokens, geometry.row_pitch,
                                    geometry.pool_pages, geometry.pools, pool_base)
         self.end = self.geometry.area_end
@@ -63,6 +65,15 @@ class PagedKVCache:
     def size(self):
         """Bytes of device memory the cache owns."""
         return self.end - self.seq_table
+
+    @staticmethod
+    def _tables_bytes(max_seqs, max_pages):
+        return _round(max_seqs * DESCRIPTOR_BYTES) + _round(max_seqs * max_pages * ENTRY_BYTES)
+
+    @classmethod
+    def region_bytes(cls, geometry, max_seqs, max_pages):
+        """Bytes a cache of these parameters owns (:attr:`size`), before creating it."""
+        return cls._tables_bytes(max_seqs, max_pages) + geometry.pools * geometry.pool_bytes
 
     def configure(self):
         """Write the KV registers and clear every descriptor (all slots free)."""
@@ -139,6 +150,20 @@ class PagedKVCache:
         g = self.geometry
         page = self._pages_of(seq)[pos // g.page_tokens]
         return g.row_address(pool, page, pos % g.page_tokens)
+
+    def read_rows(self, seq, pool, start, count, row_bytes):
+        """int8 (count, row_bytes): K/V rows ``start ..`` of ``seq`` in ``pool``, read back
+        from the device one page at a time."""
+        g = self.geometry
+        out = np.zeros((count, row_bytes), np.int8)
+        t = start
+        while t < start + count:
+            n = min(start + count, (t // g.page_tokens + 1) * g.page_tokens) - t
+            blob = self.device.read_mem(self.row_address(seq, pool, t), n * g.row_pitch)
+            out[t - start:t - start + n] = np.frombuffer(blob, np.int8).reshape(
+                n, g.row_pitch)[:, :row_bytes]
+            t += n
+        return out
 
     def usage(self, row_bytes):
         """``(allocated, used)`` K/V bytes over all sequences and pools (used rows hold

@@ -41,21 +41,6 @@ def _prefill(device, cache, seq, layer, n, rng):
             device.write_mem(g.row_address(pool, page, 0), block.tobytes())
 
 
-def _read_rows(device, cache, seq, first_pool, layer, T):
-    g = cache.geometry
-    out = np.zeros((layer.heads, T, layer.head_dim), np.int8)
-    for h in range(layer.heads):
-        for index, page in enumerate(cache.pages(seq)):
-            rows = min(g.page_tokens, T - index * g.page_tokens)
-            if rows <= 0:
-                break
-            blob = device.read_mem(g.row_address(first_pool + h, page, 0), rows * g.row_pitch)
-            block = np.frombuffer(blob, np.int8).reshape(rows, g.row_pitch)
-            out[h, index * g.page_tokens:index * g.page_tokens + rows] = \
-                block[:, :layer.head_dim]
-    return out
-
-
 @cocotb.test()
 async def bench(dut):
     """One decode-attention step per context length; write the measurements."""
@@ -83,8 +68,8 @@ async def bench(dut):
             out, cycles = decode_attention_step(device, cache, seq, layer, x, w,
                                                 SCALES["kv"], q, SCALES["score"], scratch)
             wall = time.monotonic() - start
-            k = _read_rows(device, cache, seq, layer.k_pool, layer, T)
-            v = _read_rows(device, cache, seq, layer.v_pool, layer, T)
+            k, v = (np.stack([cache.read_rows(seq, first + h, 0, T, HEAD_DIM)
+                              for h in range(HEADS)]) for first in (layer.k_pool, layer.v_pool))
             exact = np.array_equal(out, reference_step(k, v, q, SCALES["score"]))
             cache.free(seq)
             results.append({"context": T, "cycles": cycles, "exact": bool(exact),

@@ -25,12 +25,6 @@ CFG = AcceleratorConfig(rows=4, cols=4, input_rows=512, weight_rows=512, acc_row
                         bus_bytes=8, mem_bytes=1 << 18)
 
 
-def _rows(device, cache, seq, first_pool, heads, T, d):
-    return np.stack([np.stack([np.frombuffer(device.read_mem(
-        cache.row_address(seq, first_pool + h, t), d), np.int8) for t in range(T)])
-        for h in range(heads)])
-
-
 def test_decode_steps_match_numpy():
     """Append through KV_APPEND and attend through KV_LOAD, two sequences interleaved."""
     dev = GoldenDevice(CFG)
@@ -50,7 +44,8 @@ def test_decode_steps_match_numpy():
         out, cycles = decode_attention_step(dev, cache, seq, layer, x, w, (1 << 30, -6), q,
                                             (1 << 30, -8), scratch)
         T = cache.length(seq)
-        k, v = (_rows(dev, cache, seq, p, heads, T, d) for p in (0, heads))
+        k, v = (np.stack([cache.read_rows(seq, p + h, 0, T, d) for h in range(heads)])
+                for p in (0, heads))
         new = golden.requantize(golden.matmul_int32(x[None, :], w),
                                 uniform_params((1 << 30, -6), 2 * heads * d))[0]
         assert np.array_equal(np.concatenate([k[:, -1].ravel(), v[:, -1].ravel()]), new)
