@@ -121,7 +121,6 @@ class KvController(wiring.Component):
         left = Signal(18)                 # table words still to check / tokens to hand over
         tokens_left = Signal(17)
         # Per page segment and head.
-        phys = Signal(32)
         slot = Signal(16)
         seg_len = Signal(16)
         done = Signal(17)
@@ -242,7 +241,7 @@ class KvController(wiring.Component):
                 with m.If(reader.o_word.valid):
                     p = reader.o_word.payload.word
                     m.d.sync += [
-                        phys.eq(p), head.eq(0),
+                        head.eq(0),
                         seg_len.eq(Mux(tokens_left < room, tokens_left, room)),
                         page_index.eq((kv.pool << lpp) | p),
                         slot_offset.eq(slot << lpitch),
