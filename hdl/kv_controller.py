@@ -29,6 +29,7 @@ from octet.config import AcceleratorConfig
 from octet.isa import LAYOUTS, ErrorCode, Opcode, StoreMode
 from octet.kv_format import DESCRIPTOR_BYTES, ENTRY_BYTES, GEOMETRY
 
+from .serial_multiplier import SerialMultiplier
 from .unit_ports import BusRequest, ErrorReport, InstructionStream
 from .word_reader import WordReader
 
@@ -112,28 +113,50 @@ class KvController(wiring.Component):
         m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
         stop = self.halt | halted
 
-        # Per instruction.
+        # Per instruction, computed a step at a time (a shift, an add or a compare per cycle).
+        bad_static, bad_seq, bad_pool = Signal(), Signal(), Signal()
+        sh_area = Signal(6)               # log2 of one pool's bytes
+        sh_page = Signal(5)               # log2 of one page's bytes
+        area_off = Signal(80)
         area_end = Signal(80)
+        desc = Signal(34)
+        desc_end = Signal(35)
+        pool_step = Signal(64)
+        pool_sh = Signal(44)              # pool * pool_pages
+        page_mask = Signal(32)            # block-table entries must be below pool_pages
+        page_tokens = Signal(17)
+        pos_slot = Signal(16)             # pos mod page_tokens
+        last_pos = Signal(17)
+        end_pos = Signal(17)
+        heads_m1 = Signal(8)
+        whole_rows = Signal()             # whole rows packed back to back on both sides
         table_addr = Signal(32)
         pages = Signal(32)
+        pages_end = Signal(48)            # pages * page_tokens
+        bad_desc = Signal()
         first_page = Signal(17)
+        last_page = Signal(17)
         n_pages = Signal(18)
-        left = Signal(18)                 # table words still to check / tokens to hand over
+        lo = Signal(34)                   # first block-table entry to read
+        hi = Signal(35)
+        left = Signal(18)                 # table words still to check
         tokens_left = Signal(17)
         # Per page segment and head.
-        slot = Signal(16)
+        room = Signal(17)                 # tokens from the segment's first slot to its page end
         seg_len = Signal(16)
-        done = Signal(17)
+        first_seg, last_seg = Signal(), Signal()
         head = Signal(8)
         dram = Signal(32)
         spad_seg = Signal(16)
         spad = Signal(16)
         param = Signal(32)
-        pool_step = Signal(64)
         page_index = Signal(44)           # pool * pool_pages + physical page
+        page_off = Signal(32)
         slot_offset = Signal(32)
-        last_pos = Signal(17)
-        m.d.comb += last_pos.eq(kv.pos + kv.count - 1)
+        base_off = Signal(32)
+        seg_bytes_full = Signal(32)
+        # seg_len * spad_stride, the scratchpad advance of a KV_LOAD segment.
+        m.submodules.advance = advance = SerialMultiplier(16, 16, 16)
 
         def fail(code):
             m.d.sync += pending.eq(code)
@@ -141,9 +164,9 @@ class KvController(wiring.Component):
 
         out = Signal(256)
         m.d.comb += [self.o_instr.payload.word.eq(out), self.o_instr.payload.pc.eq(pc)]
-        first = (done == 0) & (head == 0)
-        last = (done + seg_len == kv.count) & (head == kv.heads - 1)
-        # KV_LOAD of whole rows packed back to back on both sides: a segment is one LOAD row.
+        last_head = head == heads_m1
+        first = first_seg & (head == 0)
+        last = last_seg & last_head
         whole = Signal()
         seg_bytes = Signal(16)
         self._sub_instruction(m, out, kv, first & pop, last & push, seg_len, dram, spad,
@@ -164,27 +187,44 @@ class KvController(wiring.Component):
                                  self.o_instr.payload.pc.eq(self.i_instr.payload.pc),
                                  self.i_instr.ready.eq(self.o_instr.ready & ~stop)]
             with m.State("CHECK"):
-                m.d.sync += [area_end.eq(self.pool_base + (g.pools << (lpp + lpt + lpitch))),
-                             pool_step.eq(1 << (lpp + lpt + lpitch))]
                 width = kv.row_bytes if load else kv.cols
                 static = ((kv.count == 0) | (kv.heads == 0) | (width == 0) |
                           (width > (1 << lpitch)))
                 if load:
                     static |= kv.target.as_value() > 1
-                with m.If(static):
+                    lanes = Mux(kv.target.as_value() == 1, kv.spad_stride * self._cfg.cols,
+                                kv.spad_stride * self._cfg.rows)
+                    m.d.sync += whole_rows.eq((kv.row_bytes == (1 << lpitch)) &
+                                              (lanes == (1 << lpitch)))
+                m.d.sync += [
+                    bad_static.eq(static), bad_seq.eq(kv.seq >= self.seq_count),
+                    bad_pool.eq(kv.pool + kv.heads > g.pools),
+                    sh_area.eq(lpp + lpt + lpitch), sh_page.eq(lpt + lpitch),
+                    desc.eq((self.seq_table & ~7) + DESCRIPTOR_BYTES * kv.seq),
+                    pool_sh.eq(kv.pool << lpp), page_mask.eq(~((1 << lpp) - 1)),
+                    page_tokens.eq(1 << lpt), pos_slot.eq(kv.pos & ((1 << lpt) - 1)),
+                    last_pos.eq(kv.pos + kv.count - 1), end_pos.eq(kv.pos + kv.count),
+                    heads_m1.eq(kv.heads - 1),
+                ]
+                m.next = "VERDICT"
+            with m.State("VERDICT"):
+                m.d.sync += [area_off.eq(g.pools << sh_area), pool_step.eq(1 << sh_area),
+                             desc_end.eq(desc + DESCRIPTOR_BYTES)]
+                with m.If(bad_static):
                     fail(ErrorCode.MALFORMED)
-                with m.Elif(kv.seq >= self.seq_count):
+                with m.Elif(bad_seq):
                     fail(ErrorCode.KV_SEQUENCE)
-                with m.Elif(kv.pool + kv.heads > g.pools):
+                with m.Elif(bad_pool):
                     fail(ErrorCode.KV_PAGE)
                 with m.Else():
-                    m.next = "AREA"
+                    m.next = "AREA_SUM"
+            with m.State("AREA_SUM"):
+                m.d.sync += area_end.eq(self.pool_base + area_off)
+                m.next = "AREA"
             with m.State("AREA"):
-                desc = Signal(34)
-                m.d.comb += desc.eq((self.seq_table & ~7) + DESCRIPTOR_BYTES * kv.seq)
                 with m.If(area_end > self.mem_limit):
                     fail(ErrorCode.DRAM_RANGE)
-                with m.Elif(desc + DESCRIPTOR_BYTES > self.mem_limit):
+                with m.Elif(desc_end > self.mem_limit):
                     fail(ErrorCode.DRAM_RANGE)
                 with m.Else():
                     m.d.comb += [reader.start.eq(1), reader.addr.eq(desc), reader.count.eq(2)]
@@ -200,17 +240,24 @@ class KvController(wiring.Component):
                     with m.Elif(left == 1):
                         m.next = "RANGE"
             with m.State("RANGE"):
-                m.d.sync += [first_page.eq(kv.pos >> lpt),
-                             n_pages.eq((last_pos >> lpt) - (kv.pos >> lpt) + 1)]
-                with m.If((pages == 0) | (table_addr[:2] != 0)):
+                m.d.sync += [bad_desc.eq((pages == 0) | (table_addr[:2] != 0)),
+                             pages_end.eq(pages << lpt),
+                             first_page.eq(kv.pos >> lpt), last_page.eq(last_pos >> lpt)]
+                m.next = "RANGE_CHECK"
+            with m.State("RANGE_CHECK"):
+                m.d.sync += [n_pages.eq(last_page - first_page + 1),
+                             lo.eq(table_addr + ENTRY_BYTES * first_page)]
+                with m.If(bad_desc):
                     fail(ErrorCode.KV_SEQUENCE)
-                with m.Elif(kv.pos + kv.count > (pages << lpt)):
+                with m.Elif(end_pos > pages_end):
                     fail(ErrorCode.KV_RANGE)
                 with m.Else():
-                    m.next = "TABLE"
+                    m.next = "TABLE_END"
+            with m.State("TABLE_END"):
+                m.d.sync += hi.eq(lo + ENTRY_BYTES * n_pages)
+                m.next = "TABLE"
             with m.State("TABLE"):
-                lo = table_addr + ENTRY_BYTES * first_page
-                with m.If(lo + ENTRY_BYTES * n_pages > self.mem_limit):
+                with m.If(hi > self.mem_limit):
                     fail(ErrorCode.DRAM_RANGE)
                 with m.Else():
                     m.d.comb += [reader.start.eq(1), reader.addr.eq(lo),
@@ -223,56 +270,54 @@ class KvController(wiring.Component):
                     m.d.sync += left.eq(left - 1)
                     with m.If(reader.o_word.payload.error):
                         fail(ErrorCode.BUS_ERROR)
-                    with m.Elif((reader.o_word.payload.word >> lpp) != 0):
+                    with m.Elif((reader.o_word.payload.word & page_mask) != 0):
                         fail(ErrorCode.KV_PAGE)
                     with m.Elif(left == 1):
                         m.next = "REREAD"
             with m.State("REREAD"):
-                m.d.comb += [reader.start.eq(1),
-                             reader.addr.eq(table_addr + ENTRY_BYTES * first_page),
-                             reader.count.eq(n_pages)]
-                m.d.sync += [done.eq(0), slot.eq(kv.pos & ((1 << lpt) - 1)),
-                             tokens_left.eq(kv.count),
+                m.d.comb += [reader.start.eq(1), reader.addr.eq(lo), reader.count.eq(n_pages)]
+                m.d.sync += [first_seg.eq(1), room.eq(page_tokens - pos_slot),
+                             slot_offset.eq(pos_slot << lpitch), tokens_left.eq(kv.count),
                              spad_seg.eq(kv.spad_addr if load else kv.acc_addr)]
                 m.next = "SEGMENT"
             with m.State("SEGMENT"):
-                room = (1 << lpt) - slot
                 m.d.comb += reader.o_word.ready.eq(1)
                 with m.If(reader.o_word.valid):
-                    p = reader.o_word.payload.word
                     m.d.sync += [
                         head.eq(0),
                         seg_len.eq(Mux(tokens_left < room, tokens_left, room)),
-                        page_index.eq((kv.pool << lpp) | p),
-                        slot_offset.eq(slot << lpitch),
+                        last_seg.eq(tokens_left <= room),
+                        page_index.eq(pool_sh | reader.o_word.payload.word),
+                        base_off.eq(self.pool_base + slot_offset),
                         spad.eq(spad_seg),
                         param.eq(0 if load else kv.param_addr),
                     ]
                     m.next = "ADDRESS"
             with m.State("ADDRESS"):
-                # A cycle of its own for the shifts and adds, and for the whole-rows test.
-                m.d.sync += [dram.eq(self.pool_base + (page_index << (lpt + lpitch)) +
-                                     slot_offset),
-                             seg_bytes.eq(seg_len << lpitch)]
+                m.d.sync += [page_off.eq(page_index << sh_page),
+                             seg_bytes_full.eq(seg_len << lpitch)]
                 if load:
-                    width = Mux(kv.target.as_value() == 1, self._cfg.cols, self._cfg.rows)
-                    m.d.sync += whole.eq((kv.row_bytes == (1 << lpitch)) &
-                                         (kv.spad_stride * width == (1 << lpitch)) &
-                                         ((seg_len << lpitch) < (1 << 16)))
+                    m.d.comb += [advance.start.eq(1), advance.a.eq(kv.spad_stride),
+                                 advance.b.eq(seg_len)]
+                m.next = "ADDRESS_SUM"
+            with m.State("ADDRESS_SUM"):
+                m.d.sync += [dram.eq(base_off + page_off), seg_bytes.eq(seg_bytes_full),
+                             whole.eq(whole_rows & (seg_bytes_full < (1 << 16)))]
                 m.next = "HAND"
             with m.State("HAND"):
-                m.d.comb += self.o_instr.valid.eq(~stop)
+                # The last head's hand-over also advances the scratchpad: wait for the product.
+                m.d.comb += self.o_instr.valid.eq(~stop & ~(last_head & advance.busy))
                 with m.If(self.o_instr.valid & self.o_instr.ready):
                     m.d.sync += [head.eq(head + 1), dram.eq(dram + pool_step),
                                  spad.eq(spad + (kv.spad_head_step if load
                                                  else kv.acc_head_step)),
                                  param.eq(param + (0 if load else kv.param_head_step))]
-                    with m.If(head == kv.heads - 1):
-                        m.d.sync += [done.eq(done + seg_len), slot.eq(0),
+                    with m.If(last_head):
+                        m.d.sync += [first_seg.eq(0), slot_offset.eq(0), room.eq(page_tokens),
                                      tokens_left.eq(tokens_left - seg_len),
-                                     spad_seg.eq(spad_seg + (seg_len * kv.spad_stride if load
+                                     spad_seg.eq(spad_seg + (advance.product if load
                                                              else seg_len))]
-                        with m.If(tokens_left == seg_len):
+                        with m.If(last_seg):
                             m.next = "IDLE"
                         with m.Else():
                             m.next = "SEGMENT"

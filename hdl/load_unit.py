@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 from octet.config import AcceleratorConfig
 from octet.isa import LAYOUTS, ErrorCode, Opcode, Target
 
+from .load_checks import LoadChecks
 from .read_aligner import ReadAligner
 from .segment_generators import PIPELINE_SLACK, Im2colGenerator, LoadGenerator, segment_descriptor
 from .unit_ports import BusRequest, ErrorReport, InstructionStream, MemWrite
@@ -121,17 +122,18 @@ class LoadUnit(wiring.Component):
                      self.o_req.valid.eq(reqs.r_rdy), reqs.r_en.eq(self.o_req.ready)]
 
         # --- Front: take, wait for token, check, generate. ---
-        rows_per = Signal(17)       # scratchpad rows per DRAM row (LOAD)
-        prod_spad = Signal(40)
-        prod_dram = Signal(64)
-        cc = Signal(13)
-        kk = Signal(8)
+        m.submodules.checks = checks = LoadChecks(cfg)
+        m.d.comb += [checks.word.eq(word), checks.mem_limit.eq(self.mem_limit)]
+        m.d.comb += [im2col_gen.ix_start.eq(checks.ix_start),
+                     im2col_gen.iy_start.eq(checks.iy_start),
+                     im2col_gen.pix_start.eq(checks.pix_start),
+                     im2col_gen.line_start.eq(checks.line_start),
+                     im2col_gen.wc.eq(checks.wc), im2col_gen.sc.eq(checks.sc),
+                     im2col_gen.swc.eq(checks.swc)]
         err_code = Signal(ErrorCode)
         m.d.comb += [self.error.code.eq(err_code)]
         halted = Signal()
         m.d.comb += self.error.valid.eq(halted)
-        is_input = ld.target == Target.INPUT
-        depth = Mux(is_input, cfg.input_rows, cfg.weight_rows)
 
         def fail(code):
             m.d.sync += [err_code.eq(code), self.error.pc.eq(pc), halted.eq(1)]
@@ -157,58 +159,22 @@ class LoadUnit(wiring.Component):
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(~pop_next | self.token_available):
-                    m.d.comb += self.token_pop.eq(pop_next)
-                    m.next = "CHECK0"
-            with m.State("CHECK0"):
+                    m.d.comb += [self.token_pop.eq(pop_next), checks.start.eq(1)]
+                    m.d.sync += target.eq((opcode == Opcode.LOAD) &
+                                          (ld.target == Target.WEIGHT))
+                    m.next = "CHECK"
+            with m.State("CHECK"):
                 with m.If(stop):
                     m.next = "HALT"
-                with m.Elif(opcode == Opcode.LOAD):
-                    m.d.sync += [
-                        rows_per.eq(Mux(is_input, (ld.row_bytes + cfg.rows - 1) // cfg.rows,
-                                        (ld.row_bytes + cfg.cols - 1) // cfg.cols)),
-                        prod_dram.eq((ld.rows - 1) * ld.dram_stride),
-                        target.eq(ld.target == Target.WEIGHT),
-                    ]
-                    with m.If((ld.rows == 0) | (ld.row_bytes == 0) | (ld.target.as_value() > 1)):
-                        fail(ErrorCode.MALFORMED)
+                with m.Elif(checks.done):
+                    with m.If(checks.code != ErrorCode.NONE):
+                        fail(checks.code)
+                    with m.Elif(opcode == Opcode.LOAD):
+                        m.d.comb += load_gen.start.eq(1)
+                        m.next = "GEN"
                     with m.Else():
-                        m.next = "CHECK1"
-                with m.Else():
-                    m.d.sync += [cc.eq((ic.channels + cfg.rows - 1) // cfg.rows),
-                                 kk.eq(ic.kernel_h * ic.kernel_w), target.eq(0),
-                                 prod_dram.eq(ic.height * ic.width * ic.channels)]
-                    with m.If((ic.count == 0) | (ic.height == 0) | (ic.width == 0) |
-                              (ic.channels == 0) | (ic.kernel_h == 0) | (ic.kernel_w == 0) |
-                              (ic.stride == 0) | (ic.out_w == 0) | (ic.ox0 >= ic.out_w)):
-                        fail(ErrorCode.MALFORMED)
-                    with m.Else():
-                        m.next = "CHECK1"
-            with m.State("CHECK1"):
-                with m.If(opcode == Opcode.LOAD):
-                    m.d.sync += prod_spad.eq((ld.rows - 1) * ld.spad_stride + rows_per)
-                    with m.If((ld.rows > 1) & (ld.spad_stride < rows_per)):
-                        fail(ErrorCode.MALFORMED)
-                    with m.Else():
-                        m.next = "CHECK2"
-                with m.Else():
-                    m.d.sync += prod_spad.eq(ic.count * kk * cc)
-                    m.next = "CHECK2"
-            with m.State("CHECK2"):
-                spad_end = Mux(opcode == Opcode.LOAD, ld.spad_addr, ic.spad_addr) + prod_spad
-                dram_end = Mux(opcode == Opcode.LOAD, ld.dram_addr + prod_dram + ld.row_bytes,
-                               ic.x_addr + prod_dram)
-                with m.If(spad_end > Mux(opcode == Opcode.LOAD, depth, cfg.input_rows)):
-                    fail(ErrorCode.SPAD_RANGE)
-                with m.Elif(dram_end > self.mem_limit):
-                    fail(ErrorCode.DRAM_RANGE)
-                with m.Elif(opcode == Opcode.LOAD):
-                    m.d.comb += load_gen.start.eq(1)
-                    m.next = "GEN"
-                with m.Else():
-                    m.d.comb += [im2col_gen.start.eq(1),
-                                 im2col_gen.ix_start.eq(ic.ox0 * ic.stride - ic.pad),
-                                 im2col_gen.iy_start.eq(ic.oy0 * ic.stride - ic.pad)]
-                    m.next = "GEN"
+                        m.d.comb += im2col_gen.start.eq(1)
+                        m.next = "GEN"
             with m.State("GEN"):
                 with m.If(stop):
                     m.next = "HALT"
@@ -226,7 +192,8 @@ class LoadUnit(wiring.Component):
         """Route segments and beats to the aligner of their scratchpad; write the rows."""
         cfg = self._cfg
         B = cfg.bus_bytes
-        aligners = [ReadAligner(B, cfg.rows), ReadAligner(B, cfg.cols)]
+        tag = data.StructLayout({"spad_row": 16, "push": 1})
+        aligners = [ReadAligner(B, cfg.rows, tag.size), ReadAligner(B, cfg.cols, tag.size)]
         m.submodules.input_aligner, m.submodules.weight_aligner = aligners
         ports = [self.input_w, self.weight_w]
 
@@ -234,47 +201,50 @@ class LoadUnit(wiring.Component):
         m.d.comb += head.eq(segs.r_data)
         route = Signal()            # aligner receiving beats
         beats_left = Signal(16)
-        other_idle = Mux(head.target, aligners[0].i_seg.ready, aligners[1].i_seg.ready)
+        beating = Signal()          # beats_left != 0, kept as a flag
+        other_idle = Mux(head.target, ~aligners[0].busy, ~aligners[1].busy)
         target_ready = Mux(head.target, aligners[1].i_seg.ready, aligners[0].i_seg.ready)
         dispatch = Signal()
         # Rows reach the scratchpads in program order: switch aligners only when both are
         # idle, so a token pushed after an instruction's last row covers all earlier loads.
-        m.d.comb += dispatch.eq(segs.r_rdy & (beats_left == 0) & target_ready &
+        m.d.comb += dispatch.eq(segs.r_rdy & ~beating & target_ready &
                                 ((head.target == route) | other_idle))
         m.d.comb += segs.r_en.eq(dispatch)
 
-        row_addr = [Signal(16, name=f"row_addr{t}") for t in range(2)]
-        push = [Signal(name=f"push{t}") for t in range(2)]
-        seg_pc = [Signal(32, name=f"seg_pc{t}") for t in range(2)]
+        seg_pc = Signal(32)         # of the segment receiving beats
+        seg_tag = Signal(tag)
+        m.d.comb += [seg_tag.spad_row.eq(head.seg.spad_row), seg_tag.push.eq(head.push)]
         for t, al in enumerate(aligners):
             m.d.comb += [al.i_seg.valid.eq(dispatch & (head.target == t)),
                          al.i_seg.payload.offset.eq(head.seg.offset),
                          al.i_seg.payload.nbytes.eq(head.seg.nbytes),
-                         al.i_seg.payload.zero.eq(head.seg.zero)]
+                         al.i_seg.payload.zero.eq(head.seg.zero),
+                         al.i_seg.payload.tag.eq(seg_tag)]
             row = al.o_row
-            m.d.comb += [row.ready.eq(1),
-                         ports[t].addr.eq(row_addr[t]), ports[t].data.eq(row.payload.data),
+            row_tag = Signal(tag, name=f"row_tag{t}")
+            next_addr = Signal(16, name=f"next_addr{t}")   # the row after the last written
+            addr = Signal(16, name=f"row_addr{t}")
+            m.d.comb += [row_tag.eq(row.payload.tag),
+                         addr.eq(Mux(row.payload.first, row_tag.spad_row, next_addr)),
+                         row.ready.eq(1),
+                         ports[t].addr.eq(addr), ports[t].data.eq(row.payload.data),
                          ports[t].en.eq(row.valid & ~self.halt & ~self.error.valid)]
             with m.If(row.valid):
-                m.d.sync += row_addr[t].eq(row_addr[t] + 1)
-                with m.If(row.payload.last & push[t]):
+                m.d.sync += next_addr.eq(addr + 1)
+                with m.If(row.payload.last & row_tag.push):
                     m.d.comb += self.token_push.eq(1)
-            # A new segment may be taken in the cycle the previous one's last row is written:
-            # its latch comes after the increment so that it wins.
-            with m.If(dispatch & (head.target == t)):
-                m.d.sync += [row_addr[t].eq(head.seg.spad_row), push[t].eq(head.push),
-                             seg_pc[t].eq(head.pc)]
             m.d.comb += [al.i_data.payload.eq(self.i_data.payload.data),
-                         al.i_data.valid.eq(self.i_data.valid & (beats_left != 0) &
-                                            (route == t))]
+                         al.i_data.valid.eq(self.i_data.valid & beating & (route == t))]
         with m.If(dispatch):
             m.d.sync += [route.eq(head.target),
-                         beats_left.eq(Mux(head.seg.zero, 0, head.seg.beats))]
-        m.d.comb += self.i_data.ready.eq((beats_left != 0) &
+                         beats_left.eq(Mux(head.seg.zero, 0, head.seg.beats)),
+                         beating.eq(~head.seg.zero & (head.seg.beats != 0)),
+                         seg_pc.eq(head.pc)]
+        m.d.comb += self.i_data.ready.eq(beating &
                                          Mux(route, aligners[1].i_data.ready,
                                              aligners[0].i_data.ready))
         with m.If(self.i_data.valid & self.i_data.ready):
-            m.d.sync += beats_left.eq(beats_left - 1)
+            m.d.sync += [beats_left.eq(beats_left - 1), beating.eq(beats_left != 1)]
             m.d.comb += [bus_err.eq(self.i_data.payload.error),
-                         bus_err_pc.eq(Mux(route, seg_pc[1], seg_pc[0]))]
-        return (beats_left != 0) | ~aligners[0].i_seg.ready | ~aligners[1].i_seg.ready
+                         bus_err_pc.eq(seg_pc)]
+        return beating | aligners[0].busy | aligners[1].busy

@@ -5,25 +5,43 @@ beat. The aligner drops the bytes before ``offset``, packs the rest into rows of
 bytes and zero-pads the segment's last row, so DRAM data at any byte address lands in
 scratchpad rows. A ``zero`` segment reads no beats and yields zero rows (padding).
 
-The buffer can take a new beat in the same cycle it emits a row, so when rows are at least as
-wide as the bus, one beat is absorbed per cycle.
+The bytes wait in a ring of ``N`` bytes (a power-of-two number of rows, at least
+``row_bytes + bus_bytes - 1`` bytes): a beat's bytes are written at the write pointer and
+rows are read at the row pointer, so neither the write position nor the byte select depends
+on whether a row leaves in the same cycle (a shifting buffer would put the emit decision in
+front of every byte's multiplexer). The buffer takes a new beat in the same cycle it emits a
+row, so when rows are at least as wide as the bus, one beat is absorbed per cycle. A second
+segment waits in a register slot, so ``i_seg.ready`` is a flip-flop; the next segment starts
+in the cycle after the previous one's last row, as it would if it were taken directly.
 
-Tested by ``tests/test_accelerator_units.py`` (Amaranth simulator, against a Python model).
+Tested by ``tests/test_read_aligner.py`` (Amaranth simulator, against a Python model, with
+random stalls) and by the accelerator tests.
 """
 
-from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ReadAligner", "segment_layout"]
+__all__ = ["ReadAligner", "row_layout", "segment_layout"]
 
 
-def segment_layout(bus_bytes):
+def segment_layout(bus_bytes, tag_width=0):
     return data.StructLayout({
         "offset": range(bus_bytes),
         "nbytes": 17,
         "zero": 1,
+        "tag": tag_width,
     })
+
+
+def row_layout(row_bytes, tag_width=0):
+    return data.StructLayout({"data": 8 * row_bytes, "first": 1, "last": 1, "tag": tag_width})
+
+
+def _ring_rows(bus_bytes, row_bytes):
+    """Rows in the ring: a power of two, holding at least row_bytes + bus_bytes - 1 bytes."""
+    need = -(-(row_bytes + bus_bytes - 1) // row_bytes)
+    return 1 << (need - 1).bit_length()
 
 
 class ReadAligner(wiring.Component):
@@ -32,93 +50,141 @@ class ReadAligner(wiring.Component):
     Parameters
     ----------
     bus_bytes : int
-        Bytes per bus beat.
+        Bytes per bus beat (a power of two).
     row_bytes : int
         Bytes per output row.
+    tag_width : int
+        Bits of user data that travel with each segment to its rows.
 
     Ports
     -----
-    i_seg : In(stream.Signature(segment_layout(bus_bytes)))
+    i_seg : In(stream.Signature(segment_layout(bus_bytes, tag_width)))
         Segments, in the order their beats arrive.
     i_data : In(stream.Signature(8 * bus_bytes))
         Beats: ceil((offset + nbytes) / bus_bytes) per non-zero segment.
-    o_row : Out(stream.Signature(data.StructLayout({"data": 8 * row_bytes, "last": 1})))
-        ceil(nbytes / row_bytes) rows per segment; ``last`` on a segment's final row.
+    o_row : Out(stream.Signature(row_layout(row_bytes, tag_width)))
+        ceil(nbytes / row_bytes) rows per segment; ``first`` and ``last`` on a segment's
+        first and final row, ``tag`` the segment's.
+    busy : Out(1)
+        A segment is being processed or waits in the slot (registered).
     """
 
-    def __init__(self, bus_bytes, row_bytes):
+    def __init__(self, bus_bytes, row_bytes, tag_width=0):
         for name, v in (("bus_bytes", bus_bytes), ("row_bytes", row_bytes)):
             if not isinstance(v, int) or v < 1:
                 raise TypeError(f"Aligner {name} must be a positive integer, not {v!r}")
+        if not isinstance(tag_width, int) or tag_width < 0:
+            raise TypeError(f"Aligner tag_width must be a non-negative integer, "
+                            f"not {tag_width!r}")
+        if bus_bytes & (bus_bytes - 1):
+            raise ValueError(f"Aligner bus_bytes must be a power of two, not {bus_bytes!r}")
         self._bus = bus_bytes
         self._row = row_bytes
+        self._tag = tag_width
         super().__init__({
-            "i_seg": In(stream.Signature(segment_layout(bus_bytes))),
+            "i_seg": In(stream.Signature(segment_layout(bus_bytes, tag_width))),
             "i_data": In(stream.Signature(8 * bus_bytes)),
-            "o_row": Out(stream.Signature(data.StructLayout({"data": 8 * row_bytes,
-                                                             "last": 1}))),
+            "o_row": Out(stream.Signature(row_layout(row_bytes, tag_width))),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         B, W = self._bus, self._row
-        cap = W + B - 1
-        buf = [Signal(8, name=f"buf{i}") for i in range(cap)]
-        count = Signal(range(cap + 1))
-        active = Signal()          # a segment is being processed
-        zero = Signal()
-        to_read = Signal(17)       # segment bytes not yet absorbed
-        to_emit = Signal(17)       # segment bytes not yet emitted as rows
-        skip = Signal(range(B))    # bytes to drop from the next beat
+        slots = _ring_rows(B, W)
+        N = slots * W
+        lg_b = (B - 1).bit_length()
+        pow2 = not N & (N - 1)
 
+        def wrap(v):
+            """v mod N for 0 <= v < 2N."""
+            return v[:(N - 1).bit_length()] if pow2 else Mux(v >= N, v - N, v)
+
+        buf = [Signal(8, name=f"buf{i}") for i in range(N)]
+        count = Signal(range(N + 1))   # bytes buffered, from the row pointer on
+        rp = Signal(range(slots))       # row pointer (in rows)
+        wp = Signal(range(N))           # write pointer (in bytes)
+        wofs = Signal(range(N))         # wp - (bytes to drop from the next beat), mod N
+        active = Signal()
+        zero = Signal()
+        to_read = Signal(17)            # segment bytes not yet absorbed
+        take = Signal(range(B + 1))     # bytes the next beat brings: min(to_read, B - skip)
+        to_emit = Signal(17)            # segment bytes not yet emitted as rows
+        last_row = Signal()             # to_emit <= W
+        first_row = Signal()
+        tag = Signal(self._tag)
+        emit_left = Signal()            # to_emit != 0
 
         # Emit a row when a full one is buffered, or the segment's tail once all is read.
-        emit = Signal()
         row_valid = Signal()
-        m.d.comb += row_valid.eq(active & ((count >= W) | ((to_read == 0) & (count != 0)) |
-                                           (zero & (to_emit != 0))))
-        m.d.comb += [self.o_row.valid.eq(row_valid), emit.eq(row_valid & self.o_row.ready)]
-        last_row = to_emit <= W
-        m.d.comb += self.o_row.payload.last.eq(last_row)
+        emit = Signal()
+        m.d.comb += row_valid.eq(active & ((count >= W) | ((take == 0) & (count != 0)) |
+                                           (zero & emit_left)))
+        m.d.comb += [self.o_row.valid.eq(row_valid), emit.eq(row_valid & self.o_row.ready),
+                     self.o_row.payload.last.eq(last_row),
+                     self.o_row.payload.first.eq(first_row), self.o_row.payload.tag.eq(tag)]
         for i in range(W):
+            byte = Signal(8, name=f"row_byte{i}")
+            with m.Switch(rp):
+                for s in range(slots):
+                    with m.Case(s):
+                        m.d.comb += byte.eq(buf[s * W + i])
             m.d.comb += self.o_row.payload.data[8 * i:8 * i + 8].eq(
-                Mux(~zero & (i < count), buf[i], 0))
-
-        after_emit = Signal(range(cap + 1))
-        m.d.comb += after_emit.eq(Mux(emit, Mux(count > W, count - W, 0), count))
+                Mux(~zero & (count > i), byte, 0))
 
         # Absorb a beat when, after this cycle's emit, fewer than W bytes remain.
-        beat_bytes = [self.i_data.payload[8 * i:8 * i + 8] for i in range(B)]
-        avail = Signal(range(B + 1))
-        m.d.comb += avail.eq(B - skip)
-        take = Signal(range(B + 1))
-        m.d.comb += take.eq(Mux(to_read < avail, to_read, avail))
+        room = Signal()
+        m.d.comb += room.eq((count < W) | (emit & (count < 2 * W)))
         absorb = Signal()
-        m.d.comb += [self.i_data.ready.eq(active & ~zero & (to_read != 0) & (after_emit < W)),
+        m.d.comb += [self.i_data.ready.eq(active & ~zero & (take != 0) & room),
                      absorb.eq(self.i_data.valid & self.i_data.ready)]
+        beat = [self.i_data.payload[8 * i:8 * i + 8] for i in range(B)]
+        for k in range(N):
+            rel = Signal(range(N), name=f"rel{k}")        # position after the write pointer
+            src = Signal(range(N), name=f"src{k}")        # byte of the beat that lands here
+            m.d.comb += [rel.eq(wrap(k + N - wp)), src.eq(wrap(k + N - wofs))]
+            with m.If(absorb & (rel < take)):
+                with m.Switch(src[:lg_b] if lg_b else 0):
+                    for j in range(B):
+                        with m.Case(j):
+                            m.d.sync += buf[k].eq(beat[j])
 
-        beat_array = Array(beat_bytes)
-        for i in range(cap):
-            shifted = buf[i + W] if i + W < cap else 0
-            kept = Mux(emit, shifted, buf[i])
-            pos = i - after_emit  # position within the appended bytes
-            incoming = beat_array[(pos + skip)[:max(1, (2 * B).bit_length())]]
-            in_range = absorb & (i >= after_emit) & (i < after_emit + take)
-            m.d.sync += buf[i].eq(Mux(in_range, incoming, kept))
-
-        m.d.sync += count.eq(after_emit + Mux(absorb, take, 0))
+        left = Signal(17)
+        m.d.comb += left.eq(to_read - take)
         with m.If(absorb):
-            m.d.sync += [to_read.eq(to_read - take), skip.eq(0)]
+            new_wp = wrap(wp + take)
+            m.d.sync += [to_read.eq(left), take.eq(Mux(left < B, left, B)),
+                         wp.eq(new_wp), wofs.eq(new_wp)]
+        m.d.sync += count.eq(count - Mux(emit, W, 0) + Mux(absorb, take, 0))
         with m.If(emit):
-            m.d.sync += to_emit.eq(Mux(last_row, 0, to_emit - W))
+            m.d.sync += [rp.eq(rp + 1), to_emit.eq(to_emit - W), last_row.eq(to_emit <= 2 * W),
+                         first_row.eq(0),
+                         emit_left.eq(~last_row)]
             with m.If(last_row):
                 m.d.sync += [active.eq(0), count.eq(0)]
 
-        # Take the next segment once the previous one is fully emitted, or in the cycle its
-        # last row leaves (these assignments come last, so they win over the ones above).
-        m.d.comb += self.i_seg.ready.eq(~active | (emit & last_row))
-        with m.If(self.i_seg.valid & self.i_seg.ready):
-            seg = self.i_seg.payload
+        # The next segment starts when none is active or in the cycle the last row leaves
+        # (these assignments come last, so they win over the ones above).
+        pend = Signal(segment_layout(B, self._tag))
+        pend_valid = Signal()
+        m.d.comb += [self.i_seg.ready.eq(~pend_valid), self.busy.eq(active | pend_valid)]
+        can_start = ~active | (emit & last_row)
+
+        def start(seg):
+            avail = B - seg.offset
             m.d.sync += [active.eq(1), zero.eq(seg.zero), to_read.eq(seg.nbytes),
-                         to_emit.eq(seg.nbytes), skip.eq(seg.offset), count.eq(0)]
+                         first_row.eq(1), tag.eq(seg.tag),
+                         to_emit.eq(seg.nbytes), last_row.eq(seg.nbytes <= W),
+                         emit_left.eq(seg.nbytes != 0),
+                         take.eq(Mux(seg.nbytes < avail, seg.nbytes, avail)),
+                         count.eq(0), rp.eq(0), wp.eq(0), wofs.eq(wrap(N - seg.offset))]
+
+        with m.If(can_start & pend_valid):
+            start(pend)
+            m.d.sync += pend_valid.eq(0)
+        with m.Elif(self.i_seg.valid & self.i_seg.ready):
+            with m.If(can_start):
+                start(self.i_seg.payload)
+            with m.Else():
+                m.d.sync += [pend.eq(self.i_seg.payload), pend_valid.eq(1)]
         return m

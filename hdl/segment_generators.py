@@ -8,7 +8,9 @@ unit issues bus reads for them and realigns the returned beats (:mod:`.read_alig
   ``spad_addr + i*spad_stride``; one segment per row, running sums only.
 * :class:`Im2colGenerator`: for each output pixel, kernel position and channel chunk, the
   R-byte slice of the NHWC input (or zeros outside the image), in scratchpad order; pixel
-  coordinates are stepped incrementally and the address goes through a 3-stage pipeline.
+  coordinates and byte addresses are stepped as running sums (the products they step by are
+  computed once per instruction by :mod:`.load_checks`), and each segment goes through a
+  3-stage pipeline whose last stage is the registered descriptor.
 
 Each advances only while ``room`` says the consumer can take ``PIPELINE_SLACK`` more segments,
 so no stage ever stalls. Tested through ``tests/test_accelerator_units.py`` and the
@@ -39,9 +41,10 @@ def segment_descriptor(bus_bytes):
 
 
 def _segment(m, out, bus_bytes, addr, nbytes, zero, spad_row, last):
+    """Register the segment descriptor of a read of ``nbytes`` bytes from ``addr``."""
     lg = (bus_bytes - 1).bit_length()
     offset = addr[:lg] if lg else 0
-    m.d.comb += [
+    m.d.sync += [
         out.addr.eq(addr & ~(bus_bytes - 1)),
         out.offset.eq(offset),
         out.beats.eq((offset + nbytes + bus_bytes - 1) >> lg),
@@ -79,27 +82,44 @@ class LoadGenerator(wiring.Component):
         row = Signal(16)
         addr = Signal(32)
         spad = Signal(16)
-        m.d.comb += self.busy.eq(row != 0)
+        left = Signal()             # row != 0, kept as a flag
+        one = Signal()              # row == 1
+        m.d.comb += self.busy.eq(left | self.o_valid)
+        m.d.sync += self.o_valid.eq(0)
         with m.If(self.start):
-            m.d.sync += [row.eq(ins.rows), addr.eq(ins.dram_addr), spad.eq(ins.spad_addr)]
-        with m.Elif((row != 0) & self.room):
-            m.d.comb += self.o_valid.eq(1)
-            _segment(m, self.o_seg, self._bus, addr, ins.row_bytes, 0, spad, row == 1)
+            m.d.sync += [row.eq(ins.rows), addr.eq(ins.dram_addr), spad.eq(ins.spad_addr),
+                         left.eq(ins.rows != 0), one.eq(ins.rows == 1)]
+        with m.Elif(left & self.room):
+            # The segment is registered: it leaves the cycle after its step.
+            m.d.sync += self.o_valid.eq(1)
+            _segment(m, self.o_seg, self._bus, addr, ins.row_bytes, 0, spad, one)
             m.d.sync += [row.eq(row - 1), addr.eq(addr + ins.dram_stride),
-                         spad.eq(spad + ins.spad_stride)]
+                         spad.eq(spad + ins.spad_stride), left.eq(~one), one.eq(row == 2)]
         return m
+
+
 
 
 class Im2colGenerator(wiring.Component):
     """Segments of an IM2COL instruction for an array with ``rows`` input lanes.
 
+    The byte address of every segment is kept as running sums (no multiplier in the
+    per-segment path): the unit precomputes, once per instruction, the products below.
+
     Ports
     -----
     start : In(1)
-        Begin with ``instr`` (stable until done); ``ix_start`` = ox0*stride - pad and
-        ``iy_start`` = oy0*stride - pad are precomputed by the unit.
+        Begin with ``instr`` and the set-up values (all stable until done).
     instr : In(LAYOUTS[Opcode.IM2COL])
     ix_start, iy_start : In(signed(18))
+        ox0*stride - pad and oy0*stride - pad.
+    pix_start : In(32)
+        Address of input pixel (iy_start, ix_start): x_addr + (iy_start*width + ix_start) *
+        channels, modulo 2**32 (only in-image addresses are used, and they are exact).
+    line_start : In(32)
+        Address of input pixel (iy_start, -pad), likewise.
+    wc, sc, swc : In(32)
+        width*channels, stride*channels and stride*width*channels.
     room : In(1)
     o_seg, o_valid : Out
     busy : Out(1)
@@ -110,7 +130,9 @@ class Im2colGenerator(wiring.Component):
         self._rows = rows
         super().__init__({
             "start": In(1), "instr": In(LAYOUTS[Opcode.IM2COL]),
-            "ix_start": In(signed(18)), "iy_start": In(signed(18)), "room": In(1),
+            "ix_start": In(signed(18)), "iy_start": In(signed(18)),
+            "pix_start": In(32), "line_start": In(32),
+            "wc": In(32), "sc": In(32), "swc": In(32), "room": In(1),
             "o_seg": Out(segment_descriptor(bus_bytes)), "o_valid": Out(1), "busy": Out(1),
         })
 
@@ -119,62 +141,87 @@ class Im2colGenerator(wiring.Component):
         R = self._rows
         ins = self.instr
         remaining = Signal(16)       # pixels left, including the current one
-        ox = Signal(12)
         ix_base = Signal(signed(18))
         iy_base = Signal(signed(18))
         ky = Signal(4)
         kx = Signal(4)
         cc_bytes = Signal(13)        # cc * R
         spad = Signal(16)
+        line_addr = Signal(32)       # address of input pixel (iy_base, -pad)
+        pix_addr = Signal(32)        # address of input pixel (iy_base, ix_base)
+        row_addr = Signal(32)        # ... + ky * width * channels
+        col_addr = Signal(32)        # ... + kx * channels
+        # Wrap conditions of the loop counters, kept as flags a step ahead.
+        last_cc, last_kx, last_ky, last_ox, last_px = (Signal(name=n) for n in (
+            "last_cc", "last_kx", "last_ky", "last_ox", "last_px"))
+        ox_left = Signal(12)         # out_w - 1 - ox
+        more = Signal()              # remaining != 0
 
         # Stage A: coordinates of the current segment.
         a_valid, a_last = Signal(), Signal()
         a_iy, a_ix = Signal(signed(18)), Signal(signed(18))
-        a_cc, a_spad = Signal(13), Signal(16)
-        # Stage B: in-bounds flag and pixel index.
+        a_cc, a_spad, a_addr = Signal(13), Signal(16), Signal(32)
+        # Stage B: in-bounds flag, byte address and length.
         b_valid, b_last, b_inb = Signal(), Signal(), Signal()
-        b_pix, b_cc, b_spad = Signal(32), Signal(13), Signal(16)
-        # Stage C: byte address.
-        c_valid, c_last, c_inb = Signal(), Signal(), Signal()
-        c_addr, c_cc, c_spad = Signal(32), Signal(13), Signal(16)
+        b_addr, b_nbytes, b_spad = Signal(32), Signal(range(R + 1)), Signal(16)
+        # Stage C: the registered segment (o_seg).
 
-        pipe_busy = a_valid | b_valid | c_valid
-        m.d.comb += self.busy.eq((remaining != 0) | pipe_busy)
+        m.d.comb += self.busy.eq(more | a_valid | b_valid | self.o_valid)
 
-        last_cc = cc_bytes + R >= ins.channels
-        last_kx = kx == ins.kernel_w - 1
-        last_ky = ky == ins.kernel_h - 1
-        step = (remaining != 0) & self.room
-        m.d.sync += [a_valid.eq(step), b_valid.eq(a_valid), c_valid.eq(b_valid)]
+        step = more & self.room
+        m.d.sync += [a_valid.eq(step), b_valid.eq(a_valid), self.o_valid.eq(b_valid)]
         with m.If(self.start):
-            m.d.sync += [remaining.eq(ins.count), ox.eq(ins.ox0), ix_base.eq(self.ix_start),
-                         iy_base.eq(self.iy_start), ky.eq(0), kx.eq(0), cc_bytes.eq(0),
-                         spad.eq(ins.spad_addr)]
+            m.d.sync += [remaining.eq(ins.count), more.eq(ins.count != 0),
+                         last_px.eq(ins.count == 1),
+                         ox_left.eq(ins.out_w - 1 - ins.ox0),
+                         last_ox.eq(ins.out_w - 1 == ins.ox0),
+                         ix_base.eq(self.ix_start), iy_base.eq(self.iy_start),
+                         ky.eq(0), kx.eq(0), cc_bytes.eq(0),
+                         last_cc.eq(ins.channels <= R), last_kx.eq(ins.kernel_w == 1),
+                         last_ky.eq(ins.kernel_h == 1),
+                         spad.eq(ins.spad_addr), line_addr.eq(self.line_start),
+                         pix_addr.eq(self.pix_start), row_addr.eq(self.pix_start),
+                         col_addr.eq(self.pix_start)]
         with m.Elif(step):
             m.d.sync += [a_iy.eq(iy_base + ky), a_ix.eq(ix_base + kx), a_cc.eq(cc_bytes),
-                         a_spad.eq(spad), spad.eq(spad + 1),
-                         a_last.eq(last_cc & last_kx & last_ky & (remaining == 1))]
-            m.d.sync += cc_bytes.eq(Mux(last_cc, 0, cc_bytes + R))
+                         a_addr.eq(col_addr), a_spad.eq(spad), spad.eq(spad + 1),
+                         a_last.eq(last_cc & last_kx & last_ky & last_px)]
+            m.d.sync += [cc_bytes.eq(Mux(last_cc, 0, cc_bytes + R)),
+                         last_cc.eq(Mux(last_cc, ins.channels <= R,
+                                        cc_bytes + 2 * R >= ins.channels))]
             with m.If(last_cc):
-                m.d.sync += kx.eq(Mux(last_kx, 0, kx + 1))
+                m.d.sync += [kx.eq(Mux(last_kx, 0, kx + 1)), col_addr.eq(col_addr + ins.channels),
+                             last_kx.eq(Mux(last_kx, ins.kernel_w == 1,
+                                            kx + 2 == ins.kernel_w))]
                 with m.If(last_kx):
-                    m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
+                    next_row = row_addr + self.wc
+                    m.d.sync += [ky.eq(Mux(last_ky, 0, ky + 1)), row_addr.eq(next_row),
+                                 col_addr.eq(next_row),
+                                 last_ky.eq(Mux(last_ky, ins.kernel_h == 1,
+                                                ky + 2 == ins.kernel_h))]
                     with m.If(last_ky):
-                        m.d.sync += remaining.eq(remaining - 1)
-                        with m.If(ox == ins.out_w - 1):
-                            m.d.sync += [ox.eq(0), ix_base.eq(-ins.pad),
-                                         iy_base.eq(iy_base + ins.stride)]
+                        m.d.sync += [remaining.eq(remaining - 1), more.eq(~last_px),
+                                     last_px.eq(remaining == 2)]
+                        with m.If(last_ox):
+                            next_line = line_addr + self.swc
+                            m.d.sync += [ox_left.eq(ins.out_w - 1), last_ox.eq(ins.out_w == 1),
+                                         ix_base.eq(-ins.pad), iy_base.eq(iy_base + ins.stride),
+                                         line_addr.eq(next_line), pix_addr.eq(next_line),
+                                         row_addr.eq(next_line), col_addr.eq(next_line)]
                         with m.Else():
-                            m.d.sync += [ox.eq(ox + 1), ix_base.eq(ix_base + ins.stride)]
+                            next_pix = pix_addr + self.sc
+                            m.d.sync += [ox_left.eq(ox_left - 1), last_ox.eq(ox_left == 1),
+                                         ix_base.eq(ix_base + ins.stride),
+                                         pix_addr.eq(next_pix), row_addr.eq(next_pix),
+                                         col_addr.eq(next_pix)]
 
+        rest = Signal(13)
+        m.d.comb += rest.eq(ins.channels - a_cc)
         m.d.sync += [
-            b_last.eq(a_last), b_cc.eq(a_cc), b_spad.eq(a_spad),
+            b_last.eq(a_last), b_spad.eq(a_spad),
             b_inb.eq((a_iy >= 0) & (a_iy < ins.height) & (a_ix >= 0) & (a_ix < ins.width)),
-            b_pix.eq((a_iy * ins.width + a_ix)[:32]),
-            c_last.eq(b_last), c_cc.eq(b_cc), c_spad.eq(b_spad), c_inb.eq(b_inb),
-            c_addr.eq((ins.x_addr + b_pix * ins.channels + b_cc)[:32]),
+            b_addr.eq(a_addr + a_cc), b_nbytes.eq(Mux(rest < R, rest, R)),
         ]
-        nbytes = Mux(ins.channels - c_cc < R, ins.channels - c_cc, R)
-        m.d.comb += self.o_valid.eq(c_valid)
-        _segment(m, self.o_seg, self._bus, c_addr, nbytes, ~c_inb, c_spad, c_last)
+        with m.If(b_valid):
+            _segment(m, self.o_seg, self._bus, b_addr, b_nbytes, ~b_inb, b_spad, b_last)
         return m

@@ -1,0 +1,175 @@
+"""Range checks of LOAD and IM2COL, and the IM2COL address set-up, over several cycles.
+
+Every product of instruction fields (row counts times strides, image sizes, pixel offsets)
+comes from a :class:`~.serial_multiplier.SerialMultiplier`, a few at a time; sums and
+comparisons each get a cycle of their own. The errors and their order are those of the golden
+model (:mod:`octet.sim.isa_sim`): MALFORMED (a field combination), then SPAD_RANGE, then
+DRAM_RANGE; the field checks that need no product report at once.
+
+Tested through the load unit by the accelerator tests (against the golden simulator).
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from octet.config import AcceleratorConfig
+from octet.isa import LAYOUTS, ErrorCode, Opcode, Target
+
+from .serial_multiplier import SerialMultiplier
+
+__all__ = ["LoadChecks"]
+
+
+def _ceil_div(value, d):
+    if d & (d - 1) == 0:
+        return (value + d - 1) >> (d - 1).bit_length()
+    return (value + d - 1) // d
+
+
+class LoadChecks(wiring.Component):
+    """Checks one LOAD or IM2COL instruction.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+
+    Ports
+    -----
+    start : In(1)
+        Begin with ``word`` (stable until ``done``).
+    word : In(256)
+    mem_limit : In(33)
+    done : Out(1)
+        One cycle (never the cycle of ``start``): ``code`` is the result (``ErrorCode.NONE``: the instruction may run).
+    code : Out(ErrorCode)
+    ix_start, iy_start : Out(signed(18))
+        IM2COL: ox0*stride - pad and oy0*stride - pad.
+    pix_start, line_start, wc, sc, swc : Out(32)
+        IM2COL: see :class:`~.segment_generators.Im2colGenerator`.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"LoadChecks config must be an AcceleratorConfig, not {config!r}")
+        self._cfg = config
+        super().__init__({
+            "start": In(1), "word": In(256), "mem_limit": In(33),
+            "done": Out(1), "code": Out(ErrorCode),
+            "ix_start": Out(signed(18)), "iy_start": Out(signed(18)),
+            "pix_start": Out(32), "line_start": Out(32),
+            "wc": Out(32), "sc": Out(32), "swc": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        R = cfg.rows
+        ld = LAYOUTS[Opcode.LOAD](self.word)
+        ic = LAYOUTS[Opcode.IM2COL](self.word)
+        is_load = self.word[:4] == Opcode.LOAD
+
+        muls = [SerialMultiplier(48, 16, 48)] + [SerialMultiplier(40, 16, 40)
+                                                 for _ in range(4)]
+        for i, mul in enumerate(muls):
+            m.submodules[f"mul{i}"] = mul
+        busy = Signal()
+        m.d.comb += busy.eq(sum(mul.busy for mul in muls) != 0)
+        p = [mul.product for mul in muls]
+
+        def multiply(*jobs):
+            for mul, (a, b) in zip(muls, jobs):
+                m.d.comb += [mul.start.eq(1), mul.a.eq(a), mul.b.eq(b)]
+
+        rows_per = Signal(17)           # LOAD: scratchpad rows per DRAM row
+        spad_limit = Signal(17)
+        spad_base = Signal(17)
+        dram_base = Signal(33)
+        spad_end = Signal(41)
+        dram_end = Signal(49)
+        bad_stride = Signal()
+        cc = Signal(13)
+        hwc, pad_c, pad_wc = Signal(40), Signal(32), Signal(32)
+        line_sum = Signal(32)
+        pad_sum = Signal(32)
+
+        def finish(code):
+            m.d.comb += [self.done.eq(1), self.code.eq(code)]
+            m.next = "IDLE"
+
+        def malformed():
+            m.next = "MALFORMED"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start & is_load):
+                    with m.If((ld.rows == 0) | (ld.row_bytes == 0) |
+                              (ld.target.as_value() > 1)):
+                        malformed()
+                    with m.Else():
+                        is_input = ld.target == Target.INPUT
+                        m.d.sync += [
+                            rows_per.eq(Mux(is_input, _ceil_div(ld.row_bytes, R),
+                                            _ceil_div(ld.row_bytes, cfg.cols))),
+                            spad_limit.eq(Mux(is_input, cfg.input_rows, cfg.weight_rows)),
+                            dram_base.eq(ld.dram_addr + ld.row_bytes)]
+                        multiply((ld.dram_stride, ld.rows - 1), (ld.spad_stride, ld.rows - 1))
+                        m.next = "LOAD_BASE"
+                with m.Elif(self.start):
+                    with m.If((ic.count == 0) | (ic.height == 0) | (ic.width == 0) |
+                              (ic.channels == 0) | (ic.kernel_h == 0) | (ic.kernel_w == 0) |
+                              (ic.stride == 0) | (ic.out_w == 0) | (ic.ox0 >= ic.out_w)):
+                        malformed()
+                    with m.Else():
+                        m.d.sync += [cc.eq(_ceil_div(ic.channels, R)),
+                                     spad_limit.eq(cfg.input_rows)]
+                        multiply((ic.channels, ic.width), (ic.kernel_h, ic.kernel_w),
+                                 (ic.channels, ic.stride), (ic.ox0, ic.stride),
+                                 (ic.oy0, ic.stride))
+                        m.next = "IM2COL_MUL1"
+            with m.State("LOAD_BASE"):
+                m.d.sync += spad_base.eq(ld.spad_addr + rows_per)
+                m.next = "LOAD_MUL"
+            with m.State("LOAD_MUL"):
+                with m.If(~busy):
+                    m.d.sync += [spad_end.eq(spad_base + p[1]), dram_end.eq(dram_base + p[0]),
+                                 bad_stride.eq((ld.rows > 1) & (ld.spad_stride < rows_per))]
+                    m.next = "COMPARE"
+            with m.State("IM2COL_MUL1"):
+                with m.If(~busy):
+                    m.d.sync += [self.wc.eq(p[0]), self.sc.eq(p[2]),
+                                 self.ix_start.eq(p[3] - ic.pad),
+                                 self.iy_start.eq(p[4] - ic.pad)]
+                    multiply((p[0], ic.height), (p[1], cc), (p[0], ic.stride),
+                             (ic.channels, ic.pad), (p[0], ic.pad))
+                    m.next = "IM2COL_MUL2"
+            with m.State("IM2COL_MUL2"):
+                with m.If(~busy):
+                    m.d.sync += [hwc.eq(p[0]), self.swc.eq(p[2]),
+                                 pad_c.eq(p[3]), pad_wc.eq(p[4])]
+                    multiply((p[1], ic.count), (p[2], ic.oy0), (self.sc, ic.ox0))
+                    m.next = "IM2COL_MUL3"
+            with m.State("IM2COL_MUL3"):
+                m.d.sync += pad_sum.eq(pad_c + pad_wc)
+                with m.If(~busy):
+                    m.d.sync += [spad_end.eq(ic.spad_addr + p[0]), dram_end.eq(ic.x_addr + hwc),
+                                 line_sum.eq(ic.x_addr + p[1]), bad_stride.eq(0)]
+                    m.next = "IM2COL_SUM"
+            with m.State("IM2COL_SUM"):
+                m.d.sync += self.line_start.eq(line_sum - pad_sum)
+                m.next = "IM2COL_PIX"
+            with m.State("IM2COL_PIX"):
+                m.d.sync += self.pix_start.eq(self.line_start + p[2])
+                m.next = "COMPARE"
+            with m.State("MALFORMED"):
+                finish(ErrorCode.MALFORMED)
+            with m.State("COMPARE"):
+                with m.If(bad_stride):
+                    finish(ErrorCode.MALFORMED)
+                with m.Elif(spad_end > spad_limit):
+                    finish(ErrorCode.SPAD_RANGE)
+                with m.Elif(dram_end > self.mem_limit):
+                    finish(ErrorCode.DRAM_RANGE)
+                with m.Else():
+                    finish(ErrorCode.NONE)
+        return m

@@ -1,0 +1,60 @@
+"""Shift-and-add multiplier: one multiplier bit per cycle, stopping at its highest set bit.
+
+The load unit's instruction checks and the IM2COL set-up multiply instruction fields once per
+instruction; a combinational product of 16- or 32-bit fields is far too deep for one cycle.
+This takes ``bit_length(b)`` cycles (none for ``b == 0``), and each cycle is one adder.
+
+Tested by ``tests/test_serial_multiplier.py`` (Amaranth simulator, random operands).
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SerialMultiplier"]
+
+
+class SerialMultiplier(wiring.Component):
+    """``product = (a * b) mod 2**product_width``.
+
+    Parameters
+    ----------
+    a_width, b_width, product_width : int
+        Operand and product widths (unsigned; a negative ``a`` in two's complement gives the
+        product modulo ``2**product_width`` when ``a_width >= product_width``).
+
+    Ports
+    -----
+    start : In(1)
+        Sample ``a`` and ``b`` and begin.
+    a : In(a_width)
+    b : In(b_width)
+    busy : Out(1)
+        Still working (low from the cycle after ``start`` once ``b`` has run out).
+    product : Out(product_width)
+        Valid while not ``busy`` after a run, until the next ``start``.
+    """
+
+    def __init__(self, a_width, b_width, product_width):
+        for name, v in (("a_width", a_width), ("b_width", b_width),
+                        ("product_width", product_width)):
+            if not isinstance(v, int) or v < 1:
+                raise TypeError(f"Multiplier {name} must be a positive integer, not {v!r}")
+        self._pw = product_width
+        super().__init__({
+            "start": In(1), "a": In(a_width), "b": In(b_width),
+            "busy": Out(1), "product": Out(product_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        mcand = Signal(self._pw)
+        mplier = Signal(len(self.b))
+        m.d.comb += self.busy.eq(mplier != 0)
+        with m.If(self.start):
+            m.d.sync += [mcand.eq(self.a), mplier.eq(self.b), self.product.eq(0)]
+        with m.Elif(self.busy):
+            m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+            with m.If(mplier[0]):
+                m.d.sync += self.product.eq(self.product + mcand)
+        return m
