@@ -13,8 +13,9 @@ The form ``(xs * m + 2**30) >> 31`` (floor) equals gemmlowp's nudge-and-truncate
 for every input; the golden model keeps the literal gemmlowp form, so the tests check the
 equivalence rather than assume it.
 
-Parameters arrive one channel per beat on ``p_stream`` (channel 0 first) and are written only
-while no data is in flight; data waits while a parameter load is incomplete.
+Parameters arrive one channel per beat on ``p_stream`` (channel 0 first) and are written, a
+cycle after they are taken, only while no data is in flight; data waits while a parameter load
+is incomplete.
 
 Tested by ``tests/test_requantizer.py`` (Amaranth simulator) and ``tests/test_requant_rtl.py``
 (cocotb + Verilator against ``octet.sim.golden.requantize``).
@@ -99,13 +100,24 @@ class Requantizer(wiring.Component):
         valid_pipe = Signal(REQUANT_STAGES)
         last_pipe = Signal(REQUANT_STAGES)
         m.d.comb += self.p_stream.ready.eq(valid_pipe == 0)
-        p_accept = self.p_stream.valid & self.p_stream.ready
-        p = self.p_stream.payload
+        # A parameter beat is registered as it is taken and decoded into its channel's
+        # registers a cycle later, so the producer's payload logic (a block RAM read in the
+        # store unit) ends here. The channel index still advances when the beat is taken, so
+        # rows may follow the last beat as before: a row taken while the last channel's beat
+        # is being written gets that channel's new bias forwarded into stage 1 (the other
+        # parameters are used from stage 2 on, after the write).
+        p_taken = self.p_stream.valid & self.p_stream.ready
+        p_accept = Signal()
+        p = Signal.like(self.p_stream.payload)
+        p_chan = Signal(range(n))
+        m.d.sync += p_accept.eq(p_taken)
+        with m.If(p_taken):
+            m.d.sync += [p.eq(self.p_stream.payload), p_chan.eq(index),
+                         index.eq(Mux(index == n - 1, 0, index + 1))]
         with m.If(p_accept):
             m.d.sync += [zero_point.eq(p.zero_point), relu.eq(p.relu)]
-            m.d.sync += index.eq(Mux(index == n - 1, 0, index + 1))
             for c in range(n):
-                with m.If(index == c):
+                with m.If(p_chan == c):
                     m.d.sync += [
                         mult[c].eq(p.multiplier),
                         bias[c].eq(p.bias),
@@ -137,7 +149,7 @@ class Requantizer(wiring.Component):
             acc = self.i_stream.payload.data[c]
             m.d.sync += [
                 # 1: bias, wrapping like int32 C++ arithmetic.
-                x.eq((acc + bias[c])[:32]),
+                x.eq((acc + Mux(p_accept & (p_chan == c), p.bias, bias[c]))[:32]),
                 # 2: left shift, wrapping.
                 xs.eq((x << left[c])[:32]),
                 # 3: the 32 x 32 product (a DSP cascade on FPGAs).
@@ -146,12 +158,19 @@ class Requantizer(wiring.Component):
                 # 4: doubling high multiply with gemmlowp's rounding.
                 hm.eq(Mux(ovf, INT32_MAX, ((prod + (1 << 30)) >> 31)[:32])),
             ]
-            # 5: rounding divide by a power of two: remainder against half, ties away from 0.
+            # 5: rounding divide by a power of two: remainder against half, ties away from 0
+            # (rounds up when the remainder exceeds half + 1 for negative hm). The mask and
+            # both thresholds follow the shift a cycle later, long before data reaches stage 5
+            # (data only enters once every parameter is in).
             mask = Signal(unsigned(32), name=f"mask_{c}")
-            m.d.comb += mask.eq((Const(1, 33) << right[c]) - 1)
-            threshold = (mask >> 1) + hm[31]
+            half = Signal(unsigned(32), name=f"half_{c}")
+            half_neg = Signal(unsigned(33), name=f"half_neg_{c}")
+            m.d.sync += [mask.eq((Const(1, 33) << right[c]) - 1),
+                         half.eq(((Const(1, 33) << right[c]) - 1) >> 1),
+                         half_neg.eq((((Const(1, 33) << right[c]) - 1) >> 1) + 1)]
+            remainder = hm.as_unsigned() & mask
             m.d.sync += [shifted.eq(hm >> right[c]),
-                         round_up.eq((hm.as_unsigned() & mask) > threshold)]
+                         round_up.eq(Mux(hm[31], remainder > half_neg, remainder > half))]
             # 6: round, add the zero point (int32 wrap).
             m.d.sync += r.eq((shifted + round_up + zero_point)[:32].as_signed())
             # 7: saturate.

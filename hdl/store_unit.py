@@ -36,6 +36,7 @@ from octet.numerics import SHIFT_MAX, SHIFT_MIN
 
 from .requantizer import Requantizer
 from .spad_reader import SpadReader
+from .store_checks import StoreChecks
 from .unit_ports import BusRequest, ErrorReport, InstructionStream, MemRead
 from .write_packer import WritePacker
 
@@ -135,15 +136,21 @@ class StoreUnit(wiring.Component):
             m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(pc), halted.eq(1)]
 
         esize_shift = Mux(int8, 0, 2)
-        n_tiles = Signal(12)
+        m.submodules.checks = checks = StoreChecks(C, cfg.acc_rows)
+        check_start = Signal()
+        m.d.comb += [checks.word.eq(word), checks.mem_limit.eq(self.mem_limit),
+                     checks.start.eq(check_start)]
         nt = Signal(12)
+        param_tile = Signal(32)           # param_addr + nt * C * PARAM_RECORD_BYTES
+        acc_tile = Signal(16)             # acc_addr + nt * acc_n_step
         width = Signal(range(C + 1))      # valid channels in this tile
+        row_bytes = Signal(8)             # their bytes
         row = Signal(16)
         row_addr = Signal(32)
         tile_addr = Signal(32)
         acc_row = Signal(16)
-        prod = Signal(64)
         lane = Signal(range(C + 1))
+        tile_params = C * PARAM_RECORD_BYTES
         rec = Signal(8 * PARAM_RECORD_BYTES)
         rec_beats = Signal(range(PARAM_RECORD_BYTES // min(B, 16) + 1))
         per_record = max(1, PARAM_RECORD_BYTES // B)
@@ -154,6 +161,12 @@ class StoreUnit(wiring.Component):
                                 self.i_rdata.payload.data[:128])
         in_shift = incoming[64:72].as_signed()
         last_beat = rec_beats == per_record - 1
+        # VALIDATE's beat of the cycle before: valid, bus error, its record complete, shift bad.
+        beat_valid = Signal()
+        beat_error = Signal()
+        beat_last = Signal()
+        beat_bad = Signal()
+        m.d.sync += beat_valid.eq(0)
 
         # On-chip copy of the table (multiplier, bias, shift) when it fits.
         P = cfg.store_param_cache
@@ -167,7 +180,7 @@ class StoreUnit(wiring.Component):
             cache_w = cache.write_port()
             cache_r = cache.read_port(transparent_for=())
             # The read port shows the record at r_index in every cycle after r_index settles.
-            m.d.comb += [cache_w.addr.eq(w_index), cache_w.data.eq(incoming[:72]),
+            m.d.comb += [cache_w.addr.eq(w_index), cache_w.data.eq(rec[:72]),
                          cache_r.addr.eq(Mux(advance, r_index + 1, r_index)),
                          cache_r.en.eq(1)]
             cached_rec = cache_r.data
@@ -180,7 +193,7 @@ class StoreUnit(wiring.Component):
                 with m.If(self.i_instr.valid & ~stop):
                     m.d.sync += [word.eq(self.i_instr.payload.word),
                                  pc.eq(self.i_instr.payload.pc), held.eq(0)]
-                    m.next = "CHECK0"
+                    m.next = "CHECK"
             with m.State("TOKEN"):
                 hdr = ins.header
                 m.d.comb += self.waiting.eq(hdr.pop_prev & ~self.prev_available &
@@ -194,27 +207,13 @@ class StoreUnit(wiring.Component):
                         fail(held_code)
                     with m.Else():
                         m.next = "TILE"
-            with m.State("CHECK0"):
-                m.d.sync += [n_tiles.eq((ins.cols + C - 1) // C),
-                             prod.eq((ins.rows - 1) * ins.dram_stride)]
-                with m.If((ins.rows == 0) | (ins.cols == 0) | (ins.mode.as_value() > 1) |
-                          ((ins.rows > 1) & (ins.dram_stride < (ins.cols << esize_shift))) |
-                          ((ins.cols + C - 1) // C > min(cfg.acc_rows, 4095)) |
-                          (int8 & (ins.param_addr[:4] != 0))):
-                    hold(ErrorCode.MALFORMED)
-                with m.Else():
-                    m.next = "CHECK1"
-            with m.State("CHECK1"):
-                acc_end = ins.acc_addr + (n_tiles - 1) * ins.acc_n_step + ins.rows
-                with m.If(acc_end > cfg.acc_rows):
-                    hold(ErrorCode.SPAD_RANGE)
-                with m.Elif(ins.dram_addr + prod + (ins.cols << esize_shift) > self.mem_limit):
-                    hold(ErrorCode.DRAM_RANGE)
-                with m.Elif(int8 & (ins.param_addr + ins.cols * PARAM_RECORD_BYTES >
-                                    self.mem_limit)):
-                    hold(ErrorCode.DRAM_RANGE)
-                with m.Else():
-                    m.d.sync += [nt.eq(0), tile_addr.eq(ins.dram_addr),
+            with m.State("CHECK"):
+                # Pipelined (see StoreChecks); the code is the documented order's first.
+                with m.If(checks.done & checks.fail):
+                    hold(checks.code)
+                with m.Elif(checks.done):
+                    m.d.sync += [nt.eq(0), param_tile.eq(ins.param_addr),
+                                 acc_tile.eq(ins.acc_addr), tile_addr.eq(ins.dram_addr),
                                  cols_left.eq(ins.cols), lane.eq(0), rec_beats.eq(0),
                                  cached.eq(int8 & (ins.cols <= P)), w_index.eq(0)]
                     m.next = "VALIDATE_REQ"
@@ -228,8 +227,7 @@ class StoreUnit(wiring.Component):
                     m.next = "TOKEN"
                 with m.Else():
                     m.d.comb += [self.o_rreq.valid.eq(~stop),
-                                 self.o_rreq.payload.addr.eq(
-                                     ins.param_addr + nt * (C * PARAM_RECORD_BYTES)),
+                                 self.o_rreq.payload.addr.eq(param_tile),
                                  self.o_rreq.payload.beats.eq(count * per_record)]
                     m.d.sync += [width.eq(vw), v_left.eq(count)]
                     with m.If(stop):
@@ -238,33 +236,38 @@ class StoreUnit(wiring.Component):
                         m.next = "VALIDATE"
             with m.State("VALIDATE"):
                 # Every beat requested is taken, even after an error (held until the token).
+                # A record is assembled in rec as its beats arrive and judged a cycle later
+                # from registers (beat_*), off the read data's path.
                 m.d.comb += self.i_rdata.ready.eq(1)
+                m.d.sync += [beat_valid.eq(self.i_rdata.valid),
+                             beat_error.eq(self.i_rdata.payload.error), beat_last.eq(last_beat),
+                             beat_bad.eq((in_shift < SHIFT_MIN) | (in_shift > SHIFT_MAX))]
                 with m.If(self.i_rdata.valid):
-                    m.d.sync += [rec.eq(incoming), rec_beats.eq(rec_beats + 1)]
-                    with m.If(self.i_rdata.payload.error & ~held):
+                    m.d.sync += [rec.eq(incoming), rec_beats.eq(Mux(last_beat, 0, rec_beats + 1))]
+                with m.If(beat_valid):
+                    with m.If(beat_error & ~held):
                         hold(ErrorCode.BUS_ERROR, then=None)
-                    with m.If(last_beat):
-                        m.d.sync += [rec_beats.eq(0), v_left.eq(v_left - 1),
-                                     w_index.eq(w_index + 1)]
-                        bad = self.i_rdata.payload.error | \
-                            (in_shift < SHIFT_MIN) | (in_shift > SHIFT_MAX)
-                        with m.If(~held & ~self.i_rdata.payload.error & bad):
+                    with m.If(beat_last):
+                        m.d.sync += [v_left.eq(v_left - 1), w_index.eq(w_index + 1)]
+                        bad = beat_error | beat_bad
+                        with m.If(~held & ~beat_error & beat_bad):
                             hold(ErrorCode.MALFORMED, then=None)
                         if P:
                             m.d.comb += cache_w.en.eq(cached & ~held & ~bad)
                         with m.If(v_left == 1):
-                            with m.If(held | bad | cached | (nt == n_tiles - 1)):
-                                m.d.sync += [nt.eq(0), cols_left.eq(ins.cols),
-                                             r_index.eq(0)]
+                            with m.If(held | bad | cached | (nt == checks.last_nt)):
+                                m.d.sync += [nt.eq(0), param_tile.eq(ins.param_addr),
+                                             cols_left.eq(ins.cols), r_index.eq(0)]
                                 m.next = "TOKEN"
                             with m.Else():
-                                m.d.sync += [nt.eq(nt + 1),
+                                m.d.sync += [nt.eq(nt + 1), param_tile.eq(param_tile + tile_params),
                                              cols_left.eq(cols_left - width)]
                                 m.next = "VALIDATE_REQ"
             with m.State("TILE"):
                 w = Mux(cols_left < C, cols_left, C)
-                m.d.sync += [width.eq(w), row.eq(0), row_addr.eq(tile_addr),
-                             acc_row.eq(ins.acc_addr + nt * ins.acc_n_step), lane.eq(0),
+                m.d.sync += [width.eq(w), row_bytes.eq(w << esize_shift), row.eq(0),
+                             row_addr.eq(tile_addr),
+                             acc_row.eq(acc_tile), lane.eq(0),
                              rec_beats.eq(0)]
                 with m.If(stop):
                     m.next = "HALT"
@@ -276,8 +279,7 @@ class StoreUnit(wiring.Component):
                     m.next = "ROWS"
             with m.State("PARAM_REQ"):
                 m.d.comb += [self.o_rreq.valid.eq(1),
-                             self.o_rreq.payload.addr.eq(
-                                 ins.param_addr + nt * (C * PARAM_RECORD_BYTES)),
+                             self.o_rreq.payload.addr.eq(param_tile),
                              self.o_rreq.payload.beats.eq(width * per_record)]
                 with m.If(self.o_rreq.ready):
                     m.next = "PARAMS"
@@ -304,8 +306,10 @@ class StoreUnit(wiring.Component):
                     m.d.sync += [rec.eq(incoming), rec_beats.eq(rec_beats + 1)]
                     with m.If(self.i_rdata.payload.error):
                         fail(ErrorCode.BUS_ERROR)
+                # Only records from the bus are checked here (the copy's were checked once).
+                rec_shift = rec[64:72].as_signed()
                 with m.If(rq.p_stream.valid & (lane < width) & ~cached &
-                          ((shift < SHIFT_MIN) | (shift > SHIFT_MAX))):
+                          ((rec_shift < SHIFT_MIN) | (rec_shift > SHIFT_MAX))):
                     fail(ErrorCode.MALFORMED)
                 with m.Elif(rq.p_stream.valid & rq.p_stream.ready):
                     m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0)]
@@ -317,18 +321,20 @@ class StoreUnit(wiring.Component):
             with m.State("ROWS"):
                 m.d.comb += [reader.i_addr.valid.eq(~stop & dest.w_rdy),
                              reader.i_addr.payload.addr.eq(acc_row),
-                             reader.i_addr.payload.last.eq(row == ins.rows - 1),
+                             reader.i_addr.payload.last.eq(row == checks.last_row),
                              dest.w_en.eq(reader.i_addr.valid & reader.i_addr.ready),
-                             dest.w_data.eq(row_addr | (width << 32))]
+                             dest.w_data.eq(row_addr | (row_bytes << 32))]
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(reader.i_addr.valid & reader.i_addr.ready):
                     m.d.sync += [row.eq(row + 1), acc_row.eq(acc_row + 1),
                                  row_addr.eq(row_addr + ins.dram_stride)]
-                    with m.If(row == ins.rows - 1):
+                    with m.If(row == checks.last_row):
                         m.d.sync += [nt.eq(nt + 1), cols_left.eq(cols_left - width),
+                                     param_tile.eq(param_tile + tile_params),
+                                     acc_tile.eq(acc_tile + ins.acc_n_step),
                                      tile_addr.eq(tile_addr + (C << esize_shift))]
-                        with m.If(nt == n_tiles - 1):
+                        with m.If(nt == checks.last_nt):
                             m.next = "DRAIN"
                         with m.Else():
                             m.next = "TILE"
@@ -340,6 +346,8 @@ class StoreUnit(wiring.Component):
             with m.State("HALT"):
                 # Parameter beats already requested must still be taken off the bus.
                 m.d.comb += self.i_rdata.ready.eq(1)
+
+        m.d.sync += check_start.eq(fsm.ongoing("IDLE") & self.i_instr.valid & ~stop)
 
         # Rows: int32 straight to the packer, int8 through the requantizer.
         m.d.comb += [rq.i_stream.payload.data.eq(reader.o_row.payload.data),
@@ -353,7 +361,7 @@ class StoreUnit(wiring.Component):
         m.d.comb += [packer.i_chunk.valid.eq(row_valid & dest.r_rdy),
                      packer.i_chunk.payload.data.eq(row_bytes),
                      packer.i_chunk.payload.addr.eq(dest.r_data[:32]),
-                     packer.i_chunk.payload.nbytes.eq(dest.r_data[32:40] << esize_shift),
+                     packer.i_chunk.payload.nbytes.eq(dest.r_data[32:40]),
                      rq.o_stream.ready.eq(packer.i_chunk.ready & dest.r_rdy & int8),
                      dest.r_en.eq(packer.i_chunk.valid & packer.i_chunk.ready)]
 

@@ -8,7 +8,7 @@ touched. One chunk is in the packer at a time.
 Tested by ``tests/test_accelerator_units.py`` (Amaranth simulator).
 """
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -60,7 +60,8 @@ class WritePacker(wiring.Component):
         chunk = self.i_chunk.payload
         offset = chunk.addr[:lg] if lg else 0
         mask = Signal(W)
-        m.d.comb += mask.eq((Const(1, W + 1) << chunk.nbytes) - 1)
+        # A thermometer code: a compare per byte, no carry chain.
+        m.d.comb += mask.eq(Cat(*(chunk.nbytes > i for i in range(W))))
         m.d.comb += self.i_chunk.ready.eq((beats_left == 0) & ~req_pending)
         with m.If(self.i_chunk.valid & self.i_chunk.ready):
             m.d.sync += [
