@@ -37,6 +37,7 @@ from .fetch_unit import FetchUnit
 from .kv_controller import KvController
 from .load_unit import LoadUnit
 from .read_arbiter import connect_reads
+from .skid_buffer import SkidBuffer
 from .store_unit import StoreUnit
 from .token_queue import TokenQueue
 
@@ -173,13 +174,23 @@ class Accelerator(wiring.Component):
         ]
 
         # Reads: fetch (tag 0), load (1), store parameters (2), KV controllers (3, 4).
-        connect_reads(m, reader, [fetch.o_req, load.o_req, store.o_rreq, kv_load.o_req,
-                                  kv_store.o_req],
-                      [fetch.i_data, load.i_data, store.i_rdata, kv_load.i_data,
-                       kv_store.i_data])
-        wiring.connect(m, store.o_wreq, writer.i_req)
-        wiring.connect(m, store.o_wdata, writer.i_data)
+        read_pending = connect_reads(
+            m, reader, [fetch.o_req, load.o_req, store.o_rreq, kv_load.o_req, kv_store.o_req],
+            [fetch.i_data, load.i_data, store.i_rdata, kv_load.i_data, kv_store.i_data])
+        # Writes: the store unit's request and data streams each pass a register stage, so its
+        # logic ends there instead of running on through the writer onto the bus.
+        m.submodules.write_req_stage = wreq_stage = SkidBuffer(writer.i_req.payload.shape())
+        m.submodules.write_data_stage = wdata_stage = SkidBuffer(writer.i_data.payload.shape())
+        wiring.connect(m, store.o_wreq, wreq_stage.i_stream)
+        wiring.connect(m, wreq_stage.o_stream, writer.i_req)
+        wiring.connect(m, store.o_wdata, wdata_stage.i_stream)
+        wiring.connect(m, wdata_stage.o_stream, writer.i_data)
         wiring.connect(m, writer.o_done, store.i_wdone)
+        # Something held in a stage keeps its side busy.
+        read_busy = Signal()
+        write_busy = Signal()
+        m.d.comb += [read_busy.eq(reader.busy | read_pending),
+                     write_busy.eq(writer.busy | wreq_stage.busy | wdata_stage.busy)]
 
         # Errors: the first one wins and halts everyone.
         units = [fetch, kv_load, load, compute, kv_store, store]
@@ -192,25 +203,35 @@ class Accelerator(wiring.Component):
         oldest_waiting = Signal(32)
         for u in units:
             m.d.comb += u.halt.eq(any_error | err_latched)
-        # MEM_LIMIT 0 stands for 2**32 (the whole 32-bit address space).
-        mem_limit = Signal(33)
-        m.d.comb += mem_limit.eq(Mux(reg("mem_limit", "value") == 0, 1 << 32,
+        # MEM_LIMIT 0 stands for 2**32 (the whole 32-bit address space). Registered: the units
+        # compare addresses against it, and it is written well before a program starts.
+        mem_limit = Signal(33, init=cfg.mem_bytes)
+        m.d.sync += mem_limit.eq(Mux(reg("mem_limit", "value") == 0, 1 << 32,
                                      reg("mem_limit", "value")))
         m.d.comb += [fetch.mem_limit.eq(mem_limit), load.mem_limit.eq(mem_limit),
                      store.mem_limit.eq(mem_limit), kv_load.mem_limit.eq(mem_limit),
                      kv_store.mem_limit.eq(mem_limit),
                      fetch.prog_base.eq(reg("prog_base", "value"))]
+        # The units' reports are registered before the choice (they stay valid, and halt
+        # above does not wait for them); a report of the cycle before goes ahead of an
+        # overflow or deadlock of this cycle, so the first error still wins.
+        reports = []
+        for u in units:
+            seen = Signal(name=f"{u.error.valid.name}_seen")
+            code, pc = Signal(ErrorCode), Signal(32)
+            m.d.sync += [seen.eq(u.error.valid & ~start), code.eq(u.error.code),
+                         pc.eq(u.error.pc)]
+            reports.append((seen, code, pc))
         with m.If(running & ~err_latched):
-            for u in reversed(units):
-                with m.If(u.error.valid):
-                    m.d.sync += [err_latched.eq(1), err_code.eq(u.error.code),
-                                 err_pc.eq(u.error.pc)]
             with m.If(overflow):
                 m.d.sync += [err_latched.eq(1), err_code.eq(ErrorCode.TOKEN_OVERFLOW),
                              err_pc.eq(fetch.pc)]
             with m.If(deadlock):
                 m.d.sync += [err_latched.eq(1), err_code.eq(ErrorCode.DEADLOCK),
                              err_pc.eq(oldest_waiting)]
+            for seen, code, pc in reversed(reports):
+                with m.If(seen):
+                    m.d.sync += [err_latched.eq(1), err_code.eq(code), err_pc.eq(pc)]
 
         # Deadlock: nothing can move for several cycles while someone waits for a token.
         stuck = Signal()
@@ -220,14 +241,25 @@ class Accelerator(wiring.Component):
         waiters = (load, compute, store, kv_load, kv_store)
         m.d.comb += stuck.eq(running & ~err_latched & Cat(*quiet).all() &
                              Cat(*(u.waiting for u in waiters)).any() &
-                             (fetch.ended | fetch.blocked) & ~fetch.busy & ~reader.busy &
-                             ~writer.busy)
-        # The oldest instruction still waiting for its token is reported.
-        found, oldest = load.waiting, load.pc
-        for u in (compute, store, kv_load, kv_store):
-            take = u.waiting & (~found | (u.pc < oldest))
-            found, oldest = found | u.waiting, Mux(take, u.pc, oldest)
-        m.d.comb += oldest_waiting.eq(oldest)
+                             (fetch.ended | fetch.blocked) & ~fetch.busy & ~read_busy &
+                             ~write_busy)
+        # The oldest instruction still waiting for its token is reported: the lowest pc of a
+        # waiting unit, the earlier unit in this order on a tie. A tree of registered pairwise
+        # choices; nothing moves while stuck, so it has long settled when DEADLOCK is raised.
+        level = [(u.waiting, u.pc) for u in waiters]
+        while len(level) > 1:
+            paired = []
+            for i in range(0, len(level), 2):
+                found, pc = Signal(), Signal(32)
+                if i + 1 < len(level):
+                    (fa, pa), (fb, pb) = level[i], level[i + 1]
+                    take_b = fb & (~fa | (pb < pa))
+                    m.d.sync += [found.eq(fa | fb), pc.eq(Mux(take_b, pb, pa))]
+                else:
+                    m.d.sync += [found.eq(level[i][0]), pc.eq(level[i][1])]
+                paired.append((found, pc))
+            level = paired
+        m.d.comb += oldest_waiting.eq(level[0][1])
         stuck_for = Signal(range(_DEADLOCK_CYCLES + 1))
         m.d.sync += stuck_for.eq(Mux(stuck, stuck_for + (stuck_for != _DEADLOCK_CYCLES), 0))
         m.d.comb += deadlock.eq(stuck_for == _DEADLOCK_CYCLES)
@@ -235,11 +267,11 @@ class Accelerator(wiring.Component):
         # Completion.
         all_idle = (~load.busy & ~compute.busy & ~store.busy & ~fetch.busy &
                     ~kv_load.busy & ~kv_store.busy &
-                    fetch.queues_empty & ~reader.busy & ~writer.busy)
+                    fetch.queues_empty & ~read_busy & ~write_busy)
         finished = Signal()
         m.d.comb += finished.eq(running & ~start & (
             (fetch.ended & all_idle & ~any_error & ~err_latched) |
-            (err_latched & ~reader.busy & ~writer.busy & ~store.bus_busy)))
+            (err_latched & ~read_busy & ~write_busy & ~store.bus_busy)))
         done = Signal()
         irq_pending = Signal()
         irq_enable = Signal()
@@ -280,7 +312,7 @@ class Accelerator(wiring.Component):
         strobes = writer.i_data.payload.strb
         written = Signal(range(B + 1))
         m.d.comb += written.eq(sum(strobes[i] for i in range(B)))
-        dma_busy = reader.busy | writer.busy
+        dma_busy = read_busy | write_busy
         increments = {
             "CYCLES": running,
             "COMPUTE_CYCLES": running & compute.computing,
@@ -291,12 +323,17 @@ class Accelerator(wiring.Component):
                                  written, 0),
             "INSTRUCTIONS": running & fetch.dispatched,
         }
+        # Increments are registered first, so the events' logic (e.g. the fetch unit's decode)
+        # does not run on into the 64-bit adders; each count lands one cycle later, never
+        # across a start (no event happens while not running).
         for name in _COUNTERS:
             count = Signal(64, name=f"count_{name.lower()}")
+            step = Signal(range(B + 1), name=f"step_{name.lower()}")
+            m.d.sync += step.eq(increments[name])
             with m.If(start):
                 m.d.sync += count.eq(0)
             with m.Else():
-                m.d.sync += count.eq(count + increments[name])
+                m.d.sync += count.eq(count + step)
             lo = name.lower() + "_lo"
             hi = name.lower() + "_hi"
             m.d.comb += [reg(lo, "r_data").eq(count[:32]), reg(hi, "r_data").eq(count[32:])]

@@ -11,7 +11,7 @@ an interconnect ties them to their defaults).
 Tested through ``tests/test_axi_units.py`` and ``tests/test_axi_rtl.py``.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -225,8 +225,10 @@ class BurstSplitter(wiring.Component):
 
     A request of ``beats`` bus-width beats from the bus-aligned byte address ``addr`` becomes
     bursts of at most 256 beats that never cross a 4 KiB boundary, one per ``o_burst``
-    transfer. ``o_burst``'s valid and address come from registers, so it can drive an AXI
-    address channel directly (AXI requires AxVALID and the payload to hold until AxREADY).
+    transfer. ``o_burst``'s valid and whole payload come from registers (a burst is worked
+    out one cycle before it is offered), so it can drive an AXI address channel directly
+    (AXI requires AxVALID and the payload to hold until AxREADY) and nothing behind the port
+    depends on the splitting arithmetic in the same cycle. One burst per cycle at most.
 
     Parameters
     ----------
@@ -245,7 +247,7 @@ class BurstSplitter(wiring.Component):
         [, "tag"]}))
         Bursts in order; ``len`` is AxLEN (beats - 1), ``final`` marks a request's last burst.
     busy : Out(1)
-        A request is being split.
+        A request is being split or a burst waits on ``o_burst``.
     """
 
     def __init__(self, addr_width=32, data_width=64, tag_width=0):
@@ -266,38 +268,49 @@ class BurstSplitter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         shift = (self._data_width // 8).bit_length() - 1
-        page_beats = PAGE_BYTES >> shift
+        page_bits = 12 - shift                # beat index within a 4 KiB page
+        len_bits = min(page_bits, 8)
 
         req = Signal.like(self.i_req.payload)
         active = Signal()
-        to_page = Signal(range(page_beats + 1))
-        cap = Signal(range(MAX_BURST_BEATS + 1))
-        count = Signal(range(MAX_BURST_BEATS + 1))
-        m.d.comb += to_page.eq(page_beats - req.addr[shift:12])
-        if page_beats > MAX_BURST_BEATS:
-            m.d.comb += cap.eq(Mux(to_page > MAX_BURST_BEATS, MAX_BURST_BEATS, to_page))
+        # The beats one burst may take from req.addr, less one: to the end of its page
+        # (the page offset inverted), at most 256. Only logic, no adder.
+        ahead = ~req.addr[shift:12]
+        cap_m1 = Signal(len_bits)
+        if page_bits > 8:
+            m.d.comb += cap_m1.eq(ahead[:8] | ahead[8:].any().replicate(8))
         else:
-            m.d.comb += cap.eq(to_page)
-        m.d.comb += count.eq(Mux(req.beats < cap, req.beats, cap))
+            m.d.comb += cap_m1.eq(ahead)
+        beats_m1 = Signal(16)
+        final = Signal()
+        m.d.comb += [beats_m1.eq(req.beats - 1), final.eq(beats_m1 <= cap_m1)]
 
+        # The output is a register stage, loaded from req when empty or being taken.
+        out_valid = Signal()
+        out = Signal.like(self.o_burst.payload)
         m.d.comb += [
             self.i_req.ready.eq(~active),
-            self.busy.eq(active),
-            self.o_burst.valid.eq(active),
-            self.o_burst.payload.addr.eq(req.addr),
-            self.o_burst.payload.len.eq(count - 1),
-            self.o_burst.payload.final.eq(req.beats == count),
+            self.busy.eq(active | out_valid),
+            self.o_burst.valid.eq(out_valid),
+            self.o_burst.payload.eq(out),
         ]
-        if self._tag_width:
-            m.d.comb += self.o_burst.payload.tag.eq(req.tag)
 
         with m.If(self.i_req.valid & self.i_req.ready):
             m.d.sync += [req.eq(self.i_req.payload), active.eq(1)]
-        with m.If(self.o_burst.valid & self.o_burst.ready):
-            m.d.sync += [
-                req.addr.eq(req.addr + (count << shift)),
-                req.beats.eq(req.beats - count),
-            ]
-            with m.If(req.beats == count):
-                m.d.sync += active.eq(0)
+        with m.If(~out_valid | self.o_burst.ready):
+            m.d.sync += out_valid.eq(active)
+            with m.If(active):
+                m.d.sync += [out.addr.eq(req.addr), out.final.eq(final),
+                             out.len.eq(Mux(final, beats_m1, cap_m1))]
+                if self._tag_width:
+                    m.d.sync += out.tag.eq(req.tag)
+                # Past the burst: req.addr + (cap_m1 + 1) beats, req.beats - cap_m1 - 1
+                # (only used when the request goes on).
+                step = Cat(Const(1, 1), cap_m1)
+                m.d.sync += [
+                    req.addr[shift:].eq((Cat(Const(1, 1), req.addr[shift:]) + step)[1:]),
+                    req.beats.eq(req.beats + ~Cat(cap_m1, Const(0, 16 - len_bits))),
+                ]
+                with m.If(final):
+                    m.d.sync += active.eq(0)
         return m

@@ -2,7 +2,9 @@
 
 The on-chip memory of :class:`~octet.hdl.soc.Soc`. One read burst and one write burst are in
 progress at a time (the address channels wait meanwhile); read beats stream at one per cycle
-from the RAM's registered read port, write beats are taken at one per cycle with byte strobes.
+from the RAM's registered read port through one more register stage, write beats are taken at
+one per cycle with byte strobes. Each burst waits one cycle after its address for a pipelined
+range check.
 INCR bursts only (the only kind Octet's masters issue). A burst that touches bytes beyond the
 memory answers DECERR and neither reads nor writes the RAM.
 
@@ -13,11 +15,12 @@ Tested by ``tests/test_uart_bridge.py`` (Amaranth simulator, behind the bridge) 
 ``tests/test_soc_uart.py`` (Verilator, the accelerator running programs from it).
 """
 
-from amaranth.hdl import Module, Signal
-from amaranth.lib import memory, wiring
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In
 
 from .axi import AxiResp, AxiSignature
+from .skid_buffer import SkidBuffer
 
 __all__ = ["AxiBram"]
 
@@ -65,51 +68,70 @@ class AxiBram(wiring.Component):
         rp = ram.read_port()
         wp = ram.write_port(granularity=8)
 
-        def out_of_range(addr, length):
-            return addr + ((length + 1) << shift) > self._size
+        def end_of(addr, length):
+            return addr + ((length + 1) << shift)
 
-        # Reads.
+        # Reads. The range check is split over the AR cycle (the burst's end address) and the
+        # next (the comparison), so it starts from registers; the first beat waits for it.
         r_active = Signal()
         r_addr = Signal(range(words))
         r_left = Signal(9)
+        r_end = Signal(34)
+        r_check = Signal()          # the range check is under way
         r_bad = Signal()
         r_valid = Signal()        # rp.data holds the beat addressed last
         r_last = Signal()
+        # The beats leave through a register stage, so the RAM's output and the master's
+        # RREADY each end in flip-flops.
+        beat_layout = data.StructLayout({"data": self._width, "last": 1, "bad": 1})
+        m.submodules.r_out = r_out = SkidBuffer(beat_layout)
         m.d.comb += bus.arready.eq(~r_active)
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += [r_active.eq(1), r_addr.eq(bus.araddr[shift:]), r_left.eq(bus.arlen + 1),
-                         r_bad.eq(out_of_range(bus.araddr, bus.arlen))]
+                         r_end.eq(end_of(bus.araddr, bus.arlen)), r_check.eq(1)]
+        with m.If(r_check):
+            m.d.sync += [r_check.eq(0), r_bad.eq(r_end > self._size)]
         issue = Signal()
-        m.d.comb += issue.eq(r_active & (r_left != 0) & (~r_valid | bus.rready))
+        m.d.comb += issue.eq(r_active & ~r_check & (r_left != 0) &
+                             (~r_valid | r_out.i_stream.ready))
         m.d.comb += [rp.addr.eq(r_addr), rp.en.eq(issue & ~r_bad)]
         with m.If(issue):
             m.d.sync += [r_addr.eq(r_addr + 1), r_left.eq(r_left - 1), r_valid.eq(1),
                          r_last.eq(r_left == 1)]
             with m.If(r_left == 1):
                 m.d.sync += r_active.eq(0)
-        with m.Elif(bus.rvalid & bus.rready):
+        with m.Elif(r_out.i_stream.ready):
             m.d.sync += r_valid.eq(0)
         # r_bad of the burst just finished may be overwritten by a new AR only after its
         # last beat was issued; the beat's response is kept with it.
         beat_bad = Signal()
         with m.If(issue):
             m.d.sync += beat_bad.eq(r_bad)
-        m.d.comb += [bus.rvalid.eq(r_valid), bus.rlast.eq(r_last), bus.rid.eq(0),
-                     bus.rdata.eq(rp.data), bus.rresp.eq(AxiResp.OKAY)]
-        with m.If(beat_bad):
-            m.d.comb += [bus.rdata.eq(0), bus.rresp.eq(AxiResp.DECERR)]
+        m.d.comb += [r_out.i_stream.valid.eq(r_valid),
+                     r_out.i_stream.payload.data.eq(Mux(beat_bad, 0, rp.data)),
+                     r_out.i_stream.payload.last.eq(r_last),
+                     r_out.i_stream.payload.bad.eq(beat_bad)]
+        out = r_out.o_stream
+        m.d.comb += [bus.rvalid.eq(out.valid), bus.rlast.eq(out.payload.last), bus.rid.eq(0),
+                     bus.rdata.eq(out.payload.data),
+                     bus.rresp.eq(Mux(out.payload.bad, AxiResp.DECERR, AxiResp.OKAY)),
+                     out.ready.eq(bus.rready)]
 
-        # Writes.
+        # Writes (the same range check before WREADY).
         w_active = Signal()
         w_addr = Signal(range(words))
+        w_end = Signal(34)
+        w_check = Signal()
         w_bad = Signal()
         b_pending = Signal()
         b_bad = Signal()
         m.d.comb += bus.awready.eq(~w_active & ~b_pending)
         with m.If(bus.awvalid & bus.awready):
             m.d.sync += [w_active.eq(1), w_addr.eq(bus.awaddr[shift:]),
-                         w_bad.eq(out_of_range(bus.awaddr, bus.awlen))]
-        m.d.comb += bus.wready.eq(w_active)
+                         w_end.eq(end_of(bus.awaddr, bus.awlen)), w_check.eq(1)]
+        with m.If(w_check):
+            m.d.sync += [w_check.eq(0), w_bad.eq(w_end > self._size)]
+        m.d.comb += bus.wready.eq(w_active & ~w_check)
         w_fire = bus.wvalid & bus.wready
         m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(bus.wdata)]
         with m.If(w_fire & ~w_bad):

@@ -17,8 +17,8 @@ access  behaviour
 ``<name>_w_data`` is the register's new value for ``rw`` and the written word with unstrobed
 bytes as zero otherwise (so a W1C byte that was not written clears nothing). ``<name>_r_stb``
 pulses in the cycle a read of the register is accepted, the same cycle its ``r_data`` is
-sampled: a 64-bit counter can latch its high word there so that the low-then-high read pair is
-consistent. Accesses to unmapped addresses complete with SLVERR (never hang). AW and W may
+sampled (the cycle after the address was accepted): a 64-bit counter can latch its high word
+there so that the low-then-high read pair is consistent. Accesses to unmapped addresses complete with SLVERR (never hang). AW and W may
 arrive in either order or together; the low two address bits are ignored.
 
 Tested by ``tests/test_axi_units.py`` (Amaranth simulator) and ``tests/test_axi_rtl.py``
@@ -157,16 +157,20 @@ class CsrBank(wiring.Component):
         m.d.comb += write.eq(aw_held & w_held & ~bus.bvalid)
         byte_mask = Cat(w_strb[i].replicate(8) for i in range(4))
 
-        # Read: one read at a time; the data is sampled when the address is accepted.
-        ar_fire = bus.arvalid & bus.arready
-        m.d.comb += bus.arready.eq(~bus.rvalid)
+        # Read: one read at a time. The address is registered first and the data sampled in
+        # the next cycle, so the register decode starts from flip-flops.
+        ar_held, ar_addr = Signal(), Signal(self._addr_width)
+        m.d.comb += bus.arready.eq(~ar_held & ~bus.rvalid)
+        with m.If(bus.arvalid & bus.arready):
+            m.d.sync += [ar_held.eq(1), ar_addr.eq(bus.araddr)]
+        read = ar_held
 
         write_hits, read_hits = [], []
         read_data = Signal(32)
         for name, address, access, _ in self._registers:
             word = address >> 2
             w_hit = write & (aw_addr[2:] == word)
-            r_hit = ar_fire & (bus.araddr[2:] == word)
+            r_hit = read & (ar_addr[2:] == word)
             read_hits.append(r_hit)
             if access != "ro":
                 write_hits.append(w_hit)
@@ -194,7 +198,7 @@ class CsrBank(wiring.Component):
                          bus.bresp.eq(Mux(Cat(write_hits).any(), AxiResp.OKAY, AxiResp.SLVERR))]
         with m.If(bus.rvalid & bus.rready):
             m.d.sync += bus.rvalid.eq(0)
-        with m.If(ar_fire):
-            m.d.sync += [bus.rvalid.eq(1), bus.rdata.eq(read_data),
+        with m.If(read):
+            m.d.sync += [ar_held.eq(0), bus.rvalid.eq(1), bus.rdata.eq(read_data),
                          bus.rresp.eq(Mux(Cat(read_hits).any(), AxiResp.OKAY, AxiResp.SLVERR))]
         return m

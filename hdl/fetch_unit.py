@@ -82,20 +82,26 @@ class FetchUnit(wiring.Component):
         beats = Signal(range(per + 1))
         assembly = Signal(8 * INSTRUCTION_BYTES)
         # Assembled instructions waiting to be decoded; a request is only made when its slot
-        # here is free, so beats never wait.
-        m.submodules.ibuf = ibuf = fifo.SyncFIFO(width=8 * INSTRUCTION_BYTES, depth=capacity)
-        word = ibuf.r_data
-        have_word = ibuf.r_rdy
+        # here is free, so beats never wait. The buffer's output is a register.
+        m.submodules.ibuf = ibuf = fifo.SyncFIFOBuffered(width=8 * INSTRUCTION_BYTES,
+                                                         depth=capacity)
+        # The decode stage: the instruction next in line with its checks already worked out
+        # (in the cycle it left the buffer), so dispatch starts from registers.
+        have_word = Signal()
+        word = Signal(8 * INSTRUCTION_BYTES)
+        legal = Signal()
+        unit = Signal(Unit)
+        flags_ok = Signal()
         halted = Signal()
         err_code = Signal(ErrorCode)
         m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
         stop = self.halt | halted
 
         queues = {}
-        for unit, port in ((Unit.LOAD, self.o_load), (Unit.COMPUTE, self.o_compute),
+        for which, port in ((Unit.LOAD, self.o_load), (Unit.COMPUTE, self.o_compute),
                            (Unit.STORE, self.o_store)):
             q = fifo.SyncFIFOBuffered(width=256 + 32, depth=_QUEUE_DEPTH)
-            m.submodules[f"{unit.name.lower()}_queue"] = queues[unit] = q
+            m.submodules[f"{which.name.lower()}_queue"] = queues[which] = q
             m.d.comb += [port.valid.eq(q.r_rdy & ~stop), port.payload.word.eq(q.r_data[:256]),
                          port.payload.pc.eq(q.r_data[256:]), q.r_en.eq(port.ready & ~stop)]
         m.d.comb += self.queues_empty.eq(Cat(*(q.r_rdy | (q.level != 0)
@@ -134,12 +140,13 @@ class FetchUnit(wiring.Component):
                 m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(self.pc),
                              halted.eq(1)]
 
-        # Decode.
-        opcode = word[:4]
-        flags = word[4:8]
-        legal = Signal()
-        unit = Signal(Unit)
-        flags_ok = Signal()
+        # Decode (checks of the buffer's head, registered with it).
+        head = ibuf.r_data
+        opcode = head[:4]
+        flags = head[4:8]
+        head_legal = Signal()
+        head_unit = Signal(Unit)
+        head_ok = Signal()
         with m.Switch(opcode):
             for op in Opcode:
                 if op is Opcode.ILLEGAL:
@@ -147,9 +154,9 @@ class FetchUnit(wiring.Component):
                 with m.Case(op):
                     allowed = sum(1 << _FLAG_BITS[f] for f in ALLOWED_FLAGS[op])
                     reserved = LAYOUTS[op]["reserved"]
-                    spare = word[reserved.offset:reserved.offset + reserved.width]
-                    m.d.comb += [legal.eq(1), unit.eq(QUEUE_OF[op]),
-                                 flags_ok.eq(((flags & ~allowed & 0xF) == 0) & (spare == 0))]
+                    spare = head[reserved.offset:reserved.offset + reserved.width]
+                    m.d.comb += [head_legal.eq(1), head_unit.eq(QUEUE_OF[op]),
+                                 head_ok.eq(((flags & ~allowed & 0xF) == 0) & (spare == 0))]
         target_ready = Mux(unit == Unit.LOAD, queues[Unit.LOAD].w_rdy,
                            Mux(unit == Unit.COMPUTE, queues[Unit.COMPUTE].w_rdy,
                                Mux(unit == Unit.STORE, queues[Unit.STORE].w_rdy, 1)))
@@ -162,7 +169,11 @@ class FetchUnit(wiring.Component):
             m.d.sync += [err_code.eq(Mux(legal, ErrorCode.MALFORMED,
                                          ErrorCode.ILLEGAL_OPCODE)),
                          self.error.pc.eq(self.pc), halted.eq(1)]
-        m.d.comb += ibuf.r_en.eq(decode)
+        # The decode stage takes the next instruction when empty or dispatching.
+        m.d.comb += ibuf.r_en.eq(~have_word | decode)
+        with m.If(ibuf.r_en):
+            m.d.sync += [have_word.eq(ibuf.r_rdy), word.eq(head), legal.eq(head_legal),
+                         unit.eq(head_unit), flags_ok.eq(head_ok)]
         with m.If(decode):
             m.d.sync += self.pc.eq(self.pc + INSTRUCTION_BYTES)
             with m.If(unit == Unit.FETCH):
@@ -171,7 +182,7 @@ class FetchUnit(wiring.Component):
 
         # Nothing more will arrive and the next instruction lies beyond memory.
         with m.If(running & ~self.ended & ~stop & ~in_range & (in_flight == 0) &
-                  ~have_word):
+                  ~have_word & ~ibuf.r_rdy):
             m.d.sync += [err_code.eq(ErrorCode.DRAM_RANGE), self.error.pc.eq(self.pc),
                          halted.eq(1)]
         m.d.comb += self.busy.eq((running & ~self.ended & ~stop) | (in_flight != 0))

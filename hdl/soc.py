@@ -5,8 +5,13 @@ Block diagram::
     rx -> UartRx -> UartBridge -> UartTx -> tx
                       |m_axil       |m_axi
                       v             v
+                 AxiLiteSlice       |
+                      v             v
                  Accelerator -> AxiArbiter -> AxiBram (config.mem_bytes of block RAM)
                      s_axil    m_axi
+
+The register slice keeps the bridge's state machine and the accelerator's register bank out of
+each other's timing paths (a register access takes a few cycles more).
 
 The host (:class:`~octet.host.board.BoardDevice`) reaches the accelerator's registers and the
 device memory through the bridge; the accelerator fetches its programs and data from the same
@@ -26,6 +31,7 @@ from octet.config import AcceleratorConfig
 from .accelerator import Accelerator
 from .axi_arbiter import AxiArbiter
 from .axi_bram import AxiBram
+from .axil_slice import AxiLiteSlice
 from .uart import UartRx, UartTx
 from .uart_bridge import UartBridge
 
@@ -89,6 +95,7 @@ class Soc(wiring.Component):
         self.bridge = UartBridge(config.bus_bytes, config.mem_bytes, clock_hz, timeout_cycles)
         self.uart_rx = UartRx(divisor)
         self.uart_tx = UartTx(divisor)
+        self.reg_slice = AxiLiteSlice(8, 32)
         super().__init__()
 
     @property
@@ -97,13 +104,14 @@ class Soc(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        for name in ("accel", "memory", "arbiter", "bridge", "uart_rx", "uart_tx"):
+        for name in ("accel", "memory", "arbiter", "bridge", "uart_rx", "uart_tx", "reg_slice"):
             m.submodules[name] = getattr(self, name)
         m.d.comb += [self.uart_rx.rx.eq(self.rx), self.tx.eq(self.uart_tx.tx),
                      self.irq.eq(self.accel.irq), self.link_error.eq(self.bridge.error)]
         wiring.connect(m, self.uart_rx.o_stream, self.bridge.i_stream)
         wiring.connect(m, self.bridge.o_stream, self.uart_tx.i_stream)
-        wiring.connect(m, self.bridge.m_axil, self.accel.s_axil)
+        wiring.connect(m, self.bridge.m_axil, self.reg_slice.s)
+        wiring.connect(m, self.reg_slice.m, self.accel.s_axil)
         wiring.connect(m, self.accel.m_axi, self.arbiter.s_axi[0])
         wiring.connect(m, self.bridge.m_axi, self.arbiter.s_axi[1])
         wiring.connect(m, self.arbiter.m_axi, self.memory.s_axi)

@@ -146,7 +146,8 @@ class UartBridge(wiring.Component):
             return
         elif state == "CRC1":
             count = env["count"]
-            m.d.sync += [env["in_frame"].eq(0), count.eq(env["mem_count"][:len(count)])]
+            m.d.sync += [env["in_frame"].eq(0), count.eq(env["mem_count"][:len(count)]),
+                         env["settle"].eq(0)]
         m.next = after
 
     def elaborate(self, platform):
@@ -177,8 +178,8 @@ class UartBridge(wiring.Component):
 
         offset = addr[:shift]
         word = Signal(range(words + 1))       # bus word of the transfer in progress
-        n_words = Signal(range(words + 1))
-        m.d.comb += n_words.eq((offset + count + B - 1) >> shift)
+        n_words = Signal(range(words + 1))      # registered: addr and count are set by then
+        m.d.sync += n_words.eq((offset + count + B - 1) >> shift)
 
         # --- Request bytes ---------------------------------------------------------------
         take = Signal()                        # a byte is taken from rx this cycle
@@ -224,9 +225,15 @@ class UartBridge(wiring.Component):
         mem_cmd = (cmd == Command.READ_MEM) | (cmd == Command.WRITE_MEM)
         reg_ok = (addr[:2] == 0) & (addr[self._reg_width:] == 0) if self._reg_width < 32 \
             else (addr[:2] == 0)
+        # The checks are registered in two steps (the end address, then every verdict) while
+        # the frame waits in SETTLE, so CHECK decides from flip-flops.
         end = Signal(34)
-        m.d.comb += end.eq(addr + count)
-        mem_ok = end <= self._mem
+        m.d.sync += end.eq(addr + count)
+        crc_bad, cmd_bad, length_bad, addr_bad = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [crc_bad.eq(crc != 0), cmd_bad.eq(~known),
+                     length_bad.eq(~length_ok | ~count_ok),
+                     addr_bad.eq((reg_cmd & ~reg_ok) | (mem_cmd & (end > self._mem)))]
+        settle = Signal(range(3))
 
         # --- Reply bytes -----------------------------------------------------------------
         reply_len = Signal(16)
@@ -260,6 +267,10 @@ class UartBridge(wiring.Component):
         aw_done = Signal()
         w_done = Signal()
         bus_error = Signal()
+        last_word = Signal()                 # word is the transfer's last bus word
+        m.d.comb += last_word.eq(word + 1 == n_words)
+        strb = Signal(B)                     # MEM_WRITE: the word's byte strobes
+        last = Signal()                      # MEM_WRITE: ... and whether it is the last
 
         with m.FSM():
             with m.State("HUNT"):
@@ -272,7 +283,7 @@ class UartBridge(wiring.Component):
             # with TIMEOUT when the frame stops arriving.
             for state, after in (("COMMAND", "SEQ"), ("SEQ", "LEN0"), ("LEN0", "LEN1"),
                                  ("LEN1", "PAYLOAD"), ("PAYLOAD", "CRC0"), ("CRC0", "CRC1"),
-                                 ("CRC1", "CHECK")):
+                                 ("CRC1", "SETTLE")):
                 with m.State(state):
                     m.d.comb += rx.ready.eq(1)
                     with m.If(take):
@@ -281,15 +292,20 @@ class UartBridge(wiring.Component):
                     with m.Elif(timed_out):
                         m.d.sync += in_frame.eq(0)
                         reply(Status.TIMEOUT)
+            with m.State("SETTLE"):
+                # count (set by the last byte), then end, then the verdicts.
+                m.d.sync += settle.eq(settle + 1)
+                with m.If(settle == 2):
+                    m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [word.eq(0), aw_done.eq(0), w_done.eq(0), bus_error.eq(0)]
-                with m.If(crc != 0):
+                with m.If(crc_bad):
                     reply(Status.CRC)
-                with m.Elif(~known):
+                with m.Elif(cmd_bad):
                     reply(Status.COMMAND)
-                with m.Elif(~length_ok | ~count_ok):
+                with m.Elif(length_bad):
                     reply(Status.LENGTH)
-                with m.Elif((reg_cmd & ~reg_ok) | (mem_cmd & ~mem_ok)):
+                with m.Elif(addr_bad):
                     reply(Status.ADDRESS)
                 with m.Else():
                     with m.Switch(cmd):
@@ -335,7 +351,7 @@ class UartBridge(wiring.Component):
                 with m.If(axi.rvalid):
                     m.d.comb += buf_w.en.eq((1 << B) - 1)
                     m.d.sync += [word.eq(word + 1), bus_error.eq(bus_error | axi.rresp[1])]
-                    with m.If(word + 1 == n_words):
+                    with m.If(last_word):
                         m.next = "MEM_END"
                     with m.Else():
                         m.next = "MEM_READ_ADDR"
@@ -347,18 +363,18 @@ class UartBridge(wiring.Component):
 
             # --- Memory writes: one beat per word from the buffer ---
             with m.State("MEM_WRITE_FETCH"):
+                # The word's strobes and "last" are worked out here, registered for MEM_WRITE.
+                first = (word == 0)
+                end_lane = (offset + count)[:shift]
+                lo = Mux(first, (Const((1 << B) - 1, B) << offset)[:B], (1 << B) - 1)
+                hi = Mux(last_word & (end_lane != 0),
+                         ((Const(1, B + 1) << end_lane) - 1)[:B], (1 << B) - 1)
                 m.d.comb += [buf_r.addr.eq(word), buf_r.en.eq(1)]
-                m.d.sync += [aw_done.eq(0), w_done.eq(0)]
+                m.d.sync += [aw_done.eq(0), w_done.eq(0), strb.eq(lo & hi),
+                             last.eq(last_word)]
                 m.next = "MEM_WRITE"
             with m.State("MEM_WRITE"):
-                first = (word == 0)
-                last = (word + 1 == n_words)
-                end_lane = (offset + count)[:shift]
-                strb = Signal(B)
-                lo = Mux(first, (Const((1 << B) - 1, B) << offset)[:B], (1 << B) - 1)
-                hi = Mux(last & (end_lane != 0),
-                         ((Const(1, B + 1) << end_lane) - 1)[:B], (1 << B) - 1)
-                m.d.comb += [strb.eq(lo & hi), axi.wstrb.eq(strb), axi.wdata.eq(buf_r.data),
+                m.d.comb += [axi.wstrb.eq(strb), axi.wdata.eq(buf_r.data),
                              axi.awvalid.eq(~aw_done), axi.wvalid.eq(~w_done),
                              axi.bready.eq(1)]
                 with m.If(axi.awvalid & axi.awready):
