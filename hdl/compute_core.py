@@ -30,7 +30,7 @@ class ComputeCore(wiring.Component):
     p_stream, rq_i_stream, rq_o_stream : the requantizer's ``p_stream``, ``i_stream`` and
         ``o_stream`` (see :class:`Requantizer`).
     computing : Out(1)
-        The array accepted an activation vector this cycle.
+        The array accepted an activation vector in the previous cycle.
     """
 
     def __init__(self, rows=8, cols=8):

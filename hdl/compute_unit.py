@@ -11,9 +11,14 @@ engines that run concurrently and stay in step through the array's streams:
   k-tile after the first, adds into) the accumulator row; after the instruction's last row it
   pushes the tokens the instruction promised.
 
-The next instruction's feeds start while the current one is still in the array.
+The next instruction's feeds start while the current one is still in the array. Addresses
+come from :class:`~octet.hdl.tile_loops.TileLoops` (running sums, no multipliers); the range
+check is spread over five cycles (decrement, multiply, add, compare, decide) so that no cycle
+holds more than one multiplier or adder; the result writer reads, registers, then adds and
+writes each accumulator row, forwarding the sum of the row just ahead when it is the same row.
 
-Tested against the golden ISA simulator by the accelerator tests.
+Tested against the golden ISA simulator by the accelerator tests (``tests/test_accelerator_rtl``,
+``tests/test_kv_rtl``) and, for the loop engine, ``tests/test_tile_loops.py``.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
@@ -25,40 +30,12 @@ from octet.isa import LAYOUTS, ErrorCode, Opcode
 
 from .spad_reader import SpadReader
 from .systolic_array import SystolicArray
+from .tile_loops import TileLoops
 from .unit_ports import ErrorReport, InstructionStream, MemRead, MemWrite
 
 __all__ = ["ComputeUnit"]
 
 GEMM = LAYOUTS[Opcode.GEMM]
-
-
-class _TileLoops:
-    """Counters for (nt, kt, inner) with running addresses; ``step`` advances one inner step."""
-
-    def __init__(self, m, name, ins, inner_count):
-        self.nt = Signal(12, name=f"{name}_nt")
-        self.kt = Signal(12, name=f"{name}_kt")
-        self.i = Signal(16, name=f"{name}_i")
-        self.inner_count = inner_count
-        self.last_i = self.i == inner_count - 1
-        self.last_kt = self.kt == ins.k_tiles - 1
-        self.last_nt = self.nt == ins.n_tiles - 1
-        self.done = self.last_i & self.last_kt & self.last_nt
-        self._m = m
-
-    def reset(self):
-        return [self.nt.eq(0), self.kt.eq(0), self.i.eq(0)]
-
-    def advance(self):
-        m = self._m
-        with m.If(self.last_i):
-            m.d.sync += self.i.eq(0)
-            with m.If(self.last_kt):
-                m.d.sync += [self.kt.eq(0), self.nt.eq(self.nt + 1)]
-            with m.Else():
-                m.d.sync += self.kt.eq(self.kt + 1)
-        with m.Else():
-            m.d.sync += self.i.eq(self.i + 1)
 
 
 class ComputeUnit(wiring.Component):
@@ -82,7 +59,7 @@ class ComputeUnit(wiring.Component):
         Read port for read-modify-write; must be transparent to ``acc_w``.
     acc_w : Out(MemWrite(32C, acc_rows))
     computing : Out(1)
-        An activation row entered the array this cycle.
+        An activation row entered the array in the previous cycle.
     busy, waiting : Out(1)
     pc : Out(32)
         Address of the instruction being executed or waited for.
@@ -123,19 +100,28 @@ class ComputeUnit(wiring.Component):
         err_code = Signal(ErrorCode)
         m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
         stop = self.halt | halted
+        halt_seen = Signal()
+        m.d.sync += halt_seen.eq(stop)
 
         def fail(code):
             m.d.sync += [err_code.eq(code), self.error.pc.eq(pc), halted.eq(1)]
             m.next = "HALT"
 
-        max_in = Signal(48)
-        max_w = Signal(48)
-        max_acc = Signal(48)
         all_room = queues["weights"].w_rdy & queues["acts"].w_rdy & queues["results"].w_rdy
+        # The range check takes one step per cycle (decrements, products, sums, comparisons)
+        # so that no cycle holds more than one multiplier or adder level.
+        less = {name: Signal(bits, name=f"chk_{name}_m1")
+                for name, bits in (("m", 16), ("k", 12), ("n", 12))}
+        prods = {name: Signal(32, name=f"chk_{name}")
+                 for name in ("a_k", "a_m", "w_k", "w_n", "w_r", "acc_n")}
+        max_in, max_w, max_acc = (Signal(34, name=f"max_{n}") for n in ("in", "w", "acc"))
+        out_of_range = Signal()
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                m.d.comb += self.i_instr.ready.eq(~stop)
-                with m.If(self.i_instr.valid & ~stop):
+                # A halt is seen one cycle late here (an instruction taken meanwhile stops in
+                # TOKEN), so that the accelerator's error OR does not reach the fetch queue.
+                m.d.comb += self.i_instr.ready.eq(~halt_seen)
+                with m.If(self.i_instr.valid & ~halt_seen):
                     m.d.sync += [word.eq(self.i_instr.payload.word),
                                  pc.eq(self.i_instr.payload.pc)]
                     m.next = "TOKEN"
@@ -149,20 +135,34 @@ class ComputeUnit(wiring.Component):
                     m.d.comb += [self.pop_prev.eq(hdr.pop_prev), self.pop_next.eq(hdr.pop_next)]
                     m.next = "CHECK0"
             with m.State("CHECK0"):
-                m.d.sync += [
-                    max_in.eq(ins.a_addr + (ins.k_tiles - 1) * ins.a_k_step +
-                              (ins.m - 1) * ins.a_stride),
-                    max_w.eq(ins.w_addr + (ins.k_tiles - 1) * ins.w_k_step +
-                             (ins.n_tiles - 1) * ins.w_n_step + (R - 1) * ins.w_stride),
-                    max_acc.eq(ins.acc_addr + (ins.n_tiles - 1) * ins.acc_n_step + ins.m - 1),
-                ]
+                m.d.sync += [less["m"].eq(ins.m - 1), less["k"].eq(ins.k_tiles - 1),
+                             less["n"].eq(ins.n_tiles - 1)]
                 with m.If((ins.m == 0) | (ins.k_tiles == 0) | (ins.n_tiles == 0)):
                     fail(ErrorCode.MALFORMED)
                 with m.Else():
                     m.next = "CHECK1"
             with m.State("CHECK1"):
-                with m.If((max_in >= cfg.input_rows) | (max_w >= cfg.weight_rows) |
-                          (max_acc >= cfg.acc_rows)):
+                m.d.sync += [prods["a_k"].eq(less["k"] * ins.a_k_step),
+                             prods["a_m"].eq(less["m"] * ins.a_stride),
+                             prods["w_k"].eq(less["k"] * ins.w_k_step),
+                             prods["w_n"].eq(less["n"] * ins.w_n_step),
+                             prods["w_r"].eq((R - 1) * ins.w_stride),
+                             prods["acc_n"].eq(less["n"] * ins.acc_n_step)]
+                m.next = "CHECK2"
+            with m.State("CHECK2"):
+                m.d.sync += [
+                    max_in.eq(ins.a_addr + prods["a_k"] + prods["a_m"]),
+                    max_w.eq((ins.w_addr + prods["w_k"]) + (prods["w_n"] + prods["w_r"])),
+                    max_acc.eq(ins.acc_addr + prods["acc_n"] + less["m"]),
+                ]
+                m.next = "CHECK3"
+            with m.State("CHECK3"):
+                m.d.sync += out_of_range.eq((max_in >= cfg.input_rows) |
+                                            (max_w >= cfg.weight_rows) |
+                                            (max_acc >= cfg.acc_rows))
+                m.next = "CHECK4"
+            with m.State("CHECK4"):
+                with m.If(out_of_range):
                     fail(ErrorCode.SPAD_RANGE)
                 with m.Elif(all_room):
                     for q in queues.values():
@@ -185,23 +185,39 @@ class ComputeUnit(wiring.Component):
             self._busy_sig = Signal(name="engines_busy")
         return self._busy_sig
 
-    def _feeder(self, m, name, queue, reader, addr_of, inner_count_of, last_of, stop):
-        """Common loop engine: walk (nt, kt, i) of the head instruction, reading rows."""
+    def _loop_engine(self, m, name, queue, setup):
+        """A loop engine's descriptor register and tile walk; returns (ins, active, loops).
+
+        The descriptor at the head of ``queue`` is taken when the engine is idle; ``setup``
+        connects the walk's counts and base (from the queue's output, sampled at the start)
+        and its steps (from the taken descriptor, held while the walk runs).
+        """
         word = Signal(256, name=f"{name}_word")
         ins = GEMM(word)
         active = Signal(name=f"{name}_active")
-        loops = _TileLoops(m, name, ins, inner_count_of(ins))
-        addr = addr_of(ins, loops)
-        m.d.comb += queue.r_en.eq(~active)
-        with m.If(queue.r_rdy & ~active):
-            m.d.sync += [word.eq(queue.r_data[:256]), active.eq(1), *loops.reset()]
-        m.d.comb += [reader.i_addr.valid.eq(active & ~stop),
-                     reader.i_addr.payload.addr.eq(addr),
-                     reader.i_addr.payload.last.eq(last_of(loops))]
-        with m.If(reader.i_addr.valid & reader.i_addr.ready):
-            loops.advance()
-            with m.If(loops.done):
-                m.d.sync += active.eq(0)
+        m.submodules[f"{name}_loops"] = loops = TileLoops()
+        start = queue.r_rdy & ~active
+        m.d.comb += [queue.r_en.eq(~active), loops.start.eq(start),
+                     *setup(loops, GEMM(queue.r_data[:256]), ins)]
+        with m.If(start):
+            m.d.sync += [word.eq(queue.r_data[:256]), active.eq(1)]
+        return ins, active, loops
+
+    def _feeder(self, m, name, queue, reader, setup, stop):
+        """Weight or activation feeder: walk the head instruction's tiles, reading rows.
+
+        Reads have no side effects, so the feeder stops one cycle after ``stop`` (from a
+        register): the accelerator's error OR does not reach the loop counters.
+        """
+        _, active, loops = self._loop_engine(m, name, queue, setup)
+        stopped = Signal(name=f"{name}_stopped")
+        m.d.sync += stopped.eq(stop)
+        m.d.comb += [reader.i_addr.valid.eq(active & ~stopped),
+                     reader.i_addr.payload.addr.eq(loops.addr),
+                     reader.i_addr.payload.last.eq(loops.last_i),
+                     loops.advance.eq(reader.i_addr.valid & reader.i_addr.ready)]
+        with m.If(loops.advance & loops.done):
+            m.d.sync += active.eq(0)
         with m.If(stop):
             m.d.sync += active.eq(0)
         return active
@@ -211,11 +227,12 @@ class ComputeUnit(wiring.Component):
         m.submodules.weight_reader = reader = SpadReader(8 * cfg.cols, cfg.weight_rows)
         wiring.connect(m, reader.mem, wiring.flipped(self.weight_r))
 
-        def addr_of(ins, lp):
-            return (ins.w_addr + lp.kt * ins.w_k_step + lp.nt * ins.w_n_step +
-                    lp.i * ins.w_stride)[:16]
-        self._w_active = self._feeder(m, "wfeed", queue, reader, addr_of, lambda ins: R,
-                                      lambda lp: lp.last_i, stop)
+        def setup(loops, head, ins):
+            return [loops.base.eq(head.w_addr), loops.inner.eq(R),
+                    loops.k_tiles.eq(head.k_tiles), loops.n_tiles.eq(head.n_tiles),
+                    loops.i_step.eq(ins.w_stride), loops.k_step.eq(ins.w_k_step),
+                    loops.n_step.eq(ins.w_n_step)]
+        self._w_active = self._feeder(m, "wfeed", queue, reader, setup, stop)
         m.d.comb += [array.w_stream.valid.eq(reader.o_row.valid),
                      array.w_stream.payload.eq(reader.o_row.payload.data),
                      reader.o_row.ready.eq(array.w_stream.ready)]
@@ -226,10 +243,13 @@ class ComputeUnit(wiring.Component):
         m.submodules.act_reader = reader = SpadReader(8 * cfg.rows, cfg.input_rows)
         wiring.connect(m, reader.mem, wiring.flipped(self.input_r))
 
-        def addr_of(ins, lp):
-            return (ins.a_addr + lp.kt * ins.a_k_step + lp.i * ins.a_stride)[:16]
-        self._a_active = self._feeder(m, "afeed", queue, reader, addr_of, lambda ins: ins.m,
-                                      lambda lp: lp.last_i, stop)
+        def setup(loops, head, ins):
+            # The same activation rows for every n-tile.
+            return [loops.base.eq(head.a_addr), loops.inner.eq(head.m),
+                    loops.k_tiles.eq(head.k_tiles), loops.n_tiles.eq(head.n_tiles),
+                    loops.i_step.eq(ins.a_stride), loops.k_step.eq(ins.a_k_step),
+                    loops.n_step.eq(0)]
+        self._a_active = self._feeder(m, "afeed", queue, reader, setup, stop)
         m.d.comb += [array.a_stream.valid.eq(reader.o_row.valid),
                      array.a_stream.payload.data.eq(reader.o_row.payload.data),
                      array.a_stream.payload.last.eq(reader.o_row.payload.last),
@@ -238,46 +258,52 @@ class ComputeUnit(wiring.Component):
 
     def _result_writer(self, m, queue, array, stop):
         cfg = self._cfg
-        word = Signal(256, name="res_word")
-        ins = GEMM(word)
-        active = Signal(name="res_active")
-        loops = _TileLoops(m, "res", ins, ins.m)
-        m.d.comb += queue.r_en.eq(~active)
-        with m.If(queue.r_rdy & ~active):
-            m.d.sync += [word.eq(queue.r_data[:256]), active.eq(1), *loops.reset()]
 
-        # Stage 0: address the accumulator row; stage 1: add and write.
+        def setup(loops, head, ins):
+            # Every k-tile of an n-tile adds into the same m accumulator rows.
+            return [loops.base.eq(head.acc_addr), loops.inner.eq(head.m),
+                    loops.k_tiles.eq(head.k_tiles), loops.n_tiles.eq(head.n_tiles),
+                    loops.i_step.eq(1), loops.k_step.eq(0),
+                    loops.n_step.eq(ins.acc_n_step)]
+        ins, active, loops = self._loop_engine(m, "res", queue, setup)
+
+        # Stage 0: read the accumulator row. Stage 1: the row arrives; register it.
+        # Stage 2: add and write. The read in stage 0 sees writes up to the same cycle (the
+        # read port is transparent), so only the result one step ahead, written while this
+        # one is in stage 1, is forwarded from its sum.
         out = array.o_stream
         m.d.comb += out.ready.eq(active)
         take = out.valid & active
-        s1_valid = Signal()
-        s1_acc = Signal()
-        s1_addr = Signal(range(cfg.acc_rows))
-        s1_data = Signal(32 * cfg.cols)
-        s1_push_prev = Signal()
-        s1_push_next = Signal()
-        addr = (ins.acc_addr + loops.nt * ins.acc_n_step + loops.i)[:16]
-        m.d.comb += [self.acc_r.addr.eq(addr), self.acc_r.en.eq(take)]
-        m.d.sync += [s1_valid.eq(take), s1_addr.eq(addr),
-                     s1_acc.eq(ins.accumulate | (loops.kt != 0)),
-                     s1_data.eq(out.payload.data.as_value()),
-                     s1_push_prev.eq(take & loops.done & ins.header.push_prev),
-                     s1_push_next.eq(take & loops.done & ins.header.push_next)]
-        with m.If(take):
-            loops.advance()
-            with m.If(loops.done):
-                m.d.sync += active.eq(0)
+        m.d.comb += loops.advance.eq(take)
+        s1 = {"valid": Signal(name="s1_valid"), "acc": Signal(name="s1_acc"),
+              "addr": Signal(range(cfg.acc_rows), name="s1_addr"),
+              "data": Signal(32 * cfg.cols, name="s1_data"),
+              "push_prev": Signal(name="s1_push_prev"), "push_next": Signal(name="s1_push_next")}
+        s2 = {key: Signal.like(sig, name=f"s2_{key}") for key, sig in s1.items()}
+        s1_forward = Signal()   # stage 2 writes s1's row in the cycle s1's read arrives
+        s2_old = Signal(32 * cfg.cols)
+        m.d.comb += [self.acc_r.addr.eq(loops.addr), self.acc_r.en.eq(take)]
+        m.d.sync += [s1["valid"].eq(take), s1["addr"].eq(loops.addr),
+                     s1["acc"].eq(ins.accumulate | ~loops.first_kt),
+                     s1["data"].eq(out.payload.data.as_value()),
+                     s1["push_prev"].eq(take & loops.done & ins.header.push_prev),
+                     s1["push_next"].eq(take & loops.done & ins.header.push_next),
+                     s1_forward.eq(s1["valid"] & (s1["addr"] == loops.addr))]
+        m.d.sync += [s2[key].eq(s1[key]) for key in s1]
+        with m.If(take & loops.done):
+            m.d.sync += active.eq(0)
         with m.If(stop):
             m.d.sync += active.eq(0)
         total = []
         for j in range(cfg.cols):
-            old = self.acc_r.data[32 * j:32 * j + 32]
-            new = s1_data[32 * j:32 * j + 32]
-            total.append(Mux(s1_acc, old + new, new)[:32])
-        m.d.comb += [self.acc_w.addr.eq(s1_addr), self.acc_w.data.eq(Cat(*total)),
-                     self.acc_w.en.eq(s1_valid & ~self.halt & ~self.error.valid),
-                     self.push_prev.eq(s1_push_prev & s1_valid),
-                     self.push_next.eq(s1_push_next & s1_valid)]
+            old = s2_old[32 * j:32 * j + 32]
+            new = s2["data"][32 * j:32 * j + 32]
+            total.append(Mux(s2["acc"], old + new, new)[:32])
+        m.d.sync += s2_old.eq(Mux(s1_forward, Cat(*total), self.acc_r.data))
+        m.d.comb += [self.acc_w.addr.eq(s2["addr"]), self.acc_w.data.eq(Cat(*total)),
+                     self.acc_w.en.eq(s2["valid"] & ~self.halt & ~self.error.valid),
+                     self.push_prev.eq(s2["push_prev"] & s2["valid"]),
+                     self.push_next.eq(s2["push_next"] & s2["valid"])]
         m.d.comb += self._engines_busy(m, None, array).eq(
-            self._w_active | self._a_active | active | s1_valid | self._w_reader.busy |
-            self._a_reader.busy | array.busy | self._queued)
+            self._w_active | self._a_active | active | s1["valid"] | s2["valid"] |
+            self._w_reader.busy | self._a_reader.busy | array.busy | self._queued)

@@ -2,13 +2,19 @@
 
 The PE holds two weights (banks 0 and 1). Activations travel left to right, each with the bank
 bit that says which weight tile they belong to, so a new tile can be loaded into one bank while
-activations still use the other. Partial sums travel top to bottom. The product is registered
-before the add so that synthesis can put the multiplier in a DSP block with its output register.
+activations still use the other. Partial sums travel top to bottom.
+
+The product is built in logic from radix-4 digits of the activation, each selecting a
+multiple of the stationary weight (0, w, 2w, 3w; the top digit, signed: 0, w, -2w, -w). The
+multiples 3w and -w are computed once when the weight is written, so an activation only
+drives multiplexers and one short adder per half: the two halves of the product (digits 0-1
+and 2-3) are registered, then added to the incoming partial sum in the next cycle. No DSP
+block and no deep multiplier tree sit in the array's per-cycle path.
 
 Tested by ``tests/test_pe.py`` (Amaranth simulator, against Python integer arithmetic).
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import C, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,8 +42,8 @@ class ProcessingElement(wiring.Component):
     psum_in : In(signed(psum_bits))
         Partial sum from the PE above (zero at the top row).
     psum_out : Out(signed(psum_bits))
-        ``psum_in + a * w[bank]``, where the product was registered one cycle earlier: the
-        result for an activation presented at cycle t appears at cycle t + 2.
+        ``psum_in + a * w[bank]``, where the product's two halves were registered one cycle
+        earlier: the result for an activation presented at cycle t appears at cycle t + 2.
     w_data : In(signed(8))
         Weight to write.
     w_we : In(1)
@@ -69,19 +75,34 @@ class ProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        weights = [Signal(signed(OPERAND_BITS), name=f"w{b}") for b in range(2)]
-        product = Signal(signed(2 * OPERAND_BITS))
+        bits = OPERAND_BITS
+        # Per bank: w, 3w and -w (written together).
+        banks = [{"w": Signal(signed(bits), name=f"w{b}"),
+                  "w3": Signal(signed(bits + 2), name=f"w3_{b}"),
+                  "neg": Signal(signed(bits + 1), name=f"wneg{b}")} for b in range(2)]
+        for b, bank in enumerate(banks):
+            with m.If(self.w_we & (self.w_bank == b)):
+                m.d.sync += [bank["w"].eq(self.w_data),
+                             bank["w3"].eq(self.w_data + (self.w_data << 1)),
+                             bank["neg"].eq(-self.w_data)]
+        w, w3, neg = (Mux(self.bank_in, banks[1][k], banks[0][k]) for k in ("w", "w3", "neg"))
 
-        with m.If(self.w_we):
-            with m.If(self.w_bank):
-                m.d.sync += weights[1].eq(self.w_data)
-            with m.Else():
-                m.d.sync += weights[0].eq(self.w_data)
+        def pick(digit, choices):
+            return Mux(digit[1], Mux(digit[0], choices[3], choices[2]),
+                       Mux(digit[0], choices[1], choices[0]))
 
+        a = self.a_in
+        zero = C(0, signed(bits + 2))
+        # a = d0 + 4 d1 + 16 d2 + 64 d3, d0..d2 unsigned in 0..3, d3 = a[6] - 2 a[7].
+        pps = [pick(a[2 * k:2 * k + 2], [zero, w, w << 1, w3]) for k in range(3)]
+        pps.append(pick(a[6:8], [zero, w, neg << 1, neg]))
+        low = Signal(signed(2 * bits - 4))    # (d0 + 4 d1) * w, within +-1920
+        high = Signal(signed(2 * bits - 4))   # (d2 + 4 d3) * w, within +-1920
         m.d.sync += [
             self.a_out.eq(self.a_in),
             self.bank_out.eq(self.bank_in),
-            product.eq(self.a_in * Mux(self.bank_in, weights[1], weights[0])),
-            self.psum_out.eq(self.psum_in + product),
+            low.eq(pps[0] + (pps[1] << 2)),
+            high.eq(pps[2] + (pps[3] << 2)),
+            self.psum_out.eq(self.psum_in + low + (high << 4)),
         ]
         return m

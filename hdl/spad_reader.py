@@ -51,9 +51,13 @@ class SpadReader(wiring.Component):
                                                            depth=self._DEPTH)
         in_flight = Signal()
         in_flight_last = Signal()
-        # level counts queued rows; one more may be in flight from the memory.
-        room = queue.level + in_flight < self._DEPTH - 1
+        # Rows queued plus the one in flight from the memory, kept as a register (rather than
+        # the FIFO's level plus in_flight) so that ``ready`` is one comparison deep.
+        outstanding = Signal(range(self._DEPTH + 1))
+        room = outstanding < self._DEPTH - 1
         issue = self.i_addr.valid & room
+        popped = self.o_row.valid & self.o_row.ready
+        m.d.sync += outstanding.eq(outstanding + issue - popped)
         m.d.comb += [self.i_addr.ready.eq(room), self.mem.addr.eq(self.i_addr.payload.addr),
                      self.mem.en.eq(issue)]
         m.d.sync += [in_flight.eq(issue), in_flight_last.eq(self.i_addr.payload.last)]

@@ -55,7 +55,8 @@ class SystolicArray(wiring.Component):
     o_stream : Out(stream.Signature(accumulator_layout(cols)))
         One int32 result row per activation vector, in order, ``last`` copied through.
     computing : Out(1)
-        High in each cycle an activation vector enters the array (for performance counters).
+        High in the cycle after each cycle an activation vector enters the array (for
+        performance counters).
     busy : Out(1)
         A weight tile is loaded or loading, or results are in flight or queued.
 
@@ -121,7 +122,8 @@ class SystolicArray(wiring.Component):
 
         m.d.comb += self.a_stream.ready.eq(full.bit_select(cur_bank, 1) & queue.credit)
         a_accept = self.a_stream.valid & self.a_stream.ready
-        m.d.comb += [queue.admit.eq(a_accept), self.computing.eq(a_accept)]
+        m.d.comb += queue.admit.eq(a_accept)
+        m.d.sync += self.computing.eq(a_accept)  # registered: it feeds a counter elsewhere
 
         with m.If(w_accept):
             with m.If(load_row == R - 1):
@@ -144,6 +146,18 @@ class SystolicArray(wiring.Component):
             with m.Elif(drain[b] != 0):
                 m.d.sync += drain[b].eq(drain[b] - 1)
 
+        # Weight rows are written into the PEs one cycle after they are accepted, from
+        # registers, so that the handshake does not fan out to every PE. Writing later is
+        # safe on both sides: the drain rule only allows a row to be overwritten later, and
+        # the tile's first activation reaches row i no earlier than i + 2 cycles after its
+        # last row was accepted.
+        w_row = Signal(weight_row_layout(C))
+        w_we = Signal(R)
+        w_bank = Signal()
+        m.d.sync += [w_row.eq(self.w_stream.payload), w_bank.eq(load_bank)]
+        for i in range(R):
+            m.d.sync += w_we[i].eq(w_accept & (load_row == i))
+
         # The PE grid.
         pes = [[ProcessingElement(psum_bits) for _ in range(C)] for _ in range(R)]
         for i in range(R):
@@ -151,9 +165,9 @@ class SystolicArray(wiring.Component):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
                 m.d.comb += [
-                    pe.w_data.eq(self.w_stream.payload[j]),
-                    pe.w_we.eq(w_accept & (load_row == i)),
-                    pe.w_bank.eq(load_bank),
+                    pe.w_data.eq(w_row[j]),
+                    pe.w_we.eq(w_we[i]),
+                    pe.w_bank.eq(w_bank),
                     pe.psum_in.eq(pes[i - 1][j].psum_out if i > 0 else 0),
                 ]
                 if j > 0:
