@@ -9,7 +9,7 @@ DRAM_RANGE; the field checks that need no product report at once.
 Tested through the load unit by the accelerator tests (against the golden simulator).
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,7 +41,7 @@ class LoadChecks(wiring.Component):
     word : In(256)
     mem_limit : In(33)
     done : Out(1)
-        One cycle (never the cycle of ``start``): ``code`` is the result (``ErrorCode.NONE``: the instruction may run).
+        One cycle (registered, never the cycle of ``start``): ``code`` is the result (``ErrorCode.NONE``: the instruction may run).
     code : Out(ErrorCode)
     ix_start, iy_start : Out(signed(18))
         IM2COL: ox0*stride - pad and oy0*stride - pad.
@@ -74,7 +74,7 @@ class LoadChecks(wiring.Component):
         for i, mul in enumerate(muls):
             m.submodules[f"mul{i}"] = mul
         busy = Signal()
-        m.d.comb += busy.eq(sum(mul.busy for mul in muls) != 0)
+        m.d.comb += busy.eq(Cat(*(mul.busy for mul in muls)).any())
         p = [mul.product for mul in muls]
 
         def multiply(*jobs):
@@ -87,14 +87,17 @@ class LoadChecks(wiring.Component):
         dram_base = Signal(33)
         spad_end = Signal(41)
         dram_end = Signal(49)
-        bad_stride = Signal()
+        bad_stride, bad_spad, bad_dram = Signal(), Signal(), Signal()
         cc = Signal(13)
         hwc, pad_c, pad_wc = Signal(40), Signal(32), Signal(32)
         line_sum = Signal(32)
         pad_sum = Signal(32)
 
+        # done and code are registers: the unit acts on them at once.
+        m.d.sync += self.done.eq(0)
+
         def finish(code):
-            m.d.comb += [self.done.eq(1), self.code.eq(code)]
+            m.d.sync += [self.done.eq(1), self.code.eq(code)]
             m.next = "IDLE"
 
         def malformed():
@@ -164,11 +167,15 @@ class LoadChecks(wiring.Component):
             with m.State("MALFORMED"):
                 finish(ErrorCode.MALFORMED)
             with m.State("COMPARE"):
+                m.d.sync += [bad_spad.eq(spad_end > spad_limit),
+                             bad_dram.eq(dram_end > self.mem_limit)]
+                m.next = "VERDICT"
+            with m.State("VERDICT"):
                 with m.If(bad_stride):
                     finish(ErrorCode.MALFORMED)
-                with m.Elif(spad_end > spad_limit):
+                with m.Elif(bad_spad):
                     finish(ErrorCode.SPAD_RANGE)
-                with m.Elif(dram_end > self.mem_limit):
+                with m.Elif(bad_dram):
                     finish(ErrorCode.DRAM_RANGE)
                 with m.Else():
                     finish(ErrorCode.NONE)

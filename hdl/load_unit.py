@@ -101,9 +101,14 @@ class LoadUnit(wiring.Component):
         m.submodules.segs = segs = fifo.SyncFIFOBuffered(width=seg_layout.size,
                                                          depth=_SEG_DEPTH)
         m.submodules.reqs = reqs = fifo.SyncFIFOBuffered(width=48, depth=_SEG_DEPTH)
+        # Own counts of the two queues (a FIFO's level output is an adder).
+        n_segs = Signal(range(_SEG_DEPTH + 1))
+        n_reqs = Signal(range(_SEG_DEPTH + 1))
+        m.d.sync += [n_segs.eq(n_segs + (segs.w_en & segs.w_rdy) - (segs.r_en & segs.r_rdy)),
+                     n_reqs.eq(n_reqs + (reqs.w_en & reqs.w_rdy) - (reqs.r_en & reqs.r_rdy))]
         room = Signal()
-        m.d.comb += room.eq((segs.level <= _SEG_DEPTH - PIPELINE_SLACK - 1) &
-                            (reqs.level <= _SEG_DEPTH - PIPELINE_SLACK - 1))
+        m.d.comb += room.eq((n_segs <= _SEG_DEPTH - PIPELINE_SLACK - 1) &
+                            (n_reqs <= _SEG_DEPTH - PIPELINE_SLACK - 1))
         m.d.comb += [load_gen.room.eq(room), im2col_gen.room.eq(room)]
 
         target = Signal()
@@ -155,7 +160,7 @@ class LoadUnit(wiring.Component):
                     m.next = "TOKEN"
             with m.State("TOKEN"):
                 m.d.comb += self.waiting.eq(pop_next & ~self.token_available & ~back_busy &
-                                            (segs.level == 0) & ~segs.r_rdy)
+                                            (n_segs == 0))
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(~pop_next | self.token_available):
@@ -185,7 +190,7 @@ class LoadUnit(wiring.Component):
                 pass
 
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") |
-                                 back_busy | segs.r_rdy | (segs.level != 0))
+                                 back_busy | (n_segs != 0))
         return m
 
     def _back(self, m, segs, seg_layout, bus_err, bus_err_pc):

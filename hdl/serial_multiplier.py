@@ -30,7 +30,8 @@ class SerialMultiplier(wiring.Component):
     a : In(a_width)
     b : In(b_width)
     busy : Out(1)
-        Still working (low from the cycle after ``start`` once ``b`` has run out).
+        Still working (registered; low from the cycle after ``start`` once ``b`` has run
+        out).
     product : Out(product_width)
         Valid while not ``busy`` after a run, until the next ``start``.
     """
@@ -50,11 +51,13 @@ class SerialMultiplier(wiring.Component):
         m = Module()
         mcand = Signal(self._pw)
         mplier = Signal(len(self.b))
-        m.d.comb += self.busy.eq(mplier != 0)
+        # busy is a flip-flop (mplier != 0, kept a step ahead): callers decide on it at once.
         with m.If(self.start):
-            m.d.sync += [mcand.eq(self.a), mplier.eq(self.b), self.product.eq(0)]
+            m.d.sync += [mcand.eq(self.a), mplier.eq(self.b), self.product.eq(0),
+                         self.busy.eq(self.b != 0)]
         with m.Elif(self.busy):
-            m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+            m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1),
+                         self.busy.eq(mplier[1:] != 0)]
             with m.If(mplier[0]):
                 m.d.sync += self.product.eq(self.product + mcand)
         return m
