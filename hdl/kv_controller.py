@@ -29,7 +29,7 @@ from octet.config import AcceleratorConfig
 from octet.isa import LAYOUTS, ErrorCode, Opcode, StoreMode
 from octet.kv_format import DESCRIPTOR_BYTES, ENTRY_BYTES, GEOMETRY
 
-from .serial_multiplier import SerialMultiplier
+from .serial_multiplier import SerialMultiplier, staged_greater
 from .unit_ports import BusRequest, ErrorReport, InstructionStream
 from .word_reader import WordReader
 
@@ -114,8 +114,7 @@ class KvController(wiring.Component):
         stop = self.halt | halted
 
         # Per instruction, computed a step at a time (a shift, an add or a compare per cycle).
-        bad_static, bad_seq, bad_area, bad_desc_end = Signal(), Signal(), Signal(), Signal()
-        bad_range, bad_table = Signal(), Signal()
+        bad_static, bad_seq = Signal(), Signal()
         pool_end = Signal(13)
         sh_area = Signal(6)               # log2 of one pool's bytes
         sh_page = Signal(5)               # log2 of one page's bytes
@@ -163,6 +162,12 @@ class KvController(wiring.Component):
         def fail(code):
             m.d.sync += pending.eq(code)
             m.next = "REPORT"
+
+        # Wide compares, valid a cycle after their operands (the *_COMPARE states wait).
+        bad_area = staged_greater(m, area_end, self.mem_limit, "area")
+        bad_desc_end = staged_greater(m, desc_end, self.mem_limit, "desc")
+        bad_range = staged_greater(m, end_pos, pages_end, "range")
+        bad_table = staged_greater(m, hi, self.mem_limit, "table")
 
         out = Signal(256)
         m.d.comb += [self.o_instr.payload.word.eq(out), self.o_instr.payload.pc.eq(pc)]
@@ -223,11 +228,9 @@ class KvController(wiring.Component):
                 with m.Else():
                     m.next = "AREA_SUM"
             with m.State("AREA_SUM"):
-                m.d.sync += [area_end.eq(self.pool_base + area_off),
-                             bad_desc_end.eq(desc_end > self.mem_limit)]
+                m.d.sync += area_end.eq(self.pool_base + area_off)
                 m.next = "AREA_COMPARE"
             with m.State("AREA_COMPARE"):
-                m.d.sync += bad_area.eq(area_end > self.mem_limit)
                 m.next = "AREA"
             with m.State("AREA"):
                 with m.If(bad_area | bad_desc_end):
@@ -251,8 +254,7 @@ class KvController(wiring.Component):
                              first_page.eq(kv.pos >> lpt), last_page.eq(last_pos >> lpt)]
                 m.next = "RANGE_COMPARE"
             with m.State("RANGE_COMPARE"):
-                m.d.sync += [bad_range.eq(end_pos > pages_end),
-                             n_pages.eq(last_page - first_page + 1),
+                m.d.sync += [n_pages.eq(last_page - first_page + 1),
                              lo.eq(table_addr + ENTRY_BYTES * first_page)]
                 m.next = "RANGE_CHECK"
             with m.State("RANGE_CHECK"):
@@ -266,7 +268,6 @@ class KvController(wiring.Component):
                 m.d.sync += hi.eq(lo + ENTRY_BYTES * n_pages)
                 m.next = "TABLE_COMPARE"
             with m.State("TABLE_COMPARE"):
-                m.d.sync += bad_table.eq(hi > self.mem_limit)
                 m.next = "TABLE"
             with m.State("TABLE"):
                 with m.If(bad_table):

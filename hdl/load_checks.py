@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from octet.config import AcceleratorConfig
 from octet.isa import LAYOUTS, ErrorCode, Opcode, Target
 
-from .serial_multiplier import SerialMultiplier
+from .serial_multiplier import SerialMultiplier, staged_greater
 
 __all__ = ["LoadChecks"]
 
@@ -87,7 +87,7 @@ class LoadChecks(wiring.Component):
         dram_base = Signal(33)
         spad_end = Signal(41)
         dram_end = Signal(49)
-        bad_stride, bad_spad, bad_dram = Signal(), Signal(), Signal()
+        bad_stride = Signal()
         cc = Signal(13)
         hwc, pad_c, pad_wc = Signal(40), Signal(32), Signal(32)
         line_sum = Signal(32)
@@ -95,6 +95,10 @@ class LoadChecks(wiring.Component):
 
         # done and code are registers: the unit acts on them at once.
         m.d.sync += self.done.eq(0)
+
+        # Valid a cycle after their operands: COMPARE waits for them.
+        bad_spad = staged_greater(m, spad_end, spad_limit, "spad")
+        bad_dram = staged_greater(m, dram_end, self.mem_limit, "dram")
 
         def finish(code):
             m.d.sync += [self.done.eq(1), self.code.eq(code)]
@@ -105,30 +109,32 @@ class LoadChecks(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
+                # The products start whatever the field checks say (a malformed instruction
+                # only ignores them), so the multipliers' start does not wait for the checks.
                 with m.If(self.start & is_load):
+                    is_input = ld.target == Target.INPUT
+                    m.d.sync += [
+                        rows_per.eq(Mux(is_input, _ceil_div(ld.row_bytes, R),
+                                        _ceil_div(ld.row_bytes, cfg.cols))),
+                        spad_limit.eq(Mux(is_input, cfg.input_rows, cfg.weight_rows)),
+                        dram_base.eq(ld.dram_addr + ld.row_bytes)]
+                    multiply((ld.dram_stride, ld.rows - 1), (ld.spad_stride, ld.rows - 1))
                     with m.If((ld.rows == 0) | (ld.row_bytes == 0) |
                               (ld.target.as_value() > 1)):
                         malformed()
                     with m.Else():
-                        is_input = ld.target == Target.INPUT
-                        m.d.sync += [
-                            rows_per.eq(Mux(is_input, _ceil_div(ld.row_bytes, R),
-                                            _ceil_div(ld.row_bytes, cfg.cols))),
-                            spad_limit.eq(Mux(is_input, cfg.input_rows, cfg.weight_rows)),
-                            dram_base.eq(ld.dram_addr + ld.row_bytes)]
-                        multiply((ld.dram_stride, ld.rows - 1), (ld.spad_stride, ld.rows - 1))
                         m.next = "LOAD_BASE"
                 with m.Elif(self.start):
+                    m.d.sync += [cc.eq(_ceil_div(ic.channels, R)),
+                                 spad_limit.eq(cfg.input_rows)]
+                    multiply((ic.channels, ic.width), (ic.kernel_h, ic.kernel_w),
+                             (ic.channels, ic.stride), (ic.ox0, ic.stride),
+                             (ic.oy0, ic.stride))
                     with m.If((ic.count == 0) | (ic.height == 0) | (ic.width == 0) |
                               (ic.channels == 0) | (ic.kernel_h == 0) | (ic.kernel_w == 0) |
                               (ic.stride == 0) | (ic.out_w == 0) | (ic.ox0 >= ic.out_w)):
                         malformed()
                     with m.Else():
-                        m.d.sync += [cc.eq(_ceil_div(ic.channels, R)),
-                                     spad_limit.eq(cfg.input_rows)]
-                        multiply((ic.channels, ic.width), (ic.kernel_h, ic.kernel_w),
-                                 (ic.channels, ic.stride), (ic.ox0, ic.stride),
-                                 (ic.oy0, ic.stride))
                         m.next = "IM2COL_MUL1"
             with m.State("LOAD_BASE"):
                 m.d.sync += spad_base.eq(ld.spad_addr + rows_per)
@@ -167,8 +173,6 @@ class LoadChecks(wiring.Component):
             with m.State("MALFORMED"):
                 finish(ErrorCode.MALFORMED)
             with m.State("COMPARE"):
-                m.d.sync += [bad_spad.eq(spad_end > spad_limit),
-                             bad_dram.eq(dram_end > self.mem_limit)]
                 m.next = "VERDICT"
             with m.State("VERDICT"):
                 with m.If(bad_stride):

@@ -38,6 +38,13 @@ def row_layout(row_bytes, tag_width=0):
     return data.StructLayout({"data": 8 * row_bytes, "first": 1, "last": 1, "tag": tag_width})
 
 
+def _at_least(value, k):
+    """value >= k for a narrow unsigned value, as logic rather than a carry chain."""
+    if k <= 0:
+        return 1
+    return Cat(*(value == j for j in range(k, 1 << len(value)))).any()
+
+
 def _ring_rows(bus_bytes, row_bytes):
     """Rows in the ring: a power of two, holding at least row_bytes + bus_bytes - 1 bytes."""
     need = -(-(row_bytes + bus_bytes - 1) // row_bytes)
@@ -118,7 +125,7 @@ class ReadAligner(wiring.Component):
         # Emit a row when a full one is buffered, or the segment's tail once all is read.
         row_valid = Signal()
         emit = Signal()
-        m.d.comb += row_valid.eq(active & ((count >= W) | ((take == 0) & (count != 0)) |
+        m.d.comb += row_valid.eq(active & (_at_least(count, W) | ((take == 0) & (count != 0)) |
                                            (zero & emit_left)))
         m.d.comb += [self.o_row.valid.eq(row_valid), emit.eq(row_valid & self.o_row.ready),
                      self.o_row.payload.last.eq(last_row),
@@ -130,14 +137,15 @@ class ReadAligner(wiring.Component):
                     with m.Case(s):
                         m.d.comb += byte.eq(buf[s * W + i])
             m.d.comb += self.o_row.payload.data[8 * i:8 * i + 8].eq(
-                Mux(~zero & (count > i), byte, 0))
+                Mux(~zero & _at_least(count, i + 1), byte, 0))
 
         # Absorb a beat when, after this cycle's emit, fewer than W bytes remain. While bytes
         # are still to be read (take != 0) of a non-zero segment, a row is emitted exactly
         # when count >= W and the row is taken, so ``ready`` needs only registers and
         # ``o_row.ready``, not the emit decision.
         room = Signal()
-        m.d.comb += room.eq((count < W) | (self.o_row.ready & (count < 2 * W)))
+        m.d.comb += room.eq(~_at_least(count, W) |
+                            (self.o_row.ready & ~_at_least(count, 2 * W)))
         absorb = Signal()
         m.d.comb += [self.i_data.ready.eq(active & ~zero & (take != 0) & room),
                      absorb.eq(self.i_data.valid & self.i_data.ready)]
@@ -154,7 +162,7 @@ class ReadAligner(wiring.Component):
 
         with m.If(absorb):
             new_wp = wrap(wp + take)
-            more = rest >= B
+            more = rest[lg_b:] != 0
             m.d.sync += [take.eq(Mux(more, B, rest)), rest.eq(Mux(more, rest - B, 0)),
                          wp.eq(new_wp), wofs.eq(new_wp)]
         # The four possible next counts come from registers; emit and absorb only select.

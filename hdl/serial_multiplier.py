@@ -3,6 +3,7 @@
 The load unit's instruction checks and the IM2COL set-up multiply instruction fields once per
 instruction; a combinational product of 16- or 32-bit fields is far too deep for one cycle.
 This takes ``bit_length(b)`` cycles (none for ``b == 0``), and each cycle is one adder.
+:func:`staged_greater` is the matching helper for wide comparisons of such results.
 
 Tested by ``tests/test_serial_multiplier.py`` (Amaranth simulator, random operands).
 """
@@ -11,7 +12,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SerialMultiplier"]
+__all__ = ["SerialMultiplier", "staged_greater"]
 
 
 class SerialMultiplier(wiring.Component):
@@ -61,3 +62,20 @@ class SerialMultiplier(wiring.Component):
             with m.If(mplier[0]):
                 m.d.sync += self.product.eq(self.product + mcand)
         return m
+
+
+def staged_greater(m, a, b, name):
+    """``a > b`` (unsigned) from registered half-width comparisons.
+
+    The halves are compared every cycle into flip-flops; the returned value, one LUT on those,
+    holds the result for the ``a`` and ``b`` of the cycle before. Long carry chains of wide
+    compares (addresses against MEM_LIMIT) so never share a cycle with other logic.
+    """
+    width = max(len(a), len(b))
+    half = (width + 1) // 2
+    ax, bx = Signal(width, name=f"{name}_a"), Signal(width, name=f"{name}_b")
+    m.d.comb += [ax.eq(a), bx.eq(b)]
+    gt_hi, eq_hi, gt_lo = (Signal(name=f"{name}_{s}") for s in ("gt_hi", "eq_hi", "gt_lo"))
+    m.d.sync += [gt_hi.eq(ax[half:] > bx[half:]), eq_hi.eq(ax[half:] == bx[half:]),
+                 gt_lo.eq(ax[:half] > bx[:half])]
+    return gt_hi | (eq_hi & gt_lo)

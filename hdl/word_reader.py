@@ -11,7 +11,7 @@ dropped, and ``busy`` stays high until they have arrived.
 Tested through the KV-cache controller (``tests/test_kv_rtl.py``).
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -108,8 +108,9 @@ class WordReader(wiring.Component):
                      words.w_en.eq(got & ~self.flush)]
         with m.If(got & ~self.start):
             m.d.sync += recv_addr.eq(recv_addr + 4)
-        next_outstanding = outstanding + requested - got
-        m.d.sync += [outstanding.eq(next_outstanding), in_flight.eq(next_outstanding != 0)]
+        m.d.sync += outstanding.eq(outstanding + requested - got)
+        # outstanding + requested - got != 0, without the adder behind the bus's ready.
+        m.d.sync += in_flight.eq(requested | Mux(got, outstanding > 1, outstanding != 0))
 
         m.d.comb += [self.o_word.valid.eq(words.r_rdy & ~self.flush),
                      self.o_word.payload.word.eq(words.r_data[:32]),

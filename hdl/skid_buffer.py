@@ -1,0 +1,73 @@
+"""A registered stream stage at full throughput: a skid buffer.
+
+Every output of the stage comes from a flip-flop: ``o_stream.valid`` and ``o_stream.payload``
+from the output register and ``i_stream.ready`` from "the skid register is empty". So a long
+combinational valid/ready/payload chain from the producer ends here, and one from the consumer
+(its ``ready``) ends here too; the producer and the consumer no longer see each other's logic.
+
+When the consumer stalls, the beat the producer offered in the same cycle (it saw ``ready``
+from the cycle before) is kept in the skid register; the producer then sees ``ready`` low
+until the skid register drains. One beat passes per cycle while the consumer takes them, and
+beats leave in the order they came. Latency is one cycle.
+
+Tested by ``tests/test_skid_buffer.py`` (random stalls on both sides, order kept, one beat per
+cycle without stalls).
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SkidBuffer"]
+
+
+class SkidBuffer(wiring.Component):
+    """Two-entry registered stream stage.
+
+    Parameters
+    ----------
+    shape : shape-like
+        The payload shape (e.g. a ``data.StructLayout``).
+
+    Ports
+    -----
+    i_stream : In(stream.Signature(shape))
+        From the producer; ``ready`` is a register.
+    o_stream : Out(stream.Signature(shape))
+        To the consumer; ``valid`` and ``payload`` are registers.
+    busy : Out(1)
+        A beat is held (in either register).
+    """
+
+    def __init__(self, shape):
+        try:
+            signature = stream.Signature(shape)
+        except TypeError as exc:
+            raise TypeError(f"Skid buffer payload must be a shape, not {shape!r}") from exc
+        self._shape = shape
+        super().__init__({"i_stream": In(signature), "o_stream": Out(signature),
+                          "busy": Out(1)})
+
+    @property
+    def shape(self):
+        return self._shape
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i_stream, self.o_stream
+        skid_valid = Signal()
+        skid = Signal.like(i.payload, name="skid")
+        out_valid = Signal()
+        out = Signal.like(i.payload, name="out")
+        m.d.comb += [i.ready.eq(~skid_valid), o.valid.eq(out_valid), o.payload.eq(out),
+                     self.busy.eq(out_valid | skid_valid)]
+        take = i.valid & ~skid_valid
+        with m.If(~out_valid | o.ready):
+            # The output register moves on: the held beat goes first, then the new one.
+            with m.If(skid_valid):
+                m.d.sync += [out.eq(skid), out_valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [out.eq(i.payload), out_valid.eq(i.valid)]
+        with m.Elif(take):
+            m.d.sync += [skid.eq(i.payload), skid_valid.eq(1)]
+        return m
