@@ -29,7 +29,7 @@ from octet.config import AcceleratorConfig
 from octet.isa import LAYOUTS, ErrorCode, Opcode, StoreMode
 from octet.kv_format import DESCRIPTOR_BYTES, ENTRY_BYTES, GEOMETRY
 
-from .serial_multiplier import SerialMultiplier
+from .serial_multiplier import SerialMultiplier, staged_greater
 from .unit_ports import BusRequest, ErrorReport, InstructionStream
 from .word_reader import WordReader
 
@@ -114,7 +114,8 @@ class KvController(wiring.Component):
         stop = self.halt | halted
 
         # Per instruction, computed a step at a time (a shift, an add or a compare per cycle).
-        bad_static, bad_seq, bad_pool = Signal(), Signal(), Signal()
+        bad_static, bad_seq = Signal(), Signal()
+        pool_end = Signal(13)
         sh_area = Signal(6)               # log2 of one pool's bytes
         sh_page = Signal(5)               # log2 of one page's bytes
         area_off = Signal(80)
@@ -162,6 +163,12 @@ class KvController(wiring.Component):
             m.d.sync += pending.eq(code)
             m.next = "REPORT"
 
+        # Wide compares, valid a cycle after their operands (the *_COMPARE states wait).
+        bad_area = staged_greater(m, area_end, self.mem_limit, "area")
+        bad_desc_end = staged_greater(m, desc_end, self.mem_limit, "desc")
+        bad_range = staged_greater(m, end_pos, pages_end, "range")
+        bad_table = staged_greater(m, hi, self.mem_limit, "table")
+
         out = Signal(256)
         m.d.comb += [self.o_instr.payload.word.eq(out), self.o_instr.payload.pc.eq(pc)]
         last_head = head == heads_m1
@@ -172,6 +179,8 @@ class KvController(wiring.Component):
         self._sub_instruction(m, out, kv, first & pop, last & push, seg_len, dram, spad,
                               param, 1 << lpitch, whole, seg_bytes)
 
+        can = Signal()                    # REPORT may report (a cycle late)
+        m.d.sync += can.eq(0)
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 is_kv = self.i_instr.payload.word[:4] == self._op
@@ -198,7 +207,7 @@ class KvController(wiring.Component):
                                               (lanes == (1 << lpitch)))
                 m.d.sync += [
                     bad_static.eq(static), bad_seq.eq(kv.seq >= self.seq_count),
-                    bad_pool.eq(kv.pool + kv.heads > g.pools),
+                    pool_end.eq(kv.pool + kv.heads),
                     sh_area.eq(lpp + lpt + lpitch), sh_page.eq(lpt + lpitch),
                     desc.eq((self.seq_table & ~7) + DESCRIPTOR_BYTES * kv.seq),
                     pool_sh.eq(kv.pool << lpp), page_mask.eq(~((1 << lpp) - 1)),
@@ -214,17 +223,17 @@ class KvController(wiring.Component):
                     fail(ErrorCode.MALFORMED)
                 with m.Elif(bad_seq):
                     fail(ErrorCode.KV_SEQUENCE)
-                with m.Elif(bad_pool):
+                with m.Elif(pool_end > g.pools):
                     fail(ErrorCode.KV_PAGE)
                 with m.Else():
                     m.next = "AREA_SUM"
             with m.State("AREA_SUM"):
                 m.d.sync += area_end.eq(self.pool_base + area_off)
+                m.next = "AREA_COMPARE"
+            with m.State("AREA_COMPARE"):
                 m.next = "AREA"
             with m.State("AREA"):
-                with m.If(area_end > self.mem_limit):
-                    fail(ErrorCode.DRAM_RANGE)
-                with m.Elif(desc_end > self.mem_limit):
+                with m.If(bad_area | bad_desc_end):
                     fail(ErrorCode.DRAM_RANGE)
                 with m.Else():
                     m.d.comb += [reader.start.eq(1), reader.addr.eq(desc), reader.count.eq(2)]
@@ -243,21 +252,25 @@ class KvController(wiring.Component):
                 m.d.sync += [bad_desc.eq((pages == 0) | (table_addr[:2] != 0)),
                              pages_end.eq(pages << lpt),
                              first_page.eq(kv.pos >> lpt), last_page.eq(last_pos >> lpt)]
-                m.next = "RANGE_CHECK"
-            with m.State("RANGE_CHECK"):
+                m.next = "RANGE_COMPARE"
+            with m.State("RANGE_COMPARE"):
                 m.d.sync += [n_pages.eq(last_page - first_page + 1),
                              lo.eq(table_addr + ENTRY_BYTES * first_page)]
+                m.next = "RANGE_CHECK"
+            with m.State("RANGE_CHECK"):
                 with m.If(bad_desc):
                     fail(ErrorCode.KV_SEQUENCE)
-                with m.Elif(end_pos > pages_end):
+                with m.Elif(bad_range):
                     fail(ErrorCode.KV_RANGE)
                 with m.Else():
                     m.next = "TABLE_END"
             with m.State("TABLE_END"):
                 m.d.sync += hi.eq(lo + ENTRY_BYTES * n_pages)
+                m.next = "TABLE_COMPARE"
+            with m.State("TABLE_COMPARE"):
                 m.next = "TABLE"
             with m.State("TABLE"):
-                with m.If(hi > self.mem_limit):
+                with m.If(bad_table):
                     fail(ErrorCode.DRAM_RANGE)
                 with m.Else():
                     m.d.comb += [reader.start.eq(1), reader.addr.eq(lo),
@@ -324,9 +337,10 @@ class KvController(wiring.Component):
                 with m.If(stop):
                     m.next = "HALT"
             with m.State("REPORT"):
-                # Report once everything before this instruction has finished.
+                # Report once everything before this instruction has finished (registered:
+                # once true it stays true, as the unit is idle and gets no more work).
                 m.d.comb += reader.flush.eq(1)
-                can = ~self.unit_busy & (~pop | self.token_available)
+                m.d.sync += can.eq(~self.unit_busy & (~pop | self.token_available))
                 m.d.comb += self.waiting.eq(~self.unit_busy & pop & ~self.token_available &
                                             ~reader.busy)
                 with m.If(self.halt):

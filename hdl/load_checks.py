@@ -9,14 +9,14 @@ DRAM_RANGE; the field checks that need no product report at once.
 Tested through the load unit by the accelerator tests (against the golden simulator).
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from octet.config import AcceleratorConfig
 from octet.isa import LAYOUTS, ErrorCode, Opcode, Target
 
-from .serial_multiplier import SerialMultiplier
+from .serial_multiplier import SerialMultiplier, staged_greater
 
 __all__ = ["LoadChecks"]
 
@@ -41,7 +41,7 @@ class LoadChecks(wiring.Component):
     word : In(256)
     mem_limit : In(33)
     done : Out(1)
-        One cycle (never the cycle of ``start``): ``code`` is the result (``ErrorCode.NONE``: the instruction may run).
+        One cycle (registered, never the cycle of ``start``): ``code`` is the result (``ErrorCode.NONE``: the instruction may run).
     code : Out(ErrorCode)
     ix_start, iy_start : Out(signed(18))
         IM2COL: ox0*stride - pad and oy0*stride - pad.
@@ -74,7 +74,7 @@ class LoadChecks(wiring.Component):
         for i, mul in enumerate(muls):
             m.submodules[f"mul{i}"] = mul
         busy = Signal()
-        m.d.comb += busy.eq(sum(mul.busy for mul in muls) != 0)
+        m.d.comb += busy.eq(Cat(*(mul.busy for mul in muls)).any())
         p = [mul.product for mul in muls]
 
         def multiply(*jobs):
@@ -93,8 +93,15 @@ class LoadChecks(wiring.Component):
         line_sum = Signal(32)
         pad_sum = Signal(32)
 
+        # done and code are registers: the unit acts on them at once.
+        m.d.sync += self.done.eq(0)
+
+        # Valid a cycle after their operands: COMPARE waits for them.
+        bad_spad = staged_greater(m, spad_end, spad_limit, "spad")
+        bad_dram = staged_greater(m, dram_end, self.mem_limit, "dram")
+
         def finish(code):
-            m.d.comb += [self.done.eq(1), self.code.eq(code)]
+            m.d.sync += [self.done.eq(1), self.code.eq(code)]
             m.next = "IDLE"
 
         def malformed():
@@ -102,30 +109,32 @@ class LoadChecks(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
+                # The products start whatever the field checks say (a malformed instruction
+                # only ignores them), so the multipliers' start does not wait for the checks.
                 with m.If(self.start & is_load):
+                    is_input = ld.target == Target.INPUT
+                    m.d.sync += [
+                        rows_per.eq(Mux(is_input, _ceil_div(ld.row_bytes, R),
+                                        _ceil_div(ld.row_bytes, cfg.cols))),
+                        spad_limit.eq(Mux(is_input, cfg.input_rows, cfg.weight_rows)),
+                        dram_base.eq(ld.dram_addr + ld.row_bytes)]
+                    multiply((ld.dram_stride, ld.rows - 1), (ld.spad_stride, ld.rows - 1))
                     with m.If((ld.rows == 0) | (ld.row_bytes == 0) |
                               (ld.target.as_value() > 1)):
                         malformed()
                     with m.Else():
-                        is_input = ld.target == Target.INPUT
-                        m.d.sync += [
-                            rows_per.eq(Mux(is_input, _ceil_div(ld.row_bytes, R),
-                                            _ceil_div(ld.row_bytes, cfg.cols))),
-                            spad_limit.eq(Mux(is_input, cfg.input_rows, cfg.weight_rows)),
-                            dram_base.eq(ld.dram_addr + ld.row_bytes)]
-                        multiply((ld.dram_stride, ld.rows - 1), (ld.spad_stride, ld.rows - 1))
                         m.next = "LOAD_BASE"
                 with m.Elif(self.start):
+                    m.d.sync += [cc.eq(_ceil_div(ic.channels, R)),
+                                 spad_limit.eq(cfg.input_rows)]
+                    multiply((ic.channels, ic.width), (ic.kernel_h, ic.kernel_w),
+                             (ic.channels, ic.stride), (ic.ox0, ic.stride),
+                             (ic.oy0, ic.stride))
                     with m.If((ic.count == 0) | (ic.height == 0) | (ic.width == 0) |
                               (ic.channels == 0) | (ic.kernel_h == 0) | (ic.kernel_w == 0) |
                               (ic.stride == 0) | (ic.out_w == 0) | (ic.ox0 >= ic.out_w)):
                         malformed()
                     with m.Else():
-                        m.d.sync += [cc.eq(_ceil_div(ic.channels, R)),
-                                     spad_limit.eq(cfg.input_rows)]
-                        multiply((ic.channels, ic.width), (ic.kernel_h, ic.kernel_w),
-                                 (ic.channels, ic.stride), (ic.ox0, ic.stride),
-                                 (ic.oy0, ic.stride))
                         m.next = "IM2COL_MUL1"
             with m.State("LOAD_BASE"):
                 m.d.sync += spad_base.eq(ld.spad_addr + rows_per)
@@ -164,11 +173,13 @@ class LoadChecks(wiring.Component):
             with m.State("MALFORMED"):
                 finish(ErrorCode.MALFORMED)
             with m.State("COMPARE"):
+                m.next = "VERDICT"
+            with m.State("VERDICT"):
                 with m.If(bad_stride):
                     finish(ErrorCode.MALFORMED)
-                with m.Elif(spad_end > spad_limit):
+                with m.Elif(bad_spad):
                     finish(ErrorCode.SPAD_RANGE)
-                with m.Elif(dram_end > self.mem_limit):
+                with m.Elif(bad_dram):
                     finish(ErrorCode.DRAM_RANGE)
                 with m.Else():
                     finish(ErrorCode.NONE)

@@ -1,17 +1,21 @@
 """Load unit: executes LOAD and IM2COL, filling the input and weight scratchpads over the bus.
 
 Per instruction: wait for a compute->load token if ``pop_next``; check every scratchpad row
-and device-memory byte it would touch (an error stops it before anything is written); then a
+and device-memory byte it would touch (:mod:`.load_checks`, over several cycles; an error
+stops it before anything is written); then a
 segment generator emits byte segments, the unit issues one bus read per non-zero segment, and
 the returned beats are realigned into scratchpad rows (one aligner per scratchpad, since input
 rows are R bytes and weight rows C bytes). After the instruction's last row is written, a
 load->compute token is pushed if ``push_next``. Segments of the next instruction are issued
 while earlier ones are still arriving; rows reach the two scratchpads in program order.
+For timing, beats enter through a registered stage (:class:`.skid_buffer.SkidBuffer`), the
+token push and a bus error's report leave from registers (the scratchpads close in the cycle
+after the bad beat, as before), and queue counts are kept in registers.
 
 Tested against the golden ISA simulator (:mod:`octet.sim.isa_sim`) by the accelerator tests.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,6 +24,7 @@ from octet.isa import LAYOUTS, ErrorCode, Opcode, Target
 
 from .load_checks import LoadChecks
 from .read_aligner import ReadAligner
+from .skid_buffer import SkidBuffer
 from .segment_generators import PIPELINE_SLACK, Im2colGenerator, LoadGenerator, segment_descriptor
 from .unit_ports import BusRequest, ErrorReport, InstructionStream, MemWrite
 
@@ -101,9 +106,14 @@ class LoadUnit(wiring.Component):
         m.submodules.segs = segs = fifo.SyncFIFOBuffered(width=seg_layout.size,
                                                          depth=_SEG_DEPTH)
         m.submodules.reqs = reqs = fifo.SyncFIFOBuffered(width=48, depth=_SEG_DEPTH)
+        # Own counts of the two queues (a FIFO's level output is an adder).
+        n_segs = Signal(range(_SEG_DEPTH + 1))
+        n_reqs = Signal(range(_SEG_DEPTH + 1))
+        m.d.sync += [n_segs.eq(n_segs + (segs.w_en & segs.w_rdy) - (segs.r_en & segs.r_rdy)),
+                     n_reqs.eq(n_reqs + (reqs.w_en & reqs.w_rdy) - (reqs.r_en & reqs.r_rdy))]
         room = Signal()
-        m.d.comb += room.eq((segs.level <= _SEG_DEPTH - PIPELINE_SLACK - 1) &
-                            (reqs.level <= _SEG_DEPTH - PIPELINE_SLACK - 1))
+        m.d.comb += room.eq((n_segs <= _SEG_DEPTH - PIPELINE_SLACK - 1) &
+                            (n_reqs <= _SEG_DEPTH - PIPELINE_SLACK - 1))
         m.d.comb += [load_gen.room.eq(room), im2col_gen.room.eq(room)]
 
         target = Signal()
@@ -155,7 +165,7 @@ class LoadUnit(wiring.Component):
                     m.next = "TOKEN"
             with m.State("TOKEN"):
                 m.d.comb += self.waiting.eq(pop_next & ~self.token_available & ~back_busy &
-                                            (segs.level == 0) & ~segs.r_rdy)
+                                            (n_segs == 0))
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(~pop_next | self.token_available):
@@ -185,7 +195,7 @@ class LoadUnit(wiring.Component):
                 pass
 
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") |
-                                 back_busy | segs.r_rdy | (segs.level != 0))
+                                 back_busy | (n_segs != 0))
         return m
 
     def _back(self, m, segs, seg_layout, bus_err, bus_err_pc):
@@ -196,6 +206,19 @@ class LoadUnit(wiring.Component):
         aligners = [ReadAligner(B, cfg.rows, tag.size), ReadAligner(B, cfg.cols, tag.size)]
         m.submodules.input_aligner, m.submodules.weight_aligner = aligners
         ports = [self.input_w, self.weight_w]
+
+        # Beats enter through a registered stage: the aligners' absorb logic starts from
+        # flip-flops, and the bus side's ready is a flip-flop too.
+        m.submodules.beat_stage = stage = SkidBuffer(self.i_data.payload.shape())
+        wiring.connect(m, wiring.flipped(self.i_data), stage.i_stream)
+        beat = stage.o_stream
+        # A bus error is acted on a cycle later; the scratchpads are closed from that cycle on,
+        # as they would be by the error itself (rows never leave in the cycle of a beat).
+        err_pend = Signal()
+        err_pend_pc = Signal(32)
+        m.d.comb += [bus_err.eq(err_pend), bus_err_pc.eq(err_pend_pc)]
+        push_pend = Signal()        # token pushes, registered
+        m.d.comb += self.token_push.eq(push_pend)
 
         head = Signal(seg_layout)
         m.d.comb += head.eq(segs.r_data)
@@ -228,23 +251,25 @@ class LoadUnit(wiring.Component):
                          addr.eq(Mux(row.payload.first, row_tag.spad_row, next_addr)),
                          row.ready.eq(1),
                          ports[t].addr.eq(addr), ports[t].data.eq(row.payload.data),
-                         ports[t].en.eq(row.valid & ~self.halt & ~self.error.valid)]
+                         ports[t].en.eq(row.valid & ~self.halt & ~self.error.valid &
+                                        ~err_pend)]
             with m.If(row.valid):
                 m.d.sync += next_addr.eq(addr + 1)
-                with m.If(row.payload.last & row_tag.push):
-                    m.d.comb += self.token_push.eq(1)
-            m.d.comb += [al.i_data.payload.eq(self.i_data.payload.data),
-                         al.i_data.valid.eq(self.i_data.valid & beating & (route == t))]
+            m.d.comb += [al.i_data.payload.eq(beat.payload.data),
+                         al.i_data.valid.eq(beat.valid & beating & (route == t))]
         with m.If(dispatch):
             m.d.sync += [route.eq(head.target),
                          beats_left.eq(Mux(head.seg.zero, 0, head.seg.beats)),
                          beating.eq(~head.seg.zero & (head.seg.beats != 0)),
                          seg_pc.eq(head.pc)]
-        m.d.comb += self.i_data.ready.eq(beating &
-                                         Mux(route, aligners[1].i_data.ready,
-                                             aligners[0].i_data.ready))
-        with m.If(self.i_data.valid & self.i_data.ready):
+        m.d.sync += push_pend.eq(Cat(*(a.o_row.valid & a.o_row.payload.last &
+                                       a.o_row.payload.tag[-1] for a in aligners)).any())
+        m.d.comb += beat.ready.eq(beating & Mux(route, aligners[1].i_data.ready,
+                                                aligners[0].i_data.ready))
+        m.d.sync += err_pend.eq(0)
+        with m.If(beat.valid & beat.ready):
             m.d.sync += [beats_left.eq(beats_left - 1), beating.eq(beats_left != 1)]
-            m.d.comb += [bus_err.eq(self.i_data.payload.error),
-                         bus_err_pc.eq(seg_pc)]
-        return beating | aligners[0].busy | aligners[1].busy
+            with m.If(beat.payload.error):
+                m.d.sync += [err_pend.eq(1), err_pend_pc.eq(seg_pc)]
+        return (beating | stage.busy | aligners[0].busy | aligners[1].busy | err_pend |
+                push_pend)

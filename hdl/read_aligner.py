@@ -18,7 +18,7 @@ Tested by ``tests/test_read_aligner.py`` (Amaranth simulator, against a Python m
 random stalls) and by the accelerator tests.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,6 +36,13 @@ def segment_layout(bus_bytes, tag_width=0):
 
 def row_layout(row_bytes, tag_width=0):
     return data.StructLayout({"data": 8 * row_bytes, "first": 1, "last": 1, "tag": tag_width})
+
+
+def _at_least(value, k):
+    """value >= k for a narrow unsigned value, as logic rather than a carry chain."""
+    if k <= 0:
+        return 1
+    return Cat(*(value == j for j in range(k, 1 << len(value)))).any()
 
 
 def _ring_rows(bus_bytes, row_bytes):
@@ -107,8 +114,8 @@ class ReadAligner(wiring.Component):
         wofs = Signal(range(N))         # wp - (bytes to drop from the next beat), mod N
         active = Signal()
         zero = Signal()
-        to_read = Signal(17)            # segment bytes not yet absorbed
         take = Signal(range(B + 1))     # bytes the next beat brings: min(to_read, B - skip)
+        rest = Signal(17)               # bytes to absorb after those (to_read - take)
         to_emit = Signal(17)            # segment bytes not yet emitted as rows
         last_row = Signal()             # to_emit <= W
         first_row = Signal()
@@ -118,7 +125,7 @@ class ReadAligner(wiring.Component):
         # Emit a row when a full one is buffered, or the segment's tail once all is read.
         row_valid = Signal()
         emit = Signal()
-        m.d.comb += row_valid.eq(active & ((count >= W) | ((take == 0) & (count != 0)) |
+        m.d.comb += row_valid.eq(active & (_at_least(count, W) | ((take == 0) & (count != 0)) |
                                            (zero & emit_left)))
         m.d.comb += [self.o_row.valid.eq(row_valid), emit.eq(row_valid & self.o_row.ready),
                      self.o_row.payload.last.eq(last_row),
@@ -130,11 +137,15 @@ class ReadAligner(wiring.Component):
                     with m.Case(s):
                         m.d.comb += byte.eq(buf[s * W + i])
             m.d.comb += self.o_row.payload.data[8 * i:8 * i + 8].eq(
-                Mux(~zero & (count > i), byte, 0))
+                Mux(~zero & _at_least(count, i + 1), byte, 0))
 
-        # Absorb a beat when, after this cycle's emit, fewer than W bytes remain.
+        # Absorb a beat when, after this cycle's emit, fewer than W bytes remain. While bytes
+        # are still to be read (take != 0) of a non-zero segment, a row is emitted exactly
+        # when count >= W and the row is taken, so ``ready`` needs only registers and
+        # ``o_row.ready``, not the emit decision.
         room = Signal()
-        m.d.comb += room.eq((count < W) | (emit & (count < 2 * W)))
+        m.d.comb += room.eq(~_at_least(count, W) |
+                            (self.o_row.ready & ~_at_least(count, 2 * W)))
         absorb = Signal()
         m.d.comb += [self.i_data.ready.eq(active & ~zero & (take != 0) & room),
                      absorb.eq(self.i_data.valid & self.i_data.ready)]
@@ -149,13 +160,19 @@ class ReadAligner(wiring.Component):
                         with m.Case(j):
                             m.d.sync += buf[k].eq(beat[j])
 
-        left = Signal(17)
-        m.d.comb += left.eq(to_read - take)
         with m.If(absorb):
             new_wp = wrap(wp + take)
-            m.d.sync += [to_read.eq(left), take.eq(Mux(left < B, left, B)),
+            more = rest[lg_b:] != 0
+            m.d.sync += [take.eq(Mux(more, B, rest)), rest.eq(Mux(more, rest - B, 0)),
                          wp.eq(new_wp), wofs.eq(new_wp)]
-        m.d.sync += count.eq(count - Mux(emit, W, 0) + Mux(absorb, take, 0))
+        # The four possible next counts come from registers; emit and absorb only select.
+        with m.Switch(Cat(absorb, emit)):
+            with m.Case(0b01):
+                m.d.sync += count.eq(count + take)
+            with m.Case(0b10):
+                m.d.sync += count.eq(count - W)
+            with m.Case(0b11):
+                m.d.sync += count.eq(count + take - W)
         with m.If(emit):
             m.d.sync += [rp.eq(rp + 1), to_emit.eq(to_emit - W), last_row.eq(to_emit <= 2 * W),
                          first_row.eq(0),
@@ -172,11 +189,12 @@ class ReadAligner(wiring.Component):
 
         def start(seg):
             avail = B - seg.offset
-            m.d.sync += [active.eq(1), zero.eq(seg.zero), to_read.eq(seg.nbytes),
+            first_take = Mux(seg.nbytes < avail, seg.nbytes, avail)
+            m.d.sync += [active.eq(1), zero.eq(seg.zero), rest.eq(seg.nbytes - first_take),
                          first_row.eq(1), tag.eq(seg.tag),
                          to_emit.eq(seg.nbytes), last_row.eq(seg.nbytes <= W),
                          emit_left.eq(seg.nbytes != 0),
-                         take.eq(Mux(seg.nbytes < avail, seg.nbytes, avail)),
+                         take.eq(first_take),
                          count.eq(0), rp.eq(0), wp.eq(0), wofs.eq(wrap(N - seg.offset))]
 
         with m.If(can_start & pend_valid):

@@ -168,17 +168,25 @@ class Im2colGenerator(wiring.Component):
 
         m.d.comb += self.busy.eq(more | a_valid | b_valid | self.o_valid)
 
+        # Tests of instruction fields, registered (the instruction is held for several
+        # cycles before start), so that start and the wraps only select flip-flops.
+        one_cc, one_kx, one_ky, one_ox = (Signal(name=n) for n in (
+            "one_cc", "one_kx", "one_ky", "one_ox"))
+        out_w_m1 = Signal(12)
+        first_ox_left = Signal(12)
+        m.d.sync += [one_cc.eq(ins.channels <= R), one_kx.eq(ins.kernel_w == 1),
+                     one_ky.eq(ins.kernel_h == 1), one_ox.eq(ins.out_w == 1),
+                     out_w_m1.eq(ins.out_w - 1), first_ox_left.eq(ins.out_w - 1 - ins.ox0)]
+
         step = more & self.room
         m.d.sync += [a_valid.eq(step), b_valid.eq(a_valid), self.o_valid.eq(b_valid)]
         with m.If(self.start):
             m.d.sync += [remaining.eq(ins.count), more.eq(ins.count != 0),
                          last_px.eq(ins.count == 1),
-                         ox_left.eq(ins.out_w - 1 - ins.ox0),
-                         last_ox.eq(ins.out_w - 1 == ins.ox0),
+                         ox_left.eq(first_ox_left), last_ox.eq(first_ox_left == 0),
                          ix_base.eq(self.ix_start), iy_base.eq(self.iy_start),
                          ky.eq(0), kx.eq(0), cc_bytes.eq(0),
-                         last_cc.eq(ins.channels <= R), last_kx.eq(ins.kernel_w == 1),
-                         last_ky.eq(ins.kernel_h == 1),
+                         last_cc.eq(one_cc), last_kx.eq(one_kx), last_ky.eq(one_ky),
                          spad.eq(ins.spad_addr), line_addr.eq(self.line_start),
                          pix_addr.eq(self.pix_start), row_addr.eq(self.pix_start),
                          col_addr.eq(self.pix_start)]
@@ -187,24 +195,24 @@ class Im2colGenerator(wiring.Component):
                          a_addr.eq(col_addr), a_spad.eq(spad), spad.eq(spad + 1),
                          a_last.eq(last_cc & last_kx & last_ky & last_px)]
             m.d.sync += [cc_bytes.eq(Mux(last_cc, 0, cc_bytes + R)),
-                         last_cc.eq(Mux(last_cc, ins.channels <= R,
+                         last_cc.eq(Mux(last_cc, one_cc,
                                         cc_bytes + 2 * R >= ins.channels))]
             with m.If(last_cc):
                 m.d.sync += [kx.eq(Mux(last_kx, 0, kx + 1)), col_addr.eq(col_addr + ins.channels),
-                             last_kx.eq(Mux(last_kx, ins.kernel_w == 1,
+                             last_kx.eq(Mux(last_kx, one_kx,
                                             kx + 2 == ins.kernel_w))]
                 with m.If(last_kx):
                     next_row = row_addr + self.wc
                     m.d.sync += [ky.eq(Mux(last_ky, 0, ky + 1)), row_addr.eq(next_row),
                                  col_addr.eq(next_row),
-                                 last_ky.eq(Mux(last_ky, ins.kernel_h == 1,
+                                 last_ky.eq(Mux(last_ky, one_ky,
                                                 ky + 2 == ins.kernel_h))]
                     with m.If(last_ky):
                         m.d.sync += [remaining.eq(remaining - 1), more.eq(~last_px),
                                      last_px.eq(remaining == 2)]
                         with m.If(last_ox):
                             next_line = line_addr + self.swc
-                            m.d.sync += [ox_left.eq(ins.out_w - 1), last_ox.eq(ins.out_w == 1),
+                            m.d.sync += [ox_left.eq(out_w_m1), last_ox.eq(one_ox),
                                          ix_base.eq(-ins.pad), iy_base.eq(iy_base + ins.stride),
                                          line_addr.eq(next_line), pix_addr.eq(next_line),
                                          row_addr.eq(next_line), col_addr.eq(next_line)]

@@ -3,6 +3,7 @@
 The load unit's instruction checks and the IM2COL set-up multiply instruction fields once per
 instruction; a combinational product of 16- or 32-bit fields is far too deep for one cycle.
 This takes ``bit_length(b)`` cycles (none for ``b == 0``), and each cycle is one adder.
+:func:`staged_greater` is the matching helper for wide comparisons of such results.
 
 Tested by ``tests/test_serial_multiplier.py`` (Amaranth simulator, random operands).
 """
@@ -11,7 +12,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SerialMultiplier"]
+__all__ = ["SerialMultiplier", "staged_greater"]
 
 
 class SerialMultiplier(wiring.Component):
@@ -30,7 +31,8 @@ class SerialMultiplier(wiring.Component):
     a : In(a_width)
     b : In(b_width)
     busy : Out(1)
-        Still working (low from the cycle after ``start`` once ``b`` has run out).
+        Still working (registered; low from the cycle after ``start`` once ``b`` has run
+        out).
     product : Out(product_width)
         Valid while not ``busy`` after a run, until the next ``start``.
     """
@@ -50,11 +52,30 @@ class SerialMultiplier(wiring.Component):
         m = Module()
         mcand = Signal(self._pw)
         mplier = Signal(len(self.b))
-        m.d.comb += self.busy.eq(mplier != 0)
+        # busy is a flip-flop (mplier != 0, kept a step ahead): callers decide on it at once.
         with m.If(self.start):
-            m.d.sync += [mcand.eq(self.a), mplier.eq(self.b), self.product.eq(0)]
+            m.d.sync += [mcand.eq(self.a), mplier.eq(self.b), self.product.eq(0),
+                         self.busy.eq(self.b != 0)]
         with m.Elif(self.busy):
-            m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+            m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1),
+                         self.busy.eq(mplier[1:] != 0)]
             with m.If(mplier[0]):
                 m.d.sync += self.product.eq(self.product + mcand)
         return m
+
+
+def staged_greater(m, a, b, name):
+    """``a > b`` (unsigned) from registered half-width comparisons.
+
+    The halves are compared every cycle into flip-flops; the returned value, one LUT on those,
+    holds the result for the ``a`` and ``b`` of the cycle before. Long carry chains of wide
+    compares (addresses against MEM_LIMIT) so never share a cycle with other logic.
+    """
+    width = max(len(a), len(b))
+    half = (width + 1) // 2
+    ax, bx = Signal(width, name=f"{name}_a"), Signal(width, name=f"{name}_b")
+    m.d.comb += [ax.eq(a), bx.eq(b)]
+    gt_hi, eq_hi, gt_lo = (Signal(name=f"{name}_{s}") for s in ("gt_hi", "eq_hi", "gt_lo"))
+    m.d.sync += [gt_hi.eq(ax[half:] > bx[half:]), eq_hi.eq(ax[half:] == bx[half:]),
+                 gt_lo.eq(ax[:half] > bx[:half])]
+    return gt_hi | (eq_hi & gt_lo)

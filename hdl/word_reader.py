@@ -11,7 +11,7 @@ dropped, and ``busy`` stays high until they have arrived.
 Tested through the KV-cache controller (``tests/test_kv_rtl.py``).
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -70,43 +70,53 @@ class WordReader(wiring.Component):
         issue_left = Signal(18)
         recv_addr = Signal(32)
         outstanding = Signal(range(_DEPTH + 1))
+        n_words = Signal(range(_DEPTH + 1))   # words.level, without the FIFO's adder
 
+        issuing = Signal()             # issue_left != 0, kept as a flag
+        in_flight = Signal()           # outstanding != 0, kept as a flag
         m.d.comb += [
-            self.o_req.valid.eq((issue_left != 0) & ~self.flush &
-                                (outstanding + words.level < _DEPTH)),
+            self.o_req.valid.eq(issuing & ~self.flush & (outstanding + n_words < _DEPTH)),
             self.o_req.payload.addr.eq(issue_addr & ~(B - 1)),
             self.o_req.payload.beats.eq(1),
         ]
         requested = self.o_req.valid & self.o_req.ready
         with m.If(self.start):
             m.d.sync += [issue_addr.eq(self.addr), recv_addr.eq(self.addr),
-                         issue_left.eq(self.count)]
+                         issue_left.eq(self.count), issuing.eq(self.count != 0)]
         with m.Elif(self.flush):
-            m.d.sync += issue_left.eq(0)
+            m.d.sync += [issue_left.eq(0), issuing.eq(0)]
         with m.Elif(requested):
-            m.d.sync += [issue_addr.eq(issue_addr + 4), issue_left.eq(issue_left - 1)]
+            m.d.sync += [issue_addr.eq(issue_addr + 4), issue_left.eq(issue_left - 1),
+                         issuing.eq(issue_left != 1)]
 
-        got = self.i_data.valid
+        # Beats are registered on the way in (the reader always takes them, so a plain
+        # register keeps full rate); a beat there still counts as outstanding.
+        got = Signal()
+        beat = Signal.like(self.i_data.payload)
         m.d.comb += self.i_data.ready.eq(1)
+        m.d.sync += [got.eq(self.i_data.valid), beat.eq(self.i_data.payload)]
         select = Signal(32)
         if B == 4:
-            m.d.comb += select.eq(self.i_data.payload.data)
+            m.d.comb += select.eq(beat.data)
         else:
             lane = recv_addr[2:(B.bit_length() - 1)]
             with m.Switch(lane):
                 for k in range(B // 4):
                     with m.Case(k):
-                        m.d.comb += select.eq(self.i_data.payload.data[32 * k:32 * k + 32])
-        m.d.comb += [words.w_data.eq(select | (self.i_data.payload.error << 32)),
+                        m.d.comb += select.eq(beat.data[32 * k:32 * k + 32])
+        m.d.comb += [words.w_data.eq(select | (beat.error << 32)),
                      words.w_en.eq(got & ~self.flush)]
         with m.If(got & ~self.start):
             m.d.sync += recv_addr.eq(recv_addr + 4)
         m.d.sync += outstanding.eq(outstanding + requested - got)
+        # outstanding + requested - got != 0, without the adder behind the bus's ready.
+        m.d.sync += in_flight.eq(requested | Mux(got, outstanding > 1, outstanding != 0))
 
         m.d.comb += [self.o_word.valid.eq(words.r_rdy & ~self.flush),
                      self.o_word.payload.word.eq(words.r_data[:32]),
                      self.o_word.payload.error.eq(words.r_data[32]),
                      words.r_en.eq(self.o_word.ready | self.flush)]
-        m.d.comb += self.busy.eq((issue_left != 0) | (outstanding != 0) | words.r_rdy |
-                                 (words.level != 0))
+        m.d.sync += n_words.eq(n_words + (words.w_en & words.w_rdy) -
+                               (words.r_en & words.r_rdy))
+        m.d.comb += self.busy.eq(issuing | in_flight | (n_words != 0))
         return m
