@@ -260,22 +260,34 @@ class Accelerator(wiring.Component):
                 paired.append((found, pc))
             level = paired
         m.d.comb += oldest_waiting.eq(level[0][1])
+        # Counted one cycle late (stuck registered first): the units' busy/waiting logic ends
+        # in a flip-flop.
+        stuck_q = Signal()
+        m.d.sync += stuck_q.eq(stuck & ~start)
         stuck_for = Signal(range(_DEADLOCK_CYCLES + 1))
-        m.d.sync += stuck_for.eq(Mux(stuck, stuck_for + (stuck_for != _DEADLOCK_CYCLES), 0))
+        m.d.sync += stuck_for.eq(Mux(stuck_q, stuck_for + (stuck_for != _DEADLOCK_CYCLES), 0))
         m.d.comb += deadlock.eq(stuck_for == _DEADLOCK_CYCLES)
 
         # Completion.
         all_idle = (~load.busy & ~compute.busy & ~store.busy & ~fetch.busy &
                     ~kv_load.busy & ~kv_store.busy &
                     fetch.queues_empty & ~read_busy & ~write_busy)
+        # Both ways to finish are registered conditions, so completion is seen one cycle
+        # later. Once true they stay true: idle units start nothing, and the bus is sampled
+        # while the units are already halted (err_latched), so no request can slip in.
+        ended_idle = Signal()
+        bus_quiet = Signal()
+        m.d.sync += [ended_idle.eq(fetch.ended & all_idle & ~any_error & ~start),
+                     bus_quiet.eq(err_latched & ~start & ~read_busy & ~write_busy &
+                                  ~store.bus_busy)]
         finished = Signal()
         m.d.comb += finished.eq(running & ~start & (
-            (fetch.ended & all_idle & ~any_error & ~err_latched) |
-            (err_latched & ~read_busy & ~write_busy & ~store.bus_busy)))
+            (ended_idle & ~err_latched) | (err_latched & bus_quiet)))
         done = Signal()
         irq_pending = Signal()
         irq_enable = Signal()
-        m.d.comb += start.eq(reg("ctrl", "w_stb") & reg("ctrl", "w_data")[0] & ~running)
+        # Registered: start resets every unit, so it must come straight from a flip-flop.
+        m.d.sync += start.eq(reg("ctrl", "w_stb") & reg("ctrl", "w_data")[0] & ~running)
         start_d = Signal()
         m.d.sync += start_d.eq(start)
         m.d.comb += fetch.start.eq(start_d)

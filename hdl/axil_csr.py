@@ -165,7 +165,7 @@ class CsrBank(wiring.Component):
             m.d.sync += [ar_held.eq(1), ar_addr.eq(bus.araddr)]
         read = ar_held
 
-        write_hits, read_hits = [], []
+        write_hits, read_hits, shown_at = [], [], {}
         read_data = Signal(32)
         for name, address, access, _ in self._registers:
             word = address >> 2
@@ -188,8 +188,12 @@ class CsrBank(wiring.Component):
                 shown = self.port(name, "r_data") if access != "wo" else 0
             if access != "wo":
                 m.d.comb += self.port(name, "r_stb").eq(r_hit)
-            with m.If(r_hit):
-                m.d.comb += read_data.eq(shown)
+            shown_at[word] = shown
+        # A plain multiplexer on the address (the addresses are unique), not a priority chain.
+        with m.Switch(ar_addr[2:]):
+            for word, shown in shown_at.items():
+                with m.Case(word):
+                    m.d.comb += read_data.eq(shown)
 
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)

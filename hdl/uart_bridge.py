@@ -131,17 +131,17 @@ class UartBridge(wiring.Component):
         elif state == "LEN0":
             m.d.sync += length[:8].eq(byte)
         elif state == "LEN1":
-            m.d.sync += length[8:].eq(byte)
+            m.d.sync += [length[8:].eq(byte), env["to_go"].eq(Cat(length[:8], byte))]
             with m.If(Cat(length[:8], byte) == 0):
                 m.next = "CRC0"
             with m.Else():
                 m.next = after
             return
         elif state == "PAYLOAD":
-            m.d.sync += received.eq(received + 1)
+            m.d.sync += [received.eq(received + 1), env["to_go"].eq(env["to_go"] - 1)]
             m.d.comb += env["buf_w"].en.eq(
                 Mux(env["write_data"], 1 << env["data_index"][:env["shift"]], 0))
-            with m.If(received + 1 == length):
+            with m.If(env["to_go"] == 1):
                 m.next = after
             return
         elif state == "CRC1":
@@ -169,6 +169,7 @@ class UartBridge(wiring.Component):
         seq = Signal(8)
         length = Signal(16)
         received = Signal(16)        # payload bytes received so far
+        to_go = Signal(16)           # payload bytes still to come
         crc = Signal(16)
         addr = Signal(32)
         arg = Signal(32)             # WRITE_REG value; READ_MEM count in [0:16]
@@ -241,12 +242,21 @@ class UartBridge(wiring.Component):
         sent = Signal(16)                    # payload bytes sent
         tx_crc = Signal(16)
         tx_byte = Signal(8)
-        fetched = Signal()                   # buf_r.data holds the byte to send
+        fetched = Signal(2)                  # READ_MEM: 1: buf_r.data holds the word,
+                                             # 2: mem_byte holds the byte to send
+        mem_byte = Signal(8)
         m.d.comb += tx.payload.eq(tx_byte)
         tx_done = tx.valid & tx.ready
         crc_out = Signal()                   # the byte sent is covered by the reply CRC
+        # The CRC takes a sent byte in the cycle after (from a register); the CRC bytes wait
+        # for it.
+        crc_due = Signal()
+        crc_byte = Signal(8)
+        m.d.sync += crc_due.eq(tx_done & crc_out)
         with m.If(tx_done & crc_out):
-            m.d.sync += tx_crc.eq(crc16_step(tx_crc, tx_byte))
+            m.d.sync += crc_byte.eq(tx_byte)
+        with m.If(crc_due):
+            m.d.sync += tx_crc.eq(crc16_step(tx_crc, crc_byte))
         buf_pos = Signal(17)
         m.d.comb += buf_pos.eq(sent + offset)
 
@@ -269,6 +279,9 @@ class UartBridge(wiring.Component):
         bus_error = Signal()
         last_word = Signal()                 # word is the transfer's last bus word
         m.d.comb += last_word.eq(word + 1 == n_words)
+        # The same, registered: fresh in MEM_READ_DATA, which word never changes into.
+        last_read = Signal()
+        m.d.sync += last_read.eq(last_word)
         strb = Signal(B)                     # MEM_WRITE: the word's byte strobes
         last = Signal()                      # MEM_WRITE: ... and whether it is the last
 
@@ -351,7 +364,7 @@ class UartBridge(wiring.Component):
                 with m.If(axi.rvalid):
                     m.d.comb += buf_w.en.eq((1 << B) - 1)
                     m.d.sync += [word.eq(word + 1), bus_error.eq(bus_error | axi.rresp[1])]
-                    with m.If(last_word):
+                    with m.If(last_read):
                         m.next = "MEM_END"
                     with m.Else():
                         m.next = "MEM_READ_ADDR"
@@ -411,11 +424,14 @@ class UartBridge(wiring.Component):
             with m.State("REPLY_DATA"):
                 m.d.comb += crc_out.eq(1)
                 with m.If(cmd == Command.READ_MEM):
-                    # Two cycles per byte: address the buffer, then send what it shows.
-                    m.d.comb += [buf_r.addr.eq(buf_pos >> shift), buf_r.en.eq(~fetched),
-                                 tx.valid.eq(fetched),
-                                 tx_byte.eq(buf_r.data[buf_pos[:shift]])]
-                    m.d.sync += fetched.eq(1)
+                    # Three cycles per byte: address the buffer, take the byte from what it
+                    # shows, then send it.
+                    m.d.comb += [buf_r.addr.eq(buf_pos >> shift), buf_r.en.eq(fetched == 0),
+                                 tx.valid.eq(fetched == 2), tx_byte.eq(mem_byte)]
+                    with m.If(fetched == 1):
+                        m.d.sync += mem_byte.eq(buf_r.data[buf_pos[:shift]])
+                    with m.If(fetched != 2):
+                        m.d.sync += fetched.eq(fetched + 1)
                 with m.Else():
                     m.d.comb += [tx.valid.eq(1), tx_byte.eq(reply_word.word_select(sent[:3], 8))]
                 with m.If(tx_done):
@@ -423,7 +439,7 @@ class UartBridge(wiring.Component):
                     with m.If(sent + 1 == reply_len):
                         m.next = "REPLY_CRC0"
             with m.State("REPLY_CRC0"):
-                m.d.comb += [tx.valid.eq(1), tx_byte.eq(tx_crc[8:])]
+                m.d.comb += [tx.valid.eq(~crc_due), tx_byte.eq(tx_crc[8:])]
                 with m.If(tx_done):
                     m.next = "REPLY_CRC1"
             with m.State("REPLY_CRC1"):
