@@ -12,7 +12,7 @@ DRAM_RANGE error.
 Tested against the golden ISA simulator by the accelerator tests.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -122,7 +122,9 @@ class FetchUnit(wiring.Component):
         # go out at most every other cycle (an instruction is several beats anyway).
         in_range = Signal()
         fresh = Signal()
-        m.d.sync += in_range.eq(issue_pc + INSTRUCTION_BYTES <= self.mem_limit)
+        last_start = Signal(signed(35))      # the last address an instruction may start at
+        m.d.sync += [last_start.eq(self.mem_limit - INSTRUCTION_BYTES),
+                     in_range.eq(issue_pc <= last_start)]
         m.d.comb += [self.o_req.valid.eq(running & fresh & ~self.ended & ~stop & in_range &
                                          (in_flight + ibuf.level < capacity)),
                      self.o_req.payload.addr.eq(issue_pc),
@@ -136,7 +138,8 @@ class FetchUnit(wiring.Component):
         m.d.comb += self.i_data.ready.eq(1)
         got = self.i_data.valid
         complete = Cat(assembly, self.i_data.payload.data)[8 * B:]
-        spare_zero = Signal(len(ops))        # reserved bits of the beats so far are zero
+        # Reserved bits of the word's beats so far are zero (all ones before its first beat).
+        spare_zero = Signal(len(ops), init=(1 << len(ops)) - 1)
         beat_zero = Signal(len(ops))         # ... of this beat
         for i, op in enumerate(ops):
             reserved = LAYOUTS[op]["reserved"]
@@ -150,11 +153,12 @@ class FetchUnit(wiring.Component):
                             m.d.comb += beat_zero[i].eq(bits == 0)
                         else:
                             m.d.comb += beat_zero[i].eq(1)
-        all_zero = Mux(beats == 0, beat_zero, spare_zero & beat_zero)
+        all_zero = spare_zero & beat_zero
         m.d.comb += [ibuf.w_data.eq(Cat(complete, all_zero)),
                      ibuf.w_en.eq(got & (beats == per - 1) & ~self.ended & ~stop)]
         with m.If(got):
-            m.d.sync += [assembly.eq(complete), spare_zero.eq(all_zero)]
+            m.d.sync += [assembly.eq(complete),
+                         spare_zero.eq(Mux(beats == per - 1, spare_zero.init, all_zero))]
             with m.If(beats == per - 1):
                 m.d.sync += beats.eq(0)
             with m.Else():
@@ -202,7 +206,7 @@ class FetchUnit(wiring.Component):
 
         # Nothing more will arrive and the next instruction lies beyond memory.
         with m.If(running & fresh & ~self.ended & ~stop & ~in_range & (in_flight == 0) &
-                  ~have_word & ~ibuf.r_rdy):
+                  ~have_word & (ibuf.level == 0)):
             m.d.sync += [err_code.eq(ErrorCode.DRAM_RANGE), self.error.pc.eq(self.pc),
                          halted.eq(1)]
         m.d.comb += self.busy.eq((running & ~self.ended & ~stop) | (in_flight != 0))

@@ -90,9 +90,10 @@ def connect_reads(m, reader, requesters, consumers):
                      one.tag.eq(k)]
         fields.append(Mux(grant[k], one.as_value(), 0))
     m.d.comb += picked.eq(_or_all(fields))
+    anyone = Cat(*valids).any()          # the same as grant.any(), without the grant logic
     with m.If(take):
-        m.d.sync += [chosen_valid.eq(grant.any()), chosen.eq(picked)]
-        with m.If(grant.any()):
+        m.d.sync += [chosen_valid.eq(anyone), chosen.eq(picked)]
+        with m.If(anyone):
             m.d.sync += last.eq(grant)
     m.d.comb += pending.eq(Cat(*(s.busy for s in staged), beats.busy, chosen_valid).any())
 
