@@ -233,20 +233,32 @@ class Accelerator(wiring.Component):
                 with m.If(seen):
                     m.d.sync += [err_latched.eq(1), err_code.eq(code), err_pc.eq(pc)]
 
+        # The units' busy/waiting flags, registered (cleared by start) before the deadlock and
+        # completion checks use them, so the units' logic ends in flip-flops here.
+        def late(value, name):
+            q = Signal(name=name)
+            m.d.sync += q.eq(value & ~start)
+            return q
+
+        waiters = (load, compute, store, kv_load, kv_store)
+        quiet = late(Cat((~load.busy | load.waiting), (~compute.busy | compute.waiting),
+                         (~store.busy | store.waiting),
+                         *(~c.busy | c.blocked | c.waiting for c in (kv_load, kv_store)),
+                         (fetch.ended | fetch.blocked), ~fetch.busy, ~read_busy,
+                         ~write_busy).all(), "quiet_q")
+        someone_waits = late(Cat(*(u.waiting for u in waiters)).any(), "someone_waits_q")
+
         # Deadlock: nothing can move for several cycles while someone waits for a token.
         stuck = Signal()
-        quiet = [(~load.busy | load.waiting), (~compute.busy | compute.waiting),
-                 (~store.busy | store.waiting)]
-        quiet += [~c.busy | c.blocked | c.waiting for c in (kv_load, kv_store)]
-        waiters = (load, compute, store, kv_load, kv_store)
-        m.d.comb += stuck.eq(running & ~err_latched & Cat(*quiet).all() &
-                             Cat(*(u.waiting for u in waiters)).any() &
-                             (fetch.ended | fetch.blocked) & ~fetch.busy & ~read_busy &
-                             ~write_busy)
+        m.d.comb += stuck.eq(running & ~err_latched & quiet & someone_waits)
         # The oldest instruction still waiting for its token is reported: the lowest pc of a
         # waiting unit, the earlier unit in this order on a tie. A tree of registered pairwise
         # choices; nothing moves while stuck, so it has long settled when DEADLOCK is raised.
-        level = [(u.waiting, u.pc) for u in waiters]
+        level = []
+        for u in waiters:
+            found, pc = Signal(), Signal(32)
+            m.d.sync += [found.eq(u.waiting), pc.eq(u.pc)]
+            level.append((found, pc))
         while len(level) > 1:
             paired = []
             for i in range(0, len(level), 2):
@@ -260,22 +272,34 @@ class Accelerator(wiring.Component):
                 paired.append((found, pc))
             level = paired
         m.d.comb += oldest_waiting.eq(level[0][1])
+        # Counted one cycle late (stuck registered first): the units' busy/waiting logic ends
+        # in a flip-flop.
+        stuck_q = Signal()
+        m.d.sync += stuck_q.eq(stuck & ~start)
         stuck_for = Signal(range(_DEADLOCK_CYCLES + 1))
-        m.d.sync += stuck_for.eq(Mux(stuck, stuck_for + (stuck_for != _DEADLOCK_CYCLES), 0))
+        m.d.sync += stuck_for.eq(Mux(stuck_q, stuck_for + (stuck_for != _DEADLOCK_CYCLES), 0))
         m.d.comb += deadlock.eq(stuck_for == _DEADLOCK_CYCLES)
 
         # Completion.
-        all_idle = (~load.busy & ~compute.busy & ~store.busy & ~fetch.busy &
-                    ~kv_load.busy & ~kv_store.busy &
-                    fetch.queues_empty & ~read_busy & ~write_busy)
+        all_idle = late(~load.busy & ~compute.busy & ~store.busy & ~fetch.busy &
+                        ~kv_load.busy & ~kv_store.busy & fetch.queues_empty & ~read_busy &
+                        ~write_busy & fetch.ended & ~any_error, "all_idle_q")
+        # Both ways to finish are registered conditions, so completion is seen a cycle or two
+        # later. Once true they stay true: idle units start nothing, and the bus is sampled
+        # while the units are already halted (err_latched), so no request can slip in.
+        ended_idle = Signal()
+        bus_quiet = Signal()
+        m.d.sync += [ended_idle.eq(all_idle & ~start),
+                     bus_quiet.eq(err_latched & ~start & ~read_busy & ~write_busy &
+                                  ~store.bus_busy)]
         finished = Signal()
         m.d.comb += finished.eq(running & ~start & (
-            (fetch.ended & all_idle & ~any_error & ~err_latched) |
-            (err_latched & ~read_busy & ~write_busy & ~store.bus_busy)))
+            (ended_idle & ~err_latched) | (err_latched & bus_quiet)))
         done = Signal()
         irq_pending = Signal()
         irq_enable = Signal()
-        m.d.comb += start.eq(reg("ctrl", "w_stb") & reg("ctrl", "w_data")[0] & ~running)
+        # Registered: start resets every unit, so it must come straight from a flip-flop.
+        m.d.sync += start.eq(reg("ctrl", "w_stb") & reg("ctrl", "w_data")[0] & ~running)
         start_d = Signal()
         m.d.sync += start_d.eq(start)
         m.d.comb += fetch.start.eq(start_d)

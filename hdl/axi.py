@@ -281,9 +281,14 @@ class BurstSplitter(wiring.Component):
             m.d.comb += cap_m1.eq(ahead[:8] | ahead[8:].any().replicate(8))
         else:
             m.d.comb += cap_m1.eq(ahead)
-        beats_m1 = Signal(16)
+        # The beats still to split are kept less one (left_m1). left_m1 - cap_m1 - 1 in 17
+        # bits (cap_m1 added as its complement): one carry chain gives both what is left
+        # after this burst (less one) and, in its top bit, whether this burst is the last.
+        left_m1 = Signal(16)
+        rest = Signal(17)
+        m.d.comb += rest.eq(left_m1 + Cat(~cap_m1, Const(-1, 17 - len_bits)))
         final = Signal()
-        m.d.comb += [beats_m1.eq(req.beats - 1), final.eq(beats_m1 <= cap_m1)]
+        m.d.comb += final.eq(rest[16])
 
         # The output is a register stage, loaded from req when empty or being taken.
         out_valid = Signal()
@@ -296,20 +301,21 @@ class BurstSplitter(wiring.Component):
         ]
 
         with m.If(self.i_req.valid & self.i_req.ready):
-            m.d.sync += [req.eq(self.i_req.payload), active.eq(1)]
+            m.d.sync += [req.eq(self.i_req.payload), left_m1.eq(self.i_req.payload.beats - 1),
+                         active.eq(1)]
         with m.If(~out_valid | self.o_burst.ready):
             m.d.sync += out_valid.eq(active)
             with m.If(active):
                 m.d.sync += [out.addr.eq(req.addr), out.final.eq(final),
-                             out.len.eq(Mux(final, beats_m1, cap_m1))]
+                             out.len.eq(Mux(final, left_m1, cap_m1))]
                 if self._tag_width:
                     m.d.sync += out.tag.eq(req.tag)
-                # Past the burst: req.addr + (cap_m1 + 1) beats, req.beats - cap_m1 - 1
+                # Past the burst: req.addr + (cap_m1 + 1) beats, left_m1 - cap_m1 - 1
                 # (only used when the request goes on).
                 step = Cat(Const(1, 1), cap_m1)
                 m.d.sync += [
                     req.addr[shift:].eq((Cat(Const(1, 1), req.addr[shift:]) + step)[1:]),
-                    req.beats.eq(req.beats + ~Cat(cap_m1, Const(0, 16 - len_bits))),
+                    left_m1.eq(rest[:16]),
                 ]
                 with m.If(final):
                     m.d.sync += active.eq(0)

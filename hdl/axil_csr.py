@@ -16,9 +16,10 @@ access  behaviour
 
 ``<name>_w_data`` is the register's new value for ``rw`` and the written word with unstrobed
 bytes as zero otherwise (so a W1C byte that was not written clears nothing). ``<name>_r_stb``
-pulses in the cycle a read of the register is accepted, the same cycle its ``r_data`` is
-sampled (the cycle after the address was accepted): a 64-bit counter can latch its high word
-there so that the low-then-high read pair is consistent. Accesses to unmapped addresses complete with SLVERR (never hang). AW and W may
+pulses in the cycle a read of the register is sampled (the cycle after its address was
+accepted; the response follows a cycle later), the same cycle its ``r_data`` is sampled: a
+64-bit counter can latch its high word there so that the low-then-high read pair is
+consistent. Accesses to unmapped addresses complete with SLVERR (never hang). AW and W may
 arrive in either order or together; the low two address bits are ignored.
 
 Tested by ``tests/test_axi_units.py`` (Amaranth simulator) and ``tests/test_axi_rtl.py``
@@ -157,15 +158,18 @@ class CsrBank(wiring.Component):
         m.d.comb += write.eq(aw_held & w_held & ~bus.bvalid)
         byte_mask = Cat(w_strb[i].replicate(8) for i in range(4))
 
-        # Read: one read at a time. The address is registered first and the data sampled in
-        # the next cycle, so the register decode starts from flip-flops.
+        # Read: one read at a time. The address is registered first, the data sampled in the
+        # next cycle (``read``, into per-group registers) and answered in the one after, so
+        # the register decode starts from flip-flops.
         ar_held, ar_addr = Signal(), Signal(self._addr_width)
+        sampled = Signal()
         m.d.comb += bus.arready.eq(~ar_held & ~bus.rvalid)
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += [ar_held.eq(1), ar_addr.eq(bus.araddr)]
-        read = ar_held
+        read = Signal()
+        m.d.comb += read.eq(ar_held & ~sampled)
 
-        write_hits, read_hits = [], []
+        write_hits, read_hits, shown_at = [], [], {}
         read_data = Signal(32)
         for name, address, access, _ in self._registers:
             word = address >> 2
@@ -188,8 +192,26 @@ class CsrBank(wiring.Component):
                 shown = self.port(name, "r_data") if access != "wo" else 0
             if access != "wo":
                 m.d.comb += self.port(name, "r_stb").eq(r_hit)
-            with m.If(r_hit):
-                m.d.comb += read_data.eq(shown)
+            shown_at[word] = shown
+        # Two registered multiplexer levels on the address (the addresses are unique): groups
+        # of eight registers on the low word-address bits, then the group on the rest.
+        groups = {}
+        for word, shown in shown_at.items():
+            groups.setdefault(word >> 3, {})[word & 7] = shown
+        picked = {}
+        for group, members in groups.items():
+            picked[group] = Signal(32, name=f"read_group{group}")
+            m.d.sync += picked[group].eq(0)      # unmapped addresses read 0
+            with m.Switch(ar_addr[2:5]):
+                for low, shown in members.items():
+                    with m.Case(low):
+                        m.d.sync += picked[group].eq(shown)
+        with m.Switch(ar_addr[5:]):
+            for group, value in picked.items():
+                with m.Case(group):
+                    m.d.comb += read_data.eq(value)
+        read_hit = Signal()
+        m.d.sync += [sampled.eq(read), read_hit.eq(Cat(read_hits).any())]
 
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)
@@ -198,7 +220,7 @@ class CsrBank(wiring.Component):
                          bus.bresp.eq(Mux(Cat(write_hits).any(), AxiResp.OKAY, AxiResp.SLVERR))]
         with m.If(bus.rvalid & bus.rready):
             m.d.sync += bus.rvalid.eq(0)
-        with m.If(read):
+        with m.If(sampled):
             m.d.sync += [ar_held.eq(0), bus.rvalid.eq(1), bus.rdata.eq(read_data),
-                         bus.rresp.eq(Mux(Cat(read_hits).any(), AxiResp.OKAY, AxiResp.SLVERR))]
+                         bus.rresp.eq(Mux(read_hit, AxiResp.OKAY, AxiResp.SLVERR))]
         return m

@@ -12,7 +12,7 @@ DRAM_RANGE error.
 Tested against the golden ISA simulator by the accelerator tests.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -83,8 +83,11 @@ class FetchUnit(wiring.Component):
         assembly = Signal(8 * INSTRUCTION_BYTES)
         # Assembled instructions waiting to be decoded; a request is only made when its slot
         # here is free, so beats never wait. The buffer's output is a register.
-        m.submodules.ibuf = ibuf = fifo.SyncFIFOBuffered(width=8 * INSTRUCTION_BYTES,
-                                                         depth=capacity)
+        # Each entry also holds, per opcode, "the reserved bits for that opcode are zero",
+        # worked out beat by beat as the word arrives.
+        ops = [op for op in Opcode if op is not Opcode.ILLEGAL]
+        m.submodules.ibuf = ibuf = fifo.SyncFIFOBuffered(
+            width=8 * INSTRUCTION_BYTES + len(ops), depth=capacity)
         # The decode stage: the instruction next in line with its checks already worked out
         # (in the cycle it left the buffer), so dispatch starts from registers.
         have_word = Signal()
@@ -114,13 +117,20 @@ class FetchUnit(wiring.Component):
                 m.d.sync += [err_code.eq(ErrorCode.MALFORMED), self.error.pc.eq(self.prog_base),
                              halted.eq(1), running.eq(0)]
 
-        # Requests: one instruction each, while the buffer has room and memory lasts.
-        in_range = issue_pc + INSTRUCTION_BYTES <= self.mem_limit
-        m.d.comb += [self.o_req.valid.eq(running & ~self.ended & ~stop & in_range &
+        # Requests: one instruction each, while the buffer has room and memory lasts. The range
+        # check is registered; it is fresh one cycle after issue_pc last changed, so requests
+        # go out at most every other cycle (an instruction is several beats anyway).
+        in_range = Signal()
+        fresh = Signal()
+        last_start = Signal(signed(35))      # the last address an instruction may start at
+        m.d.sync += [last_start.eq(self.mem_limit - INSTRUCTION_BYTES),
+                     in_range.eq(issue_pc <= last_start)]
+        m.d.comb += [self.o_req.valid.eq(running & fresh & ~self.ended & ~stop & in_range &
                                          (in_flight + ibuf.level < capacity)),
                      self.o_req.payload.addr.eq(issue_pc),
                      self.o_req.payload.beats.eq(per)]
         requested = self.o_req.valid & self.o_req.ready
+        m.d.sync += fresh.eq(~requested & ~self.start)
         with m.If(requested):
             m.d.sync += issue_pc.eq(issue_pc + INSTRUCTION_BYTES)
 
@@ -128,10 +138,27 @@ class FetchUnit(wiring.Component):
         m.d.comb += self.i_data.ready.eq(1)
         got = self.i_data.valid
         complete = Cat(assembly, self.i_data.payload.data)[8 * B:]
-        m.d.comb += [ibuf.w_data.eq(complete),
+        # Reserved bits of the word's beats so far are zero (all ones before its first beat).
+        spare_zero = Signal(len(ops), init=(1 << len(ops)) - 1)
+        beat_zero = Signal(len(ops))         # ... of this beat
+        for i, op in enumerate(ops):
+            reserved = LAYOUTS[op]["reserved"]
+            with m.Switch(beats):
+                for j in range(per):
+                    lo = max(reserved.offset, 8 * B * j)
+                    hi = min(reserved.offset + reserved.width, 8 * B * (j + 1))
+                    with m.Case(j):
+                        if lo < hi:
+                            bits = self.i_data.payload.data[lo - 8 * B * j:hi - 8 * B * j]
+                            m.d.comb += beat_zero[i].eq(bits == 0)
+                        else:
+                            m.d.comb += beat_zero[i].eq(1)
+        all_zero = spare_zero & beat_zero
+        m.d.comb += [ibuf.w_data.eq(Cat(complete, all_zero)),
                      ibuf.w_en.eq(got & (beats == per - 1) & ~self.ended & ~stop)]
         with m.If(got):
-            m.d.sync += assembly.eq(complete)
+            m.d.sync += [assembly.eq(complete),
+                         spare_zero.eq(Mux(beats == per - 1, spare_zero.init, all_zero))]
             with m.If(beats == per - 1):
                 m.d.sync += beats.eq(0)
             with m.Else():
@@ -141,22 +168,19 @@ class FetchUnit(wiring.Component):
                              halted.eq(1)]
 
         # Decode (checks of the buffer's head, registered with it).
-        head = ibuf.r_data
+        head = ibuf.r_data[:8 * INSTRUCTION_BYTES]
+        head_zero = ibuf.r_data[8 * INSTRUCTION_BYTES:]
         opcode = head[:4]
         flags = head[4:8]
         head_legal = Signal()
         head_unit = Signal(Unit)
         head_ok = Signal()
         with m.Switch(opcode):
-            for op in Opcode:
-                if op is Opcode.ILLEGAL:
-                    continue
+            for i, op in enumerate(ops):
                 with m.Case(op):
                     allowed = sum(1 << _FLAG_BITS[f] for f in ALLOWED_FLAGS[op])
-                    reserved = LAYOUTS[op]["reserved"]
-                    spare = head[reserved.offset:reserved.offset + reserved.width]
                     m.d.comb += [head_legal.eq(1), head_unit.eq(QUEUE_OF[op]),
-                                 head_ok.eq(((flags & ~allowed & 0xF) == 0) & (spare == 0))]
+                                 head_ok.eq(((flags & ~allowed & 0xF) == 0) & head_zero[i])]
         target_ready = Mux(unit == Unit.LOAD, queues[Unit.LOAD].w_rdy,
                            Mux(unit == Unit.COMPUTE, queues[Unit.COMPUTE].w_rdy,
                                Mux(unit == Unit.STORE, queues[Unit.STORE].w_rdy, 1)))
@@ -181,8 +205,8 @@ class FetchUnit(wiring.Component):
         m.d.sync += in_flight.eq(in_flight + requested - (got & (beats == per - 1)))
 
         # Nothing more will arrive and the next instruction lies beyond memory.
-        with m.If(running & ~self.ended & ~stop & ~in_range & (in_flight == 0) &
-                  ~have_word & ~ibuf.r_rdy):
+        with m.If(running & fresh & ~self.ended & ~stop & ~in_range & (in_flight == 0) &
+                  ~have_word & (ibuf.level == 0)):
             m.d.sync += [err_code.eq(ErrorCode.DRAM_RANGE), self.error.pc.eq(self.pc),
                          halted.eq(1)]
         m.d.comb += self.busy.eq((running & ~self.ended & ~stop) | (in_flight != 0))

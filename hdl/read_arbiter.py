@@ -16,12 +16,19 @@ accelerator that a request or a beat is still held in a stage. Tested through th
 tests.
 """
 
-from amaranth.hdl import Cat, Signal
+from amaranth.hdl import Cat, Const, Mux, Signal
 from amaranth.lib import wiring
 
 from .skid_buffer import SkidBuffer
 
 __all__ = ["connect_reads"]
+
+
+def _or_all(values):
+    result = values[0]
+    for v in values[1:]:
+        result = result | v
+    return result
 
 
 def connect_reads(m, reader, requesters, consumers):
@@ -55,26 +62,41 @@ def connect_reads(m, reader, requesters, consumers):
     m.submodules.read_data_stage = beats = SkidBuffer(reader.o_data.payload.shape())
     wiring.connect(m, reader.o_data, beats.i_stream)
     pending = Signal(name="read_pending")
-    m.d.comb += pending.eq(Cat(*(s.busy for s in staged), beats.busy).any())
 
-    last = Signal(range(n), name="read_last")
-    grant = Signal(range(n), name="read_grant")
-    with m.Switch(last):
-        for prev in range(n):
-            with m.Case(prev):
-                order = [(prev + 1 + k) % n for k in range(n)]
-                for k in reversed(order):
-                    with m.If(staged[k].o_stream.valid):
-                        m.d.comb += grant.eq(k)
+    # The choice is registered too: a one-hot round-robin grant over the stages' registered
+    # valids picks the request that goes into ``chosen``, which drives the reader.
+    last = Signal(n, name="read_last", init=1 << (n - 1))   # one-hot: the last granted
+    grant = Signal(n, name="read_grant")
+    valids = [s.o_stream.valid for s in staged]
+    for k in range(n):
+        # k wins if it is valid and no stage between the last granted one and k is.
+        after = []
+        for p in range(n):
+            between = [(p + 1 + j) % n for j in range((k - p - 1) % n)]
+            after.append(last[p] & Cat(*(~valids[j] for j in between), Const(1, 1)).all())
+        m.d.comb += grant[k].eq(valids[k] & Cat(*after).any())
+    chosen_valid = Signal(name="read_chosen_valid")
+    chosen = Signal.like(reader.i_req.payload, name="read_chosen")
+    take = Signal(name="read_take")
+    m.d.comb += [take.eq(~chosen_valid | reader.i_req.ready),
+                 reader.i_req.valid.eq(chosen_valid), reader.i_req.payload.eq(chosen)]
+    picked = Signal.like(reader.i_req.payload, name="read_picked")
+    fields = []
     for k, stage in enumerate(staged):
         rq = stage.o_stream
-        with m.If(grant == k):
-            m.d.comb += [reader.i_req.valid.eq(rq.valid),
-                         reader.i_req.payload.addr.eq(rq.payload.addr),
-                         reader.i_req.payload.beats.eq(rq.payload.beats),
-                         reader.i_req.payload.tag.eq(k), rq.ready.eq(reader.i_req.ready)]
-    with m.If(reader.i_req.valid & reader.i_req.ready):
-        m.d.sync += last.eq(grant)
+        m.d.comb += rq.ready.eq(take & grant[k])
+        one = Signal.like(reader.i_req.payload, name=f"read_offer{k}")
+        m.d.comb += [one.addr.eq(rq.payload.addr), one.beats.eq(rq.payload.beats),
+                     one.tag.eq(k)]
+        fields.append(Mux(grant[k], one.as_value(), 0))
+    m.d.comb += picked.eq(_or_all(fields))
+    anyone = Cat(*valids).any()          # the same as grant.any(), without the grant logic
+    with m.If(take):
+        m.d.sync += [chosen_valid.eq(anyone), chosen.eq(picked)]
+        with m.If(anyone):
+            m.d.sync += last.eq(grant)
+    m.d.comb += pending.eq(Cat(*(s.busy for s in staged), beats.busy, chosen_valid).any())
+
     beat = beats.o_stream
     for k, cons in enumerate(consumers):
         m.d.comb += [cons.valid.eq(beat.valid & (beat.payload.tag == k)),

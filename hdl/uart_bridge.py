@@ -131,23 +131,31 @@ class UartBridge(wiring.Component):
         elif state == "LEN0":
             m.d.sync += length[:8].eq(byte)
         elif state == "LEN1":
-            m.d.sync += length[8:].eq(byte)
+            m.d.sync += [length[8:].eq(byte), env["to_go"].eq(Cat(length[:8], byte))]
             with m.If(Cat(length[:8], byte) == 0):
                 m.next = "CRC0"
             with m.Else():
                 m.next = after
             return
         elif state == "PAYLOAD":
-            m.d.sync += received.eq(received + 1)
+            m.d.sync += [received.eq(received + 1), env["to_go"].eq(env["to_go"] - 1)]
+            # data_index and in_data follow received (see elaborate).
+            data_index, in_data = env["data_index"], env["in_data"]
+            offset_m3 = Cat(byte[:env["shift"]], Const(0, 17 - env["shift"])) + (1 << 17) - 3
+            m.d.sync += data_index.eq(Mux(received == 0, offset_m3[:17], data_index + 1))
+            with m.If(received == 3):
+                m.d.sync += in_data.eq(1)
+            with m.If(received == 3 + MAX_DATA):
+                m.d.sync += in_data.eq(0)
             m.d.comb += env["buf_w"].en.eq(
                 Mux(env["write_data"], 1 << env["data_index"][:env["shift"]], 0))
-            with m.If(received + 1 == length):
+            with m.If(env["to_go"] == 1):
                 m.next = after
             return
         elif state == "CRC1":
             count = env["count"]
             m.d.sync += [env["in_frame"].eq(0), count.eq(env["mem_count"][:len(count)]),
-                         env["settle"].eq(0)]
+                         env["settle"].eq(0), env["listening"].eq(0)]
         m.next = after
 
     def elaborate(self, platform):
@@ -169,6 +177,7 @@ class UartBridge(wiring.Component):
         seq = Signal(8)
         length = Signal(16)
         received = Signal(16)        # payload bytes received so far
+        to_go = Signal(16)           # payload bytes still to come
         crc = Signal(16)
         addr = Signal(32)
         arg = Signal(32)             # WRITE_REG value; READ_MEM count in [0:16]
@@ -185,7 +194,10 @@ class UartBridge(wiring.Component):
         take = Signal()                        # a byte is taken from rx this cycle
         byte = rx.payload
         crc_in = crc16_step(crc, byte)
-        m.d.comb += take.eq(rx.valid & rx.ready)
+        # rx.ready is a register: set while hunting for a frame or taking its bytes (from
+        # HUNT to CRC1), so taking a byte does not wait for the state decode.
+        listening = Signal(init=1)
+        m.d.comb += [rx.ready.eq(listening), take.eq(rx.valid & rx.ready)]
 
         # The idle timer runs from the sync byte until the frame's last byte.
         in_frame = Signal()
@@ -194,16 +206,19 @@ class UartBridge(wiring.Component):
             m.d.sync += idle.eq(0)
         with m.Elif(idle != self._timeout):
             m.d.sync += idle.eq(idle + 1)
-        m.d.comb += timed_out.eq(in_frame & (idle == self._timeout))
+        # Registered (a frame times out one cycle after the limit; it is ~20 ms anyway).
+        m.d.sync += timed_out.eq(in_frame & (idle == self._timeout) & ~take)
 
         # Payload: address bytes 0..3, argument bytes 4..7; for WRITE_MEM bytes 4.. are data.
+        # received - 4 + offset and "received in [4, 4 + MAX_DATA)", kept in registers (both
+        # only matter once received >= 4, when the offset is known).
         data_index = Signal(17)
-        m.d.comb += data_index.eq(received - 4 + offset)
+        in_data = Signal()
         with m.If(take & (received < 4)):
             m.d.sync += addr.word_select(received[:2], 8).eq(byte)
         with m.If(take & (received >= 4) & (received < 8)):
             m.d.sync += arg.word_select(received[:2], 8).eq(byte)
-        write_data = take & (received >= 4) & (received < 4 + MAX_DATA)
+        write_data = take & in_data
         m.d.comb += [buf_w.addr.eq(data_index >> shift),
                      buf_w.data.eq(byte.replicate(B))]
 
@@ -241,17 +256,29 @@ class UartBridge(wiring.Component):
         sent = Signal(16)                    # payload bytes sent
         tx_crc = Signal(16)
         tx_byte = Signal(8)
-        fetched = Signal()                   # buf_r.data holds the byte to send
+        fetched = Signal(2)                  # READ_MEM: 1: buf_r.data holds the word,
+                                             # 2: mem_byte holds the byte to send
+        mem_byte = Signal(8)
         m.d.comb += tx.payload.eq(tx_byte)
         tx_done = tx.valid & tx.ready
         crc_out = Signal()                   # the byte sent is covered by the reply CRC
+        # The CRC takes a sent byte in the cycle after (from a register); the CRC bytes wait
+        # for it.
+        crc_due = Signal()
+        crc_byte = Signal(8)
+        m.d.sync += crc_due.eq(tx_done & crc_out)
         with m.If(tx_done & crc_out):
-            m.d.sync += tx_crc.eq(crc16_step(tx_crc, tx_byte))
+            m.d.sync += crc_byte.eq(tx_byte)
+        with m.If(crc_due):
+            m.d.sync += tx_crc.eq(crc16_step(tx_crc, crc_byte))
         buf_pos = Signal(17)
         m.d.comb += buf_pos.eq(sent + offset)
 
+        to_send = Signal(16)                 # reply payload bytes still to send
+
         def reply(code, n=0):
-            m.d.sync += [status.eq(code), reply_len.eq(n), sent.eq(0), fetched.eq(0)]
+            m.d.sync += [status.eq(code), reply_len.eq(n), to_send.eq(n), sent.eq(0),
+                         fetched.eq(0)]
             m.next = "REPLY_SYNC"
 
         m.d.comb += [buf_r.en.eq(0), buf_r.addr.eq(word)]
@@ -266,17 +293,42 @@ class UartBridge(wiring.Component):
                      axil.wstrb.eq(0xF)]
         aw_done = Signal()
         w_done = Signal()
+        # The AXI4 handshake signals come straight from registers (set on entering the state
+        # that waits for the handshake, cleared by it), not from the state decode.
+        ar_pend, r_pend, aw_pend, w_pend, b_pend = (Signal(name=n) for n in (
+            "ar_pend", "r_pend", "aw_pend", "w_pend", "b_pend"))
+        m.d.comb += [axi.arvalid.eq(ar_pend), axi.rready.eq(r_pend), axi.awvalid.eq(aw_pend),
+                     axi.wvalid.eq(w_pend), axi.bready.eq(b_pend)]
+        with m.If(axi.arvalid & axi.arready):
+            m.d.sync += [ar_pend.eq(0), r_pend.eq(1)]
+        with m.If(axi.rvalid & axi.rready):
+            m.d.sync += r_pend.eq(0)
+        with m.If(axi.awvalid & axi.awready):
+            m.d.sync += aw_pend.eq(0)
+        with m.If(axi.wvalid & axi.wready):
+            m.d.sync += w_pend.eq(0)
+        with m.If(axi.bvalid & axi.bready):
+            m.d.sync += b_pend.eq(0)
         bus_error = Signal()
         last_word = Signal()                 # word is the transfer's last bus word
         m.d.comb += last_word.eq(word + 1 == n_words)
+        # The same, registered: fresh in MEM_READ_DATA, which word never changes into.
+        last_read = Signal()
+        m.d.sync += last_read.eq(last_word)
         strb = Signal(B)                     # MEM_WRITE: the word's byte strobes
+        # The strobes of the transfer's first and last words (registered: addr and count
+        # are set long before).
+        strb_first, strb_last = Signal(B), Signal(B)
+        end_lane = (offset + count)[:shift]
+        m.d.sync += [strb_first.eq((Const((1 << B) - 1, B) << offset)[:B]),
+                     strb_last.eq(Mux(end_lane != 0, ((Const(1, B + 1) << end_lane) - 1)[:B],
+                                      (1 << B) - 1))]
         last = Signal()                      # MEM_WRITE: ... and whether it is the last
 
         with m.FSM():
             with m.State("HUNT"):
-                m.d.comb += rx.ready.eq(1)
                 with m.If(take & (byte == SYNC_REQUEST)):
-                    m.d.sync += [crc.eq(CRC_INIT), received.eq(0), in_frame.eq(1),
+                    m.d.sync += [crc.eq(CRC_INIT), received.eq(0), in_frame.eq(1), in_data.eq(0),
                                  addr.eq(0), arg.eq(0), seq.eq(0)]
                     m.next = "COMMAND"
             # Frame bytes: each state takes one byte (PAYLOAD takes ``length``), or gives up
@@ -285,12 +337,11 @@ class UartBridge(wiring.Component):
                                  ("LEN1", "PAYLOAD"), ("PAYLOAD", "CRC0"), ("CRC0", "CRC1"),
                                  ("CRC1", "SETTLE")):
                 with m.State(state):
-                    m.d.comb += rx.ready.eq(1)
                     with m.If(take):
                         m.d.sync += crc.eq(crc_in)
                         self._frame_byte(m, state, after, locals())
                     with m.Elif(timed_out):
-                        m.d.sync += in_frame.eq(0)
+                        m.d.sync += [in_frame.eq(0), listening.eq(0)]
                         reply(Status.TIMEOUT)
             with m.State("SETTLE"):
                 # count (set by the last byte), then end, then the verdicts.
@@ -318,6 +369,7 @@ class UartBridge(wiring.Component):
                         with m.Case(Command.WRITE_REG):
                             m.next = "REG_WRITE"
                         with m.Case(Command.READ_MEM):
+                            m.d.sync += ar_pend.eq(1)
                             m.next = "MEM_READ_ADDR"
                         with m.Case(Command.WRITE_MEM):
                             m.next = "MEM_WRITE_FETCH"
@@ -343,17 +395,17 @@ class UartBridge(wiring.Component):
 
             # --- Memory reads: one beat per word into the buffer ---
             with m.State("MEM_READ_ADDR"):
-                m.d.comb += axi.arvalid.eq(1)
                 with m.If(axi.arready):
                     m.next = "MEM_READ_DATA"
             with m.State("MEM_READ_DATA"):
-                m.d.comb += [axi.rready.eq(1), buf_w.addr.eq(word), buf_w.data.eq(axi.rdata)]
+                m.d.comb += [buf_w.addr.eq(word), buf_w.data.eq(axi.rdata)]
                 with m.If(axi.rvalid):
                     m.d.comb += buf_w.en.eq((1 << B) - 1)
                     m.d.sync += [word.eq(word + 1), bus_error.eq(bus_error | axi.rresp[1])]
-                    with m.If(last_word):
+                    with m.If(last_read):
                         m.next = "MEM_END"
                     with m.Else():
+                        m.d.sync += ar_pend.eq(1)
                         m.next = "MEM_READ_ADDR"
             with m.State("MEM_END"):
                 with m.If(bus_error):
@@ -364,23 +416,14 @@ class UartBridge(wiring.Component):
             # --- Memory writes: one beat per word from the buffer ---
             with m.State("MEM_WRITE_FETCH"):
                 # The word's strobes and "last" are worked out here, registered for MEM_WRITE.
-                first = (word == 0)
-                end_lane = (offset + count)[:shift]
-                lo = Mux(first, (Const((1 << B) - 1, B) << offset)[:B], (1 << B) - 1)
-                hi = Mux(last_word & (end_lane != 0),
-                         ((Const(1, B + 1) << end_lane) - 1)[:B], (1 << B) - 1)
+                lo = Mux(word == 0, strb_first, (1 << B) - 1)
+                hi = Mux(last_word, strb_last, (1 << B) - 1)
                 m.d.comb += [buf_r.addr.eq(word), buf_r.en.eq(1)]
-                m.d.sync += [aw_done.eq(0), w_done.eq(0), strb.eq(lo & hi),
+                m.d.sync += [aw_pend.eq(1), w_pend.eq(1), b_pend.eq(1), strb.eq(lo & hi),
                              last.eq(last_word)]
                 m.next = "MEM_WRITE"
             with m.State("MEM_WRITE"):
-                m.d.comb += [axi.wstrb.eq(strb), axi.wdata.eq(buf_r.data),
-                             axi.awvalid.eq(~aw_done), axi.wvalid.eq(~w_done),
-                             axi.bready.eq(1)]
-                with m.If(axi.awvalid & axi.awready):
-                    m.d.sync += aw_done.eq(1)
-                with m.If(axi.wvalid & axi.wready):
-                    m.d.sync += w_done.eq(1)
+                m.d.comb += [axi.wstrb.eq(strb), axi.wdata.eq(buf_r.data)]
                 with m.If(axi.bvalid):
                     m.d.sync += [word.eq(word + 1), bus_error.eq(bus_error | axi.bresp[1])]
                     with m.If(last):
@@ -411,24 +454,28 @@ class UartBridge(wiring.Component):
             with m.State("REPLY_DATA"):
                 m.d.comb += crc_out.eq(1)
                 with m.If(cmd == Command.READ_MEM):
-                    # Two cycles per byte: address the buffer, then send what it shows.
-                    m.d.comb += [buf_r.addr.eq(buf_pos >> shift), buf_r.en.eq(~fetched),
-                                 tx.valid.eq(fetched),
-                                 tx_byte.eq(buf_r.data[buf_pos[:shift]])]
-                    m.d.sync += fetched.eq(1)
+                    # Three cycles per byte: address the buffer, take the byte from what it
+                    # shows, then send it.
+                    m.d.comb += [buf_r.addr.eq(buf_pos >> shift), buf_r.en.eq(fetched == 0),
+                                 tx.valid.eq(fetched == 2), tx_byte.eq(mem_byte)]
+                    with m.If(fetched == 1):
+                        m.d.sync += mem_byte.eq(buf_r.data[buf_pos[:shift]])
+                    with m.If(fetched != 2):
+                        m.d.sync += fetched.eq(fetched + 1)
                 with m.Else():
                     m.d.comb += [tx.valid.eq(1), tx_byte.eq(reply_word.word_select(sent[:3], 8))]
                 with m.If(tx_done):
-                    m.d.sync += [sent.eq(sent + 1), fetched.eq(0)]
-                    with m.If(sent + 1 == reply_len):
+                    m.d.sync += [sent.eq(sent + 1), to_send.eq(to_send - 1), fetched.eq(0)]
+                    with m.If(to_send == 1):
                         m.next = "REPLY_CRC0"
             with m.State("REPLY_CRC0"):
-                m.d.comb += [tx.valid.eq(1), tx_byte.eq(tx_crc[8:])]
+                m.d.comb += [tx.valid.eq(~crc_due), tx_byte.eq(tx_crc[8:])]
                 with m.If(tx_done):
                     m.next = "REPLY_CRC1"
             with m.State("REPLY_CRC1"):
                 m.d.comb += [tx.valid.eq(1), tx_byte.eq(tx_crc[:8])]
                 with m.If(tx_done):
+                    m.d.sync += listening.eq(1)
                     m.next = "HUNT"
 
         return m
