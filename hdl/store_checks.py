@@ -160,8 +160,12 @@ class StoreChecks(wiring.Component):
         # 4.
         spad_over = Signal()
         dram_over = Signal()
-        m.d.sync += [spad_over.eq(acc_span > acc_room),      # signed: a negative room is over
-                     dram_over.eq(dram_span > dram_room)]
+        # A negative room is over; a span with bits above the room's width is over.
+        aw, dw = len(acc_room) - 1, len(dram_room) - 1
+        m.d.sync += [spad_over.eq(acc_room[-1] | acc_span[aw:].any() |
+                                  (acc_span[:aw] > acc_room[:aw])),
+                     dram_over.eq(dram_room[-1] | dram_span[dw:].any() |
+                                  (dram_span[:dw] > dram_room[:dw]))]
 
         # 5.
         with m.If(valid[-2]):

@@ -110,11 +110,14 @@ class StoreUnit(wiring.Component):
 
         halted = Signal()
         err_code = Signal(ErrorCode)
-        m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
+        # pc only changes when an instruction is taken, never once halted, and every error
+        # is the current instruction's (its writes are all answered before the next starts).
+        m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code),
+                     self.error.pc.eq(pc)]
         stop = self.halt | halted
 
         def fail(code):
-            m.d.sync += [err_code.eq(code), self.error.pc.eq(pc), halted.eq(1)]
+            m.d.sync += [err_code.eq(code), halted.eq(1)]
             m.next = "HALT"
 
         # An error found before the token wait, reported once the token has arrived.
@@ -133,7 +136,7 @@ class StoreUnit(wiring.Component):
         done = self.i_wdone.valid
         m.d.sync += outstanding.eq(outstanding + issued - done)
         with m.If(done & self.i_wdone.payload.error & ~halted):
-            m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(pc), halted.eq(1)]
+            m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), halted.eq(1)]
 
         esize_shift = Mux(int8, 0, 2)
         m.submodules.checks = checks = StoreChecks(C, cfg.acc_rows)
@@ -144,7 +147,7 @@ class StoreUnit(wiring.Component):
         param_tile = Signal(32)           # param_addr + nt * C * PARAM_RECORD_BYTES
         acc_tile = Signal(16)             # acc_addr + nt * acc_n_step
         width = Signal(range(C + 1))      # valid channels in this tile
-        row_bytes = Signal(8)             # their bytes
+        chunk_bytes = Signal(8)           # their bytes in a row
         row = Signal(16)
         row_addr = Signal(32)
         tile_addr = Signal(32)
@@ -160,6 +163,7 @@ class StoreUnit(wiring.Component):
         m.d.comb += incoming.eq(Cat(rec, self.i_rdata.payload.data)[8 * B:] if B < 16 else
                                 self.i_rdata.payload.data[:128])
         in_shift = incoming[64:72].as_signed()
+        rec_bad = Signal()           # PARAMS: rec's shift is out of range
         last_beat = rec_beats == per_record - 1
         # VALIDATE's beat of the cycle before: valid, bus error, its record complete, shift bad.
         beat_valid = Signal()
@@ -167,6 +171,8 @@ class StoreUnit(wiring.Component):
         beat_last = Signal()
         beat_bad = Signal()
         m.d.sync += beat_valid.eq(0)
+        drained = Signal()           # DRAIN: the row path was idle in the cycle before
+        m.d.sync += drained.eq(0)
 
         # On-chip copy of the table (multiplier, bias, shift) when it fits.
         P = cfg.store_param_cache
@@ -265,7 +271,7 @@ class StoreUnit(wiring.Component):
                                 m.next = "VALIDATE_REQ"
             with m.State("TILE"):
                 w = Mux(cols_left < C, cols_left, C)
-                m.d.sync += [width.eq(w), row_bytes.eq(w << esize_shift), row.eq(0),
+                m.d.sync += [width.eq(w), chunk_bytes.eq(w << esize_shift), row.eq(0),
                              row_addr.eq(tile_addr),
                              acc_row.eq(acc_tile), lane.eq(0),
                              rec_beats.eq(0)]
@@ -303,13 +309,12 @@ class StoreUnit(wiring.Component):
                 m.d.comb += self.i_rdata.ready.eq(~cached & (lane < width) &
                                                   (rec_beats != per_record))
                 with m.If(self.i_rdata.valid & self.i_rdata.ready):
-                    m.d.sync += [rec.eq(incoming), rec_beats.eq(rec_beats + 1)]
+                    m.d.sync += [rec.eq(incoming), rec_beats.eq(rec_beats + 1),
+                                 rec_bad.eq((in_shift < SHIFT_MIN) | (in_shift > SHIFT_MAX))]
                     with m.If(self.i_rdata.payload.error):
                         fail(ErrorCode.BUS_ERROR)
                 # Only records from the bus are checked here (the copy's were checked once).
-                rec_shift = rec[64:72].as_signed()
-                with m.If(rq.p_stream.valid & (lane < width) & ~cached &
-                          ((rec_shift < SHIFT_MIN) | (rec_shift > SHIFT_MAX))):
+                with m.If(rq.p_stream.valid & (lane < width) & ~cached & rec_bad):
                     fail(ErrorCode.MALFORMED)
                 with m.Elif(rq.p_stream.valid & rq.p_stream.ready):
                     m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0)]
@@ -323,7 +328,7 @@ class StoreUnit(wiring.Component):
                              reader.i_addr.payload.addr.eq(acc_row),
                              reader.i_addr.payload.last.eq(row == checks.last_row),
                              dest.w_en.eq(reader.i_addr.valid & reader.i_addr.ready),
-                             dest.w_data.eq(row_addr | (row_bytes << 32))]
+                             dest.w_data.eq(row_addr | (chunk_bytes << 32))]
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(reader.i_addr.valid & reader.i_addr.ready):
@@ -339,8 +344,10 @@ class StoreUnit(wiring.Component):
                         with m.Else():
                             m.next = "TILE"
             with m.State("DRAIN"):
-                with m.If(~reader.busy & (dest.level == 0) & ~dest.r_rdy & ~packer.busy &
-                          ~rq.busy & (outstanding == 0) & ~issued):
+                # Registered: nothing enters the row path in DRAIN, so idle last cycle is idle.
+                m.d.sync += drained.eq(~reader.busy & (dest.level == 0) & ~dest.r_rdy &
+                                       ~packer.busy & ~rq.busy & (outstanding == 0) & ~issued)
+                with m.If(drained):
                     m.d.comb += self.push_prev.eq(ins.header.push_prev & ~stop)
                     m.next = "IDLE"
             with m.State("HALT"):
