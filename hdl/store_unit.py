@@ -100,6 +100,17 @@ class StoreUnit(wiring.Component):
         int8 = ins.mode == StoreMode.INT8
 
         m.submodules.requant = rq = Requantizer(C)
+        # PARAMS offers records on `params`; a register stage passes them to the requantizer,
+        # so the record (a block RAM read) and PARAMS' handshake logic end there instead of
+        # running on into the requantizer's row handshake and the accumulator reader.
+        params = rq.p_stream.signature.flip().create(path=("params",))
+        params_held = Signal()
+        m.d.comb += [params.ready.eq(~params_held | rq.p_stream.ready),
+                     rq.p_stream.valid.eq(params_held)]
+        with m.If(params.valid & params.ready):
+            m.d.sync += [params_held.eq(1), rq.p_stream.payload.eq(params.payload)]
+        with m.Elif(rq.p_stream.ready):
+            m.d.sync += params_held.eq(0)
         m.submodules.acc_reader = reader = SpadReader(32 * C, cfg.acc_rows)
         wiring.connect(m, reader.mem, wiring.flipped(self.acc_r))
         m.submodules.packer = packer = WritePacker(B, 4 * C)
@@ -299,12 +310,12 @@ class StoreUnit(wiring.Component):
                 # The previous n-tile's rows must all be in the requantizer before its
                 # parameters change (it only holds back rows already in its pipeline).
                 m.d.comb += [
-                    rq.p_stream.valid.eq(record_ready & (lane < C) & ~reader.busy),
-                    rq.p_stream.payload.multiplier.eq(Mux(lane < width, src[0:32], 0)),
-                    rq.p_stream.payload.bias.eq(Mux(lane < width, src[32:64], 0)),
-                    rq.p_stream.payload.shift.eq(Mux(lane < width, shift, 0)),
-                    rq.p_stream.payload.zero_point.eq(ins.zero_point),
-                    rq.p_stream.payload.relu.eq(ins.relu),
+                    params.valid.eq(record_ready & (lane < C) & ~reader.busy),
+                    params.payload.multiplier.eq(Mux(lane < width, src[0:32], 0)),
+                    params.payload.bias.eq(Mux(lane < width, src[32:64], 0)),
+                    params.payload.shift.eq(Mux(lane < width, shift, 0)),
+                    params.payload.zero_point.eq(ins.zero_point),
+                    params.payload.relu.eq(ins.relu),
                 ]
                 m.d.comb += self.i_rdata.ready.eq(~cached & (lane < width) &
                                                   (rec_beats != per_record))
@@ -314,9 +325,9 @@ class StoreUnit(wiring.Component):
                     with m.If(self.i_rdata.payload.error):
                         fail(ErrorCode.BUS_ERROR)
                 # Only records from the bus are checked here (the copy's were checked once).
-                with m.If(rq.p_stream.valid & (lane < width) & ~cached & rec_bad):
+                with m.If(params.valid & (lane < width) & ~cached & rec_bad):
                     fail(ErrorCode.MALFORMED)
-                with m.Elif(rq.p_stream.valid & rq.p_stream.ready):
+                with m.Elif(params.valid & params.ready):
                     m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0)]
                     with m.If(lane < width):
                         m.d.comb += advance.eq(cached)
