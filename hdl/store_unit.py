@@ -155,11 +155,16 @@ class StoreUnit(wiring.Component):
         m.d.comb += [checks.word.eq(word), checks.mem_limit.eq(self.mem_limit),
                      checks.start.eq(check_start)]
         nt = Signal(12)
+        # nt == last n-tile, a cycle late: nt never changes in the cycle before it is compared
+        # (a request, a TILE cycle or CHECK's result lies between).
+        nt_last = Signal()
+        m.d.sync += nt_last.eq(nt == checks.last_nt)
         param_tile = Signal(32)           # param_addr + nt * C * PARAM_RECORD_BYTES
         acc_tile = Signal(16)             # acc_addr + nt * acc_n_step
         width = Signal(range(C + 1))      # valid channels in this tile
         chunk_bytes = Signal(8)           # their bytes in a row
-        row = Signal(16)
+        rows_left = Signal(16)            # rows after this one in the tile
+        row_last = Signal()               # rows_left == 0
         row_addr = Signal(32)
         tile_addr = Signal(32)
         acc_row = Signal(16)
@@ -174,7 +179,7 @@ class StoreUnit(wiring.Component):
         m.d.comb += incoming.eq(Cat(rec, self.i_rdata.payload.data)[8 * B:] if B < 16 else
                                 self.i_rdata.payload.data[:128])
         in_shift = incoming[64:72].as_signed()
-        rec_bad = Signal()           # PARAMS: rec's shift is out of range
+        rec_bad = Signal()           # PARAMS: rec is a complete record from the bus, shift bad
         last_beat = rec_beats == per_record - 1
         # VALIDATE's beat of the cycle before: valid, bus error, its record complete, shift bad.
         beat_valid = Signal()
@@ -189,6 +194,7 @@ class StoreUnit(wiring.Component):
         P = cfg.store_param_cache
         cached = Signal()            # this instruction's table is in the copy
         v_left = Signal(16)          # records left in the current validation request
+        v_one = Signal()             # v_left == 1
         w_index = Signal(range(max(P, 1)))
         r_index = Signal(range(max(P, 1)))
         advance = Signal()           # the requantizer takes a record from the copy
@@ -246,7 +252,7 @@ class StoreUnit(wiring.Component):
                     m.d.comb += [self.o_rreq.valid.eq(~stop),
                                  self.o_rreq.payload.addr.eq(param_tile),
                                  self.o_rreq.payload.beats.eq(count * per_record)]
-                    m.d.sync += [width.eq(vw), v_left.eq(count)]
+                    m.d.sync += [width.eq(vw), v_left.eq(count), v_one.eq(count == 1)]
                     with m.If(stop):
                         m.next = "HALT"
                     with m.Elif(self.o_rreq.ready):
@@ -265,14 +271,15 @@ class StoreUnit(wiring.Component):
                     with m.If(beat_error & ~held):
                         hold(ErrorCode.BUS_ERROR, then=None)
                     with m.If(beat_last):
-                        m.d.sync += [v_left.eq(v_left - 1), w_index.eq(w_index + 1)]
+                        m.d.sync += [v_left.eq(v_left - 1), v_one.eq(v_left == 2),
+                                     w_index.eq(w_index + 1)]
                         bad = beat_error | beat_bad
                         with m.If(~held & ~beat_error & beat_bad):
                             hold(ErrorCode.MALFORMED, then=None)
                         if P:
                             m.d.comb += cache_w.en.eq(cached & ~held & ~bad)
-                        with m.If(v_left == 1):
-                            with m.If(held | bad | cached | (nt == checks.last_nt)):
+                        with m.If(v_one):
+                            with m.If(held | bad | cached | nt_last):
                                 m.d.sync += [nt.eq(0), param_tile.eq(ins.param_addr),
                                              cols_left.eq(ins.cols), r_index.eq(0)]
                                 m.next = "TOKEN"
@@ -282,10 +289,11 @@ class StoreUnit(wiring.Component):
                                 m.next = "VALIDATE_REQ"
             with m.State("TILE"):
                 w = Mux(cols_left < C, cols_left, C)
-                m.d.sync += [width.eq(w), chunk_bytes.eq(w << esize_shift), row.eq(0),
+                m.d.sync += [width.eq(w), chunk_bytes.eq(w << esize_shift),
+                             rows_left.eq(checks.last_row), row_last.eq(checks.last_row == 0),
                              row_addr.eq(tile_addr),
                              acc_row.eq(acc_tile), lane.eq(0),
-                             rec_beats.eq(0)]
+                             rec_beats.eq(0), rec_bad.eq(0)]
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(int8 & cached):
@@ -321,14 +329,16 @@ class StoreUnit(wiring.Component):
                                                   (rec_beats != per_record))
                 with m.If(self.i_rdata.valid & self.i_rdata.ready):
                     m.d.sync += [rec.eq(incoming), rec_beats.eq(rec_beats + 1),
-                                 rec_bad.eq((in_shift < SHIFT_MIN) | (in_shift > SHIFT_MAX))]
+                                 rec_bad.eq(last_beat &
+                                            ((in_shift < SHIFT_MIN) | (in_shift > SHIFT_MAX)))]
                     with m.If(self.i_rdata.payload.error):
                         fail(ErrorCode.BUS_ERROR)
                 # Only records from the bus are checked here (the copy's were checked once).
-                with m.If(params.valid & (lane < width) & ~cached & rec_bad):
+                # (rec_bad implies a record from the bus, complete, for lane < width.)
+                with m.If(rec_bad & ~reader.busy):
                     fail(ErrorCode.MALFORMED)
                 with m.Elif(params.valid & params.ready):
-                    m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0)]
+                    m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0), rec_bad.eq(0)]
                     with m.If(lane < width):
                         m.d.comb += advance.eq(cached)
                         m.d.sync += r_index.eq(r_index + cached)
@@ -337,20 +347,21 @@ class StoreUnit(wiring.Component):
             with m.State("ROWS"):
                 m.d.comb += [reader.i_addr.valid.eq(~stop & dest.w_rdy),
                              reader.i_addr.payload.addr.eq(acc_row),
-                             reader.i_addr.payload.last.eq(row == checks.last_row),
+                             reader.i_addr.payload.last.eq(row_last),
                              dest.w_en.eq(reader.i_addr.valid & reader.i_addr.ready),
                              dest.w_data.eq(row_addr | (chunk_bytes << 32))]
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(reader.i_addr.valid & reader.i_addr.ready):
-                    m.d.sync += [row.eq(row + 1), acc_row.eq(acc_row + 1),
+                    m.d.sync += [rows_left.eq(rows_left - 1), row_last.eq(rows_left == 1),
+                                 acc_row.eq(acc_row + 1),
                                  row_addr.eq(row_addr + ins.dram_stride)]
-                    with m.If(row == checks.last_row):
+                    with m.If(row_last):
                         m.d.sync += [nt.eq(nt + 1), cols_left.eq(cols_left - width),
                                      param_tile.eq(param_tile + tile_params),
                                      acc_tile.eq(acc_tile + ins.acc_n_step),
                                      tile_addr.eq(tile_addr + (C << esize_shift))]
-                        with m.If(nt == checks.last_nt):
+                        with m.If(nt_last):
                             m.next = "DRAIN"
                         with m.Else():
                             m.next = "TILE"
