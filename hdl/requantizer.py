@@ -1,6 +1,6 @@
 """Per-channel int32 -> int8 requantization unit, bit-exact with TFLite.
 
-Each of the ``lanes`` lanes holds one output channel's parameters and applies, in a 7-stage
+Each of the ``lanes`` lanes holds one output channel's parameters and applies, in an 8-stage
 pipeline (see ``docs/numerics.md``)::
 
     x  = wrap32(acc + bias)
@@ -139,8 +139,7 @@ class Requantizer(wiring.Component):
         for c in range(n):
             x = Signal(signed(32), name=f"x_{c}")
             xs = Signal(signed(32), name=f"xs_{c}")
-            prod = Signal(signed(64), name=f"prod_{c}")
-            ovf = Signal(name=f"ovf_{c}")
+            ovf = [Signal(name=f"ovf{k}_{c}") for k in range(2)]
             hm = Signal(signed(32), name=f"hm_{c}")
             shifted = Signal(signed(32), name=f"shifted_{c}")
             round_up = Signal(name=f"round_up_{c}")
@@ -152,28 +151,42 @@ class Requantizer(wiring.Component):
                 x.eq((acc + Mux(p_accept & (p_chan == c), p.bias, bias[c]))[:32]),
                 # 2: left shift, wrapping.
                 xs.eq((x << left[c])[:32]),
-                # 3: the 32 x 32 product (a DSP cascade on FPGAs).
-                prod.eq(xs * mult[c]),
-                ovf.eq((xs == INT32_MIN) & (mult[c] == INT32_MIN)),
-                # 4: doubling high multiply with gemmlowp's rounding.
-                hm.eq(Mux(ovf, INT32_MAX, ((prod + (1 << 30)) >> 31)[:32])),
             ]
-            # 5: rounding divide by a power of two: remainder against half, ties away from 0
-            # (rounds up when the remainder exceeds half + 1 for negative hm). The mask and
-            # both thresholds follow the shift a cycle later, long before data reaches stage 5
-            # (data only enters once every parameter is in).
-            mask = Signal(unsigned(32), name=f"mask_{c}")
-            half = Signal(unsigned(32), name=f"half_{c}")
-            half_neg = Signal(unsigned(33), name=f"half_neg_{c}")
-            m.d.sync += [mask.eq((Const(1, 33) << right[c]) - 1),
-                         half.eq(((Const(1, 33) << right[c]) - 1) >> 1),
-                         half_neg.eq((((Const(1, 33) << right[c]) - 1) >> 1) + 1)]
-            remainder = hm.as_unsigned() & mask
+            # 3-5: the 32 x 32 product from four 16 x 16 halves (one DSP multiplier each),
+            # summed over two stages: (prod + 2**30) >> 31 = (outer + (middle << 16)) >> 31.
+            xh, xl, mh, ml = xs[16:].as_signed(), xs[:16], mult[c][16:].as_signed(), mult[c][:16]
+            pp_hh = Signal(signed(32), name=f"pp_hh_{c}")
+            pp_hl = Signal(signed(33), name=f"pp_hl_{c}")
+            pp_lh = Signal(signed(33), name=f"pp_lh_{c}")
+            pp_ll = Signal(unsigned(32), name=f"pp_ll_{c}")
+            outer = Signal(signed(64), name=f"outer_{c}")
+            middle = Signal(signed(34), name=f"middle_{c}")
+            m.d.sync += [
+                # 3: the partial products.
+                pp_hh.eq(xh * mh), pp_hl.eq(xh * ml), pp_lh.eq(xl * mh), pp_ll.eq(xl * ml),
+                ovf[0].eq((xs == INT32_MIN) & (mult[c] == INT32_MIN)),
+                # 4: the outer products (side by side) with the rounding constant; the middle.
+                outer.eq(Cat(pp_ll, pp_hh).as_signed() + (1 << 30)),
+                middle.eq(pp_hl + pp_lh),
+                ovf[1].eq(ovf[0]),
+                # 5: doubling high multiply with gemmlowp's rounding.
+                hm.eq(Mux(ovf[1], INT32_MAX, ((outer + (middle << 16)) >> 31)[:32])),
+            ]
+            # 6: rounding divide by a power of two: ties away from zero, so the remainder
+            # (the low `right` bits) rounds up when it is at least half (bit right - 1 set)
+            # and, for a negative hm, more than half (a lower bit set too). The bit and
+            # the bits below it follow the shift a cycle later, long before data reaches this
+            # stage (data only enters once every parameter is in).
+            half_bit = Signal(unsigned(32), name=f"half_bit_{c}")
+            below = Signal(unsigned(32), name=f"below_{c}")
+            m.d.sync += [half_bit.eq((Const(1, 33) << right[c]) >> 1),
+                         below.eq(((Const(1, 33) << right[c]) >> 1) - 1)]
             m.d.sync += [shifted.eq(hm >> right[c]),
-                         round_up.eq(Mux(hm[31], remainder > half_neg, remainder > half))]
-            # 6: round, add the zero point (int32 wrap).
+                         round_up.eq((hm & half_bit).any() &
+                                     (~hm[31] | (hm & below[:31]).any()))]
+            # 7: round, add the zero point (int32 wrap).
             m.d.sync += r.eq((shifted + round_up + zero_point)[:32].as_signed())
-            # 7: saturate.
+            # 8: saturate.
             with m.If(r > INT8_MAX):
                 m.d.sync += y.eq(INT8_MAX)
             with m.Elif(r < low):

@@ -157,20 +157,24 @@ class StoreChecks(wiring.Component):
             param_over.eq(int8 & (param_end > limit)),
         ]
 
-        # 4.
-        spad_over = Signal()
-        dram_over = Signal()
-        m.d.sync += [spad_over.eq(acc_span > acc_room),      # signed: a negative room is over
-                     dram_over.eq(dram_span > dram_room)]
+        # 4. A negative room is over, so is a span with bits above the room's width; the
+        # compare of the rest is kept apart (a carry chain of its own).
+        spad_over = Signal(2)
+        dram_over = Signal(2)
+        aw, dw = len(acc_room) - 1, len(dram_room) - 1
+        m.d.sync += [spad_over.eq(Cat(acc_room[-1] | acc_span[aw:].any(),
+                                      acc_span[:aw] > acc_room[:aw])),
+                     dram_over.eq(Cat(dram_room[-1] | dram_span[dw:].any(),
+                                      dram_span[:dw] > dram_room[:dw]))]
 
         # 5.
         with m.If(valid[-2]):
             m.d.sync += self.fail.eq(1)
             with m.If(malformed):
                 m.d.sync += self.code.eq(ErrorCode.MALFORMED)
-            with m.Elif(spad_over):
+            with m.Elif(spad_over.any()):
                 m.d.sync += self.code.eq(ErrorCode.SPAD_RANGE)
-            with m.Elif(dram_over | param_over):
+            with m.Elif(dram_over.any() | param_over):
                 m.d.sync += self.code.eq(ErrorCode.DRAM_RANGE)
             with m.Else():
                 m.d.sync += self.fail.eq(0)

@@ -100,6 +100,17 @@ class StoreUnit(wiring.Component):
         int8 = ins.mode == StoreMode.INT8
 
         m.submodules.requant = rq = Requantizer(C)
+        # PARAMS offers records on `params`; a register stage passes them to the requantizer,
+        # so the record (a block RAM read) and PARAMS' handshake logic end there instead of
+        # running on into the requantizer's row handshake and the accumulator reader.
+        params = rq.p_stream.signature.flip().create(path=("params",))
+        params_held = Signal()
+        m.d.comb += [params.ready.eq(~params_held | rq.p_stream.ready),
+                     rq.p_stream.valid.eq(params_held)]
+        with m.If(params.valid & params.ready):
+            m.d.sync += [params_held.eq(1), rq.p_stream.payload.eq(params.payload)]
+        with m.Elif(rq.p_stream.ready):
+            m.d.sync += params_held.eq(0)
         m.submodules.acc_reader = reader = SpadReader(32 * C, cfg.acc_rows)
         wiring.connect(m, reader.mem, wiring.flipped(self.acc_r))
         m.submodules.packer = packer = WritePacker(B, 4 * C)
@@ -110,11 +121,14 @@ class StoreUnit(wiring.Component):
 
         halted = Signal()
         err_code = Signal(ErrorCode)
-        m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
+        # pc only changes when an instruction is taken, never once halted, and every error
+        # is the current instruction's (its writes are all answered before the next starts).
+        m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code),
+                     self.error.pc.eq(pc)]
         stop = self.halt | halted
 
         def fail(code):
-            m.d.sync += [err_code.eq(code), self.error.pc.eq(pc), halted.eq(1)]
+            m.d.sync += [err_code.eq(code), halted.eq(1)]
             m.next = "HALT"
 
         # An error found before the token wait, reported once the token has arrived.
@@ -133,7 +147,7 @@ class StoreUnit(wiring.Component):
         done = self.i_wdone.valid
         m.d.sync += outstanding.eq(outstanding + issued - done)
         with m.If(done & self.i_wdone.payload.error & ~halted):
-            m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(pc), halted.eq(1)]
+            m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), halted.eq(1)]
 
         esize_shift = Mux(int8, 0, 2)
         m.submodules.checks = checks = StoreChecks(C, cfg.acc_rows)
@@ -141,11 +155,16 @@ class StoreUnit(wiring.Component):
         m.d.comb += [checks.word.eq(word), checks.mem_limit.eq(self.mem_limit),
                      checks.start.eq(check_start)]
         nt = Signal(12)
+        # nt == last n-tile, a cycle late: nt never changes in the cycle before it is compared
+        # (a request, a TILE cycle or CHECK's result lies between).
+        nt_last = Signal()
+        m.d.sync += nt_last.eq(nt == checks.last_nt)
         param_tile = Signal(32)           # param_addr + nt * C * PARAM_RECORD_BYTES
         acc_tile = Signal(16)             # acc_addr + nt * acc_n_step
         width = Signal(range(C + 1))      # valid channels in this tile
-        row_bytes = Signal(8)             # their bytes
-        row = Signal(16)
+        chunk_bytes = Signal(8)           # their bytes in a row
+        rows_left = Signal(16)            # rows after this one in the tile
+        row_last = Signal()               # rows_left == 0
         row_addr = Signal(32)
         tile_addr = Signal(32)
         acc_row = Signal(16)
@@ -160,6 +179,7 @@ class StoreUnit(wiring.Component):
         m.d.comb += incoming.eq(Cat(rec, self.i_rdata.payload.data)[8 * B:] if B < 16 else
                                 self.i_rdata.payload.data[:128])
         in_shift = incoming[64:72].as_signed()
+        rec_bad = Signal()           # PARAMS: rec is a complete record from the bus, shift bad
         last_beat = rec_beats == per_record - 1
         # VALIDATE's beat of the cycle before: valid, bus error, its record complete, shift bad.
         beat_valid = Signal()
@@ -167,11 +187,14 @@ class StoreUnit(wiring.Component):
         beat_last = Signal()
         beat_bad = Signal()
         m.d.sync += beat_valid.eq(0)
+        drained = Signal()           # DRAIN: the row path was idle in the cycle before
+        m.d.sync += drained.eq(0)
 
         # On-chip copy of the table (multiplier, bias, shift) when it fits.
         P = cfg.store_param_cache
         cached = Signal()            # this instruction's table is in the copy
         v_left = Signal(16)          # records left in the current validation request
+        v_one = Signal()             # v_left == 1
         w_index = Signal(range(max(P, 1)))
         r_index = Signal(range(max(P, 1)))
         advance = Signal()           # the requantizer takes a record from the copy
@@ -229,7 +252,7 @@ class StoreUnit(wiring.Component):
                     m.d.comb += [self.o_rreq.valid.eq(~stop),
                                  self.o_rreq.payload.addr.eq(param_tile),
                                  self.o_rreq.payload.beats.eq(count * per_record)]
-                    m.d.sync += [width.eq(vw), v_left.eq(count)]
+                    m.d.sync += [width.eq(vw), v_left.eq(count), v_one.eq(count == 1)]
                     with m.If(stop):
                         m.next = "HALT"
                     with m.Elif(self.o_rreq.ready):
@@ -248,14 +271,15 @@ class StoreUnit(wiring.Component):
                     with m.If(beat_error & ~held):
                         hold(ErrorCode.BUS_ERROR, then=None)
                     with m.If(beat_last):
-                        m.d.sync += [v_left.eq(v_left - 1), w_index.eq(w_index + 1)]
+                        m.d.sync += [v_left.eq(v_left - 1), v_one.eq(v_left == 2),
+                                     w_index.eq(w_index + 1)]
                         bad = beat_error | beat_bad
                         with m.If(~held & ~beat_error & beat_bad):
                             hold(ErrorCode.MALFORMED, then=None)
                         if P:
                             m.d.comb += cache_w.en.eq(cached & ~held & ~bad)
-                        with m.If(v_left == 1):
-                            with m.If(held | bad | cached | (nt == checks.last_nt)):
+                        with m.If(v_one):
+                            with m.If(held | bad | cached | nt_last):
                                 m.d.sync += [nt.eq(0), param_tile.eq(ins.param_addr),
                                              cols_left.eq(ins.cols), r_index.eq(0)]
                                 m.next = "TOKEN"
@@ -265,10 +289,11 @@ class StoreUnit(wiring.Component):
                                 m.next = "VALIDATE_REQ"
             with m.State("TILE"):
                 w = Mux(cols_left < C, cols_left, C)
-                m.d.sync += [width.eq(w), row_bytes.eq(w << esize_shift), row.eq(0),
+                m.d.sync += [width.eq(w), chunk_bytes.eq(w << esize_shift),
+                             rows_left.eq(checks.last_row), row_last.eq(checks.last_row == 0),
                              row_addr.eq(tile_addr),
                              acc_row.eq(acc_tile), lane.eq(0),
-                             rec_beats.eq(0)]
+                             rec_beats.eq(0), rec_bad.eq(0)]
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(int8 & cached):
@@ -293,26 +318,27 @@ class StoreUnit(wiring.Component):
                 # The previous n-tile's rows must all be in the requantizer before its
                 # parameters change (it only holds back rows already in its pipeline).
                 m.d.comb += [
-                    rq.p_stream.valid.eq(record_ready & (lane < C) & ~reader.busy),
-                    rq.p_stream.payload.multiplier.eq(Mux(lane < width, src[0:32], 0)),
-                    rq.p_stream.payload.bias.eq(Mux(lane < width, src[32:64], 0)),
-                    rq.p_stream.payload.shift.eq(Mux(lane < width, shift, 0)),
-                    rq.p_stream.payload.zero_point.eq(ins.zero_point),
-                    rq.p_stream.payload.relu.eq(ins.relu),
+                    params.valid.eq(record_ready & (lane < C) & ~reader.busy),
+                    params.payload.multiplier.eq(Mux(lane < width, src[0:32], 0)),
+                    params.payload.bias.eq(Mux(lane < width, src[32:64], 0)),
+                    params.payload.shift.eq(Mux(lane < width, shift, 0)),
+                    params.payload.zero_point.eq(ins.zero_point),
+                    params.payload.relu.eq(ins.relu),
                 ]
                 m.d.comb += self.i_rdata.ready.eq(~cached & (lane < width) &
                                                   (rec_beats != per_record))
                 with m.If(self.i_rdata.valid & self.i_rdata.ready):
-                    m.d.sync += [rec.eq(incoming), rec_beats.eq(rec_beats + 1)]
+                    m.d.sync += [rec.eq(incoming), rec_beats.eq(rec_beats + 1),
+                                 rec_bad.eq(last_beat &
+                                            ((in_shift < SHIFT_MIN) | (in_shift > SHIFT_MAX)))]
                     with m.If(self.i_rdata.payload.error):
                         fail(ErrorCode.BUS_ERROR)
                 # Only records from the bus are checked here (the copy's were checked once).
-                rec_shift = rec[64:72].as_signed()
-                with m.If(rq.p_stream.valid & (lane < width) & ~cached &
-                          ((rec_shift < SHIFT_MIN) | (rec_shift > SHIFT_MAX))):
+                # (rec_bad implies a record from the bus, complete, for lane < width.)
+                with m.If(rec_bad & ~reader.busy):
                     fail(ErrorCode.MALFORMED)
-                with m.Elif(rq.p_stream.valid & rq.p_stream.ready):
-                    m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0)]
+                with m.Elif(params.valid & params.ready):
+                    m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0), rec_bad.eq(0)]
                     with m.If(lane < width):
                         m.d.comb += advance.eq(cached)
                         m.d.sync += r_index.eq(r_index + cached)
@@ -321,26 +347,29 @@ class StoreUnit(wiring.Component):
             with m.State("ROWS"):
                 m.d.comb += [reader.i_addr.valid.eq(~stop & dest.w_rdy),
                              reader.i_addr.payload.addr.eq(acc_row),
-                             reader.i_addr.payload.last.eq(row == checks.last_row),
+                             reader.i_addr.payload.last.eq(row_last),
                              dest.w_en.eq(reader.i_addr.valid & reader.i_addr.ready),
-                             dest.w_data.eq(row_addr | (row_bytes << 32))]
+                             dest.w_data.eq(row_addr | (chunk_bytes << 32))]
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(reader.i_addr.valid & reader.i_addr.ready):
-                    m.d.sync += [row.eq(row + 1), acc_row.eq(acc_row + 1),
+                    m.d.sync += [rows_left.eq(rows_left - 1), row_last.eq(rows_left == 1),
+                                 acc_row.eq(acc_row + 1),
                                  row_addr.eq(row_addr + ins.dram_stride)]
-                    with m.If(row == checks.last_row):
+                    with m.If(row_last):
                         m.d.sync += [nt.eq(nt + 1), cols_left.eq(cols_left - width),
                                      param_tile.eq(param_tile + tile_params),
                                      acc_tile.eq(acc_tile + ins.acc_n_step),
                                      tile_addr.eq(tile_addr + (C << esize_shift))]
-                        with m.If(nt == checks.last_nt):
+                        with m.If(nt_last):
                             m.next = "DRAIN"
                         with m.Else():
                             m.next = "TILE"
             with m.State("DRAIN"):
-                with m.If(~reader.busy & (dest.level == 0) & ~dest.r_rdy & ~packer.busy &
-                          ~rq.busy & (outstanding == 0) & ~issued):
+                # Registered: nothing enters the row path in DRAIN, so idle last cycle is idle.
+                m.d.sync += drained.eq(~reader.busy & (dest.level == 0) & ~dest.r_rdy &
+                                       ~packer.busy & ~rq.busy & (outstanding == 0) & ~issued)
+                with m.If(drained):
                     m.d.comb += self.push_prev.eq(ins.header.push_prev & ~stop)
                     m.next = "IDLE"
             with m.State("HALT"):
