@@ -153,12 +153,22 @@ class FetchUnit(wiring.Component):
                             m.d.comb += beat_zero[i].eq(bits == 0)
                         else:
                             m.d.comb += beat_zero[i].eq(1)
-        all_zero = spare_zero & beat_zero
-        m.d.comb += [ibuf.w_data.eq(Cat(complete, all_zero)),
-                     ibuf.w_en.eq(got & (beats == per - 1) & ~self.ended & ~stop)]
+        # The flags are registered with the beat, and a complete word goes into the buffer
+        # in the cycle after its last beat (from ``assembly``, which then holds it); it
+        # counts as in flight until then.
+        beat_zero_q = Signal(len(ops))
+        beat_seen = Signal()                 # a beat arrived in the cycle before
+        word_done = Signal()                 # ... the last of a word
+        word_kept = Signal()                 # ... which goes into the buffer
+        m.d.sync += [beat_zero_q.eq(beat_zero), beat_seen.eq(got),
+                     word_done.eq(got & (beats == per - 1)),
+                     word_kept.eq(got & (beats == per - 1) & ~self.ended & ~stop)]
+        all_zero = spare_zero & beat_zero_q
+        m.d.comb += [ibuf.w_data.eq(Cat(assembly, all_zero)), ibuf.w_en.eq(word_kept)]
+        with m.If(beat_seen):
+            m.d.sync += spare_zero.eq(Mux(word_done, spare_zero.init, all_zero))
         with m.If(got):
-            m.d.sync += [assembly.eq(complete),
-                         spare_zero.eq(Mux(beats == per - 1, spare_zero.init, all_zero))]
+            m.d.sync += assembly.eq(complete)
             with m.If(beats == per - 1):
                 m.d.sync += beats.eq(0)
             with m.Else():
@@ -202,7 +212,7 @@ class FetchUnit(wiring.Component):
             m.d.sync += self.pc.eq(self.pc + INSTRUCTION_BYTES)
             with m.If(unit == Unit.FETCH):
                 m.d.sync += self.ended.eq(1)
-        m.d.sync += in_flight.eq(in_flight + requested - (got & (beats == per - 1)))
+        m.d.sync += in_flight.eq(in_flight + requested - word_done)
 
         # Nothing more will arrive and the next instruction lies beyond memory.
         with m.If(running & fresh & ~self.ended & ~stop & ~in_range & (in_flight == 0) &
