@@ -14,6 +14,11 @@ beats, and kept in a small on-chip memory, from which the requantizer is loaded 
 per cycle for each n-tile: every record crosses the bus once. A wider table is checked the
 same way but read again from device memory, one n-tile at a time, to load the requantizer.
 
+The same memory holds the ``param_slots`` **parameter slots** (rows ``[0, param_slots)``; the
+temporary copy above lives in the rows after them): ``param_src`` KEEP reads and checks the
+table as above but writes it into slots ``param_slot ..`` (which persist across instructions
+and programs), and SLOTS serves the requantizer from those slots with no bus read at all.
+
 The checks and the table reads do not depend on the accumulators, so they happen *before* the
 token wait, while the GEMM that produces the rows still runs: once the token arrives only the
 requantization and the writes remain. An error found early is held and reported only when
@@ -31,7 +36,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from octet.config import AcceleratorConfig
-from octet.isa import LAYOUTS, PARAM_RECORD_BYTES, ErrorCode, Opcode, StoreMode
+from octet.isa import LAYOUTS, PARAM_RECORD_BYTES, ErrorCode, Opcode, ParamSource, StoreMode
 from octet.numerics import SHIFT_MAX, SHIFT_MIN
 
 from .requantizer import Requantizer
@@ -97,6 +102,8 @@ class StoreUnit(wiring.Component):
         m.d.comb += self.pc.eq(pc)
         ins = STORE(word)
         int8 = ins.mode == StoreMode.INT8
+        keep = int8 & (ins.param_src == ParamSource.KEEP)
+        from_slots = int8 & (ins.param_src == ParamSource.SLOTS)
 
         m.submodules.requant = rq = Requantizer(C)
         m.submodules.acc_reader = reader = SpadReader(32 * C, cfg.acc_rows)
@@ -155,15 +162,18 @@ class StoreUnit(wiring.Component):
         in_shift = incoming[64:72].as_signed()
         last_beat = rec_beats == per_record - 1
 
-        # On-chip copy of the table (multiplier, bias, shift) when it fits.
-        P = cfg.store_param_cache
-        cached = Signal()            # this instruction's table is in the copy
+        # On-chip records (multiplier, bias, shift): the parameter slots in rows [0, S), then
+        # the temporary copy of a table that fits it.
+        P, S = cfg.store_param_cache, cfg.param_slots
+        cached = Signal()            # this instruction's table is in the copy or the slots
         v_left = Signal(16)          # records left in the current validation request
-        w_index = Signal(range(max(P, 1)))
-        r_index = Signal(range(max(P, 1)))
+        w_index = Signal(range(max(S + P, 1)))
+        r_index = Signal(range(max(S + P, 1)))
+        # Row of the instruction's first record in that memory.
+        slot_base = Mux(keep | from_slots, ins.param_slot, S)
         advance = Signal()           # the requantizer takes a record from the copy
-        if P:
-            m.submodules.param_cache = cache = Memory(shape=72, depth=P, init=[])
+        if S + P:
+            m.submodules.param_cache = cache = Memory(shape=72, depth=S + P, init=[])
             cache_w = cache.write_port()
             cache_r = cache.read_port(transparent_for=())
             # The read port shows the record at r_index in every cycle after r_index settles.
@@ -200,23 +210,26 @@ class StoreUnit(wiring.Component):
                 with m.If((ins.rows == 0) | (ins.cols == 0) | (ins.mode.as_value() > 1) |
                           ((ins.rows > 1) & (ins.dram_stride < (ins.cols << esize_shift))) |
                           ((ins.cols + C - 1) // C > min(cfg.acc_rows, 4095)) |
-                          (int8 & (ins.param_addr[:4] != 0))):
+                          (ins.param_src.as_value() > ParamSource.SLOTS.value) |
+                          (int8 & ~from_slots & (ins.param_addr[:4] != 0))):
                     hold(ErrorCode.MALFORMED)
                 with m.Else():
                     m.next = "CHECK1"
             with m.State("CHECK1"):
                 acc_end = ins.acc_addr + (n_tiles - 1) * ins.acc_n_step + ins.rows
-                with m.If(acc_end > cfg.acc_rows):
+                with m.If((acc_end > cfg.acc_rows) |
+                          ((keep | from_slots) & (ins.param_slot + ins.cols > S))):
                     hold(ErrorCode.SPAD_RANGE)
                 with m.Elif(ins.dram_addr + prod + (ins.cols << esize_shift) > self.mem_limit):
                     hold(ErrorCode.DRAM_RANGE)
-                with m.Elif(int8 & (ins.param_addr + ins.cols * PARAM_RECORD_BYTES >
-                                    self.mem_limit)):
+                with m.Elif(int8 & ~from_slots &
+                            (ins.param_addr + ins.cols * PARAM_RECORD_BYTES > self.mem_limit)):
                     hold(ErrorCode.DRAM_RANGE)
                 with m.Else():
                     m.d.sync += [nt.eq(0), tile_addr.eq(ins.dram_addr),
                                  cols_left.eq(ins.cols), lane.eq(0), rec_beats.eq(0),
-                                 cached.eq(int8 & (ins.cols <= P)), w_index.eq(0)]
+                                 cached.eq(int8 & (keep | from_slots | (ins.cols <= P))),
+                                 w_index.eq(slot_base), r_index.eq(slot_base)]
                     m.next = "VALIDATE_REQ"
             # Int8: read every parameter record once and check its shift before any row is
             # written, so a bad table stops the instruction with nothing written. A table that
@@ -224,7 +237,7 @@ class StoreUnit(wiring.Component):
             with m.State("VALIDATE_REQ"):
                 vw = Mux(cols_left < C, cols_left, C)
                 count = Mux(cached, ins.cols, vw)
-                with m.If(~int8):
+                with m.If(~int8 | from_slots):
                     m.next = "TOKEN"
                 with m.Else():
                     m.d.comb += [self.o_rreq.valid.eq(~stop),
@@ -250,12 +263,12 @@ class StoreUnit(wiring.Component):
                             (in_shift < SHIFT_MIN) | (in_shift > SHIFT_MAX)
                         with m.If(~held & ~self.i_rdata.payload.error & bad):
                             hold(ErrorCode.MALFORMED, then=None)
-                        if P:
+                        if S + P:
                             m.d.comb += cache_w.en.eq(cached & ~held & ~bad)
                         with m.If(v_left == 1):
                             with m.If(held | bad | cached | (nt == n_tiles - 1)):
                                 m.d.sync += [nt.eq(0), cols_left.eq(ins.cols),
-                                             r_index.eq(0)]
+                                             r_index.eq(slot_base)]
                                 m.next = "TOKEN"
                             with m.Else():
                                 m.d.sync += [nt.eq(nt + 1),

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from octet import isa
-from octet.isa import INSTRUCTION_BYTES, QUEUE_OF, ErrorCode, Opcode, StoreMode, Unit
+from octet.isa import (INSTRUCTION_BYTES, QUEUE_OF, ErrorCode, Opcode, ParamSource,
+                       StoreMode, Unit)
 from octet.isa_doc import layout_fields
 from octet.numerics import REQUANT_STAGES
 
@@ -115,10 +116,14 @@ def instruction_cost(config, opcode, f):
         acc_reads = f["rows"] * _ceil(f["cols"], C)
         cycles = DMA_LATENCY + max(acc_reads, total + ROW_GAP * f["rows"])
         bytes_read = param_beats = 0
-        if int8:
-            # The RTL keeps a table of up to store_param_cache records on chip; a wider one
-            # it reads a second time, one n-tile at a time (docs/isa.md counts it once).
-            reads = 1 if f["cols"] <= getattr(config, "store_param_cache", 0) else 2
+        if int8 and f.get("param_src", 0) == ParamSource.SLOTS.value:
+            cycles += REQUANT_STAGES      # records from the parameter slots, off the bus
+        elif int8:
+            # The RTL keeps a table of up to store_param_cache records on chip (or, KEEP, in
+            # the parameter slots); a wider one it reads a second time, one n-tile at a time.
+            once = f["cols"] <= getattr(config, "store_param_cache", 0) or \
+                f.get("param_src", 0) == ParamSource.KEEP.value
+            reads = 1 if once else 2
             bytes_read = 16 * f["cols"] * reads
             param_beats = _ceil(f["param_addr"] % bus + 16 * f["cols"], bus) * reads
             cycles += REQUANT_STAGES + param_beats

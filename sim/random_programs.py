@@ -13,7 +13,7 @@ simulator's.
 
 import numpy as np
 
-from octet.isa import PARAM_RECORD_BYTES, Opcode, StoreMode, Target
+from octet.isa import PARAM_RECORD_BYTES, Opcode, ParamSource, StoreMode, Target
 from octet.sim.golden import quantize_multiplier
 
 __all__ = ["random_program", "ProgramLayout", "scrub_program"]
@@ -48,6 +48,7 @@ def random_program(cfg, rng, phases=3):
     lay = ProgramLayout(cfg.mem_bytes)
     params = _params_table(rng, lay.params_bytes // PARAM_RECORD_BYTES)
     prog = []
+    kept = []
     r = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
 
     for phase in range(phases):
@@ -125,6 +126,18 @@ def random_program(cfg, rng, phases=3):
             if mode is StoreMode.INT8:
                 n_rec = lay.params_bytes // PARAM_RECORD_BYTES
                 fields["param_addr"] = lay.params + PARAM_RECORD_BYTES * r(0, n_rec - cols)
+                # Parameter slots: keep a table on chip, or use part of one kept earlier in
+                # this program (slots kept by another program are not known here).
+                how = rng.random()
+                if how < 0.3 and cols <= cfg.param_slots:
+                    slot = r(0, cfg.param_slots - cols)
+                    fields.update(param_src=ParamSource.KEEP, param_slot=slot)
+                    kept.append((slot, cols))
+                elif how < 0.6 and kept:
+                    slot, n = kept[r(0, len(kept) - 1)]
+                    if cols <= n:
+                        fields.update(param_src=ParamSource.SLOTS,
+                                      param_slot=slot + r(0, n - cols))
             stores.append((Opcode.STORE, fields))
         if not stores:
             stores.append((Opcode.STORE, dict(rows=1, cols=1, dram_addr=lay.out)))
