@@ -111,8 +111,13 @@ class StoreUnit(wiring.Component):
         m.submodules.packer = packer = WritePacker(B, 4 * C)
         wiring.connect(m, packer.o_req, wiring.flipped(self.o_wreq))
         wiring.connect(m, packer.o_beat, wiring.flipped(self.o_wdata))
-        # Destination of each row read from the accumulator, in read order.
-        m.submodules.dest = dest = fifo.SyncFIFOBuffered(width=32 + 8, depth=8)
+        # Destination of each row read from the accumulator, in read order: address, channels,
+        # and whether it starts / ends a run of the write packer.
+        m.submodules.dest = dest = fifo.SyncFIFOBuffered(width=32 + 8 + 2, depth=8)
+        # The whole STORE is contiguous in memory (one row, or rows of one n-tile back to
+        # back) and its rows need no parameter reads in between: one write run.
+        run = Signal()
+        run_bytes = Signal(16)
 
         halted = Signal()
         err_code = Signal(ErrorCode)
@@ -226,6 +231,13 @@ class StoreUnit(wiring.Component):
                             (ins.param_addr + ins.cols * PARAM_RECORD_BYTES > self.mem_limit)):
                     hold(ErrorCode.DRAM_RANGE)
                 with m.Else():
+                    total = prod + (ins.cols << esize_shift)
+                    m.d.sync += [run.eq((~int8 | keep | from_slots | (ins.cols <= P)) &
+                                        (total < (1 << 16)) &
+                                        ((ins.rows == 1) |
+                                         ((n_tiles == 1) &
+                                          (ins.dram_stride == (ins.cols << esize_shift))))),
+                                 run_bytes.eq(total)]
                     m.d.sync += [nt.eq(0), tile_addr.eq(ins.dram_addr),
                                  cols_left.eq(ins.cols), lane.eq(0), rec_beats.eq(0),
                                  cached.eq(int8 & (keep | from_slots | (ins.cols <= P))),
@@ -332,7 +344,10 @@ class StoreUnit(wiring.Component):
                              reader.i_addr.payload.addr.eq(acc_row),
                              reader.i_addr.payload.last.eq(row == ins.rows - 1),
                              dest.w_en.eq(reader.i_addr.valid & reader.i_addr.ready),
-                             dest.w_data.eq(row_addr | (width << 32))]
+                             dest.w_data.eq(row_addr | (width << 32) |
+                                            ((~run | ((nt == 0) & (row == 0))) << 40) |
+                                            ((~run | ((nt == n_tiles - 1) &
+                                                      (row == ins.rows - 1))) << 41))]
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(reader.i_addr.valid & reader.i_addr.ready):
@@ -351,8 +366,11 @@ class StoreUnit(wiring.Component):
                     m.d.comb += self.push_prev.eq(ins.header.push_prev & ~stop)
                     m.next = "IDLE"
             with m.State("HALT"):
-                # Parameter beats already requested must still be taken off the bus.
-                m.d.comb += self.i_rdata.ready.eq(1)
+                # Parameter beats already requested must still be taken off the bus, and a
+                # write run the rows in flight do not complete is finished unstrobed.
+                m.d.comb += [self.i_rdata.ready.eq(1),
+                             packer.flush.eq(~reader.busy & (dest.level == 0) & ~dest.r_rdy &
+                                             ~rq.busy)]
 
         # Rows: int32 straight to the packer, int8 through the requantizer.
         m.d.comb += [rq.i_stream.payload.data.eq(reader.o_row.payload.data),
@@ -367,6 +385,10 @@ class StoreUnit(wiring.Component):
                      packer.i_chunk.payload.data.eq(row_bytes),
                      packer.i_chunk.payload.addr.eq(dest.r_data[:32]),
                      packer.i_chunk.payload.nbytes.eq(dest.r_data[32:40] << esize_shift),
+                     packer.i_chunk.payload.first.eq(dest.r_data[40]),
+                     packer.i_chunk.payload.last.eq(dest.r_data[41]),
+                     packer.i_chunk.payload.run_bytes.eq(
+                         Mux(run, run_bytes, dest.r_data[32:40] << esize_shift)),
                      rq.o_stream.ready.eq(packer.i_chunk.ready & dest.r_rdy & int8),
                      dest.r_en.eq(packer.i_chunk.valid & packer.i_chunk.ready)]
 

@@ -86,6 +86,18 @@ def _row_beats(addr, stride, rows, nbytes, bus):
     return int(beats.sum()), beats
 
 
+def store_is_one_run(config, f):
+    """Whether the RTL writes a STORE as one run of the write packer (one bus request): its
+    bytes are contiguous (one row, or rows of at most C values back to back), fewer than
+    2**16, and no parameter records are read between its rows."""
+    int8 = f["mode"] == StoreMode.INT8.value
+    nbytes = f["cols"] * (1 if int8 else 4)
+    rereads = int8 and f.get("param_src", 0) == ParamSource.MEMORY.value and \
+        f["cols"] > getattr(config, "store_param_cache", 0)
+    contiguous = f["rows"] == 1 or (f["cols"] <= config.cols and f["dram_stride"] == nbytes)
+    return contiguous and not rereads and f["rows"] * nbytes < 1 << 16
+
+
 def instruction_cost(config, opcode, f):
     """:class:`Cost` of one decoded instruction; ``f`` holds the instruction's fields."""
     bus, R, C = config.bus_bytes, config.rows, config.cols
@@ -112,11 +124,17 @@ def instruction_cost(config, opcode, f):
     if opcode is Opcode.STORE:
         int8 = f["mode"] == StoreMode.INT8.value
         nbytes = f["cols"] * (1 if int8 else 4)
-        total, _ = _row_beats(f["dram_addr"], f["dram_stride"], f["rows"], nbytes, bus)
         acc_reads = f["rows"] * _ceil(f["cols"], C)
-        cycles = DMA_LATENCY + max(acc_reads, total + ROW_GAP * f["rows"])
+        src = f.get("param_src", 0)
+        if store_is_one_run(config, f):
+            # Contiguous bytes and no parameter reads between rows: one write burst.
+            total = _ceil(f["dram_addr"] % bus + f["rows"] * nbytes, bus)
+            cycles = DMA_LATENCY + max(acc_reads, total + ROW_GAP)
+        else:
+            total, _ = _row_beats(f["dram_addr"], f["dram_stride"], f["rows"], nbytes, bus)
+            cycles = DMA_LATENCY + max(acc_reads, total + ROW_GAP * f["rows"])
         bytes_read = param_beats = 0
-        if int8 and f.get("param_src", 0) == ParamSource.SLOTS.value:
+        if int8 and src == ParamSource.SLOTS.value:
             cycles += REQUANT_STAGES      # records from the parameter slots, off the bus
         elif int8:
             # The RTL keeps a table of up to store_param_cache records on chip (or, KEEP, in
