@@ -23,7 +23,7 @@ Tested by ``tests/test_write_packer.py`` (Amaranth simulator) and through the ac
 tests.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -96,6 +96,11 @@ class WritePacker(wiring.Component):
         offset = chunk.addr[:lg] if lg else Const(0, 1)
         mask = Signal(W)
         m.d.comb += mask.eq((Const(1, W + 1) << chunk.nbytes) - 1)
+        # Bytes past `nbytes` may hold anything (the unused lanes of a row); they must not
+        # reach the buffer, where the next chunks' bytes go.
+        valid_data = Signal(8 * W)
+        m.d.comb += valid_data.eq(Cat(*(Mux(mask[i], chunk.data[8 * i:8 * i + 8], 0)
+                                        for i in range(W))))
 
         idle = (beats_left == 0) & ~req_pending
         # A chunk is taken when it starts a run and none is open, or continues the open one
@@ -116,7 +121,7 @@ class WritePacker(wiring.Component):
         at = Mux(chunk.first, offset, level)
         base_buf = Mux(chunk.first, 0, buf)
         base_strb = Mux(chunk.first, 0, strb)
-        new_buf = Mux(take, base_buf | (chunk.data << (at * 8)), buf)
+        new_buf = Mux(take, base_buf | (valid_data << (at * 8)), buf)
         new_strb = Mux(take, base_strb | (mask << at), strb)
         new_level = Mux(take, at + chunk.nbytes, level)
         with m.If(fire):

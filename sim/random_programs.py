@@ -118,7 +118,8 @@ def random_program(cfg, rng, phases=3):
             acc_n = r(rows, rows + 2)
             if (tiles - 1) * acc_n + rows > cfg.acc_rows:
                 continue
-            stride = cols * esize + r(0, 7)
+            # Half the STOREs have rows back to back (one write run when cols <= C).
+            stride = cols * esize + (r(0, 7) if rng.random() < 0.5 else 0)
             dram = lay.out + r(0, lay.out_bytes - (rows - 1) * stride - cols * esize)
             fields = dict(mode=mode, acc_addr=r(0, cfg.acc_rows - (tiles - 1) * acc_n - rows),
                           acc_n_step=acc_n, rows=rows, cols=cols, dram_addr=dram,

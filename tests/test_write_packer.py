@@ -56,8 +56,12 @@ def _simulate(bus, chunk, runs, stall, seed, flush_after=None):
         for run, full in zip(sent, runs, strict=True):
             total = sum(len(d) for _, d in full)
             for i, (addr, data) in enumerate(run):
+                # Bytes past nbytes are garbage (a row's unused lanes): never written.
+                garbage = rng.integers(0, 256, chunk, dtype=np.uint8).tobytes()
+                padded = data + garbage[len(data):]
                 await stream_put(ctx, dut.i_chunk, {
-                    "data": int.from_bytes(data, "little"), "addr": addr, "nbytes": len(data),
+                    "data": int.from_bytes(padded, "little"), "addr": addr,
+                    "nbytes": len(data),
                     "first": i == 0, "last": i == len(full) - 1, "run_bytes": total},
                     stall=pause if stall else None)
                 done["chunks"] += 1
