@@ -19,6 +19,10 @@ temporary copy above lives in the rows after them): ``param_src`` KEEP reads and
 table as above but writes it into slots ``param_slot ..`` (which persist across instructions
 and programs), and SLOTS serves the requantizer from those slots with no bus read at all.
 
+A STORE whose bytes are contiguous (one row, or rows of at most C values back to back, such as
+the attention scores' one byte per key) and that reads no records between its rows is one
+*run* of the write packer: one bus request whose beats the rows fill, not a burst per row.
+
 The checks and the table reads do not depend on the accumulators, so they happen *before* the
 token wait, while the GEMM that produces the rows still runs: once the token arrives only the
 requantization and the writes remain. An error found early is held and reported only when

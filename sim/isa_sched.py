@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from octet import isa
-from octet.isa import (INSTRUCTION_BYTES, QUEUE_OF, ErrorCode, Opcode, ParamSource,
-                       StoreMode, Unit)
+from octet.isa import INSTRUCTION_BYTES, QUEUE_OF, ErrorCode, Opcode, ParamSource, StoreMode, Unit
 from octet.isa_doc import layout_fields
 from octet.numerics import REQUANT_STAGES
 
