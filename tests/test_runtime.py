@@ -224,8 +224,9 @@ def test_prepare_model_errors(tmp_path, tiny):
 
 @pytest.mark.verilator
 def test_verilator_generation_equals_golden(shipped):
-    """8-byte prompt + 4 bytes on the RTL of the default accelerator: the same bytes as the
-    golden device, streamed back one by one from inside the simulation."""
+    """8-byte prompt + 4 bytes on the RTL of the default accelerator: the same bytes and the
+    same logits as the golden device, streamed back one by one from inside the simulation.
+    (The logits catch what greedy bytes may hide: wrong attention scores in the prefill.)"""
     prompt = b"def main"
     golden = generate_on_device(GoldenDevice(timed=False), shipped, prompt, 4)
     seen = []
@@ -233,6 +234,9 @@ def test_verilator_generation_equals_golden(shipped):
         result = device.call_streaming(generate_on_device, seen.append, shipped, prompt, 4,
                                        timeout_cycles=5_000_000)
     assert result.tokens == golden.tokens
+    assert len(result.logits) == len(golden.logits) == 4
+    for rtl, model in zip(result.logits, golden.logits, strict=True):
+        np.testing.assert_array_equal(rtl, model)
     assert bytes(v[0] for v in seen) == result.tokens
     for rtl, model in zip(result.steps, golden.steps, strict=True):
         assert rtl.counters["compute_cycles"] == model.counters["compute_cycles"]
