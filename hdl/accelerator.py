@@ -322,7 +322,7 @@ class Accelerator(wiring.Component):
             reg("config1", "r_data").eq((cfg.input_rows.bit_length() - 1) |
                                         ((cfg.weight_rows.bit_length() - 1) << 8) |
                                         ((cfg.acc_rows.bit_length() - 1) << 16)),
-            reg("config2", "r_data").eq(cfg.store_param_cache),
+            reg("config2", "r_data").eq(cfg.store_param_cache | cfg.param_slots << 16),
             reg("status", "r_data").eq(Mux(running, Status.BUSY, 0) |
                                        Mux(done, Status.DONE, 0) |
                                        Mux(done & err_latched, Status.ERROR, 0) |

@@ -151,6 +151,7 @@ class KvController(wiring.Component):
         spad_seg = Signal(16)
         spad = Signal(16)
         param = Signal(32)
+        param_slot = Signal(16)           # KV_APPEND: the head's first parameter slot
         page_index = Signal(44)           # pool * pool_pages + physical page
         page_off = Signal(32)
         slot_offset = Signal(32)
@@ -177,7 +178,7 @@ class KvController(wiring.Component):
         whole = Signal()
         seg_bytes = Signal(16)
         self._sub_instruction(m, out, kv, first & pop, last & push, seg_len, dram, spad,
-                              param, 1 << lpitch, whole, seg_bytes)
+                              param, 1 << lpitch, whole, seg_bytes, param_slot)
 
         can = Signal()                    # REPORT may report (a cycle late)
         m.d.sync += can.eq(0)
@@ -304,6 +305,7 @@ class KvController(wiring.Component):
                         base_off.eq(self.pool_base + slot_offset),
                         spad.eq(spad_seg),
                         param.eq(0 if load else kv.param_addr),
+                        param_slot.eq(0 if load else kv.param_slot),
                     ]
                     m.next = "ADDRESS"
             with m.State("ADDRESS"):
@@ -324,7 +326,9 @@ class KvController(wiring.Component):
                     m.d.sync += [head.eq(head + 1), dram.eq(dram + pool_step),
                                  spad.eq(spad + (kv.spad_head_step if load
                                                  else kv.acc_head_step)),
-                                 param.eq(param + (0 if load else kv.param_head_step))]
+                                 param.eq(param + (0 if load else kv.param_head_step)),
+                                 param_slot.eq(param_slot +
+                                               (0 if load else kv.param_head_step[4:]))]
                     with m.If(last_head):
                         m.d.sync += [first_seg.eq(0), slot_offset.eq(0), room.eq(page_tokens),
                                      tokens_left.eq(tokens_left - seg_len),
@@ -361,7 +365,7 @@ class KvController(wiring.Component):
         return m
 
     def _sub_instruction(self, m, out, kv, pop, push, rows, dram, spad, param, pitch, whole,
-                         seg_bytes):
+                         seg_bytes, param_slot):
         """Drive ``out`` with the LOAD / STORE for the current page segment and head."""
         if self._op is Opcode.KV_LOAD:
             ld = LAYOUTS[Opcode.LOAD](out)
@@ -378,4 +382,5 @@ class KvController(wiring.Component):
                          st.acc_addr.eq(spad), st.acc_n_step.eq(kv.acc_n_step),
                          st.rows.eq(rows), st.cols.eq(kv.cols), st.dram_addr.eq(dram),
                          st.dram_stride.eq(pitch), st.param_addr.eq(param),
-                         st.zero_point.eq(kv.zero_point), st.relu.eq(0)]
+                         st.zero_point.eq(kv.zero_point), st.relu.eq(0),
+                         st.param_src.eq(kv.param_src), st.param_slot.eq(param_slot)]

@@ -43,11 +43,12 @@ def soc_config(rows=2, cols=2, mem_bytes=1 << 16, bus_bytes=8):
 
     Scratchpads of 512 rows (input, weight) and an accumulator of 256 rows keep each of them
     to one block RAM deep (ECP5 DP16KD: 512 x 36), so block RAM use grows only with the array
-    width. ``mem_bytes`` is the on-chip device memory.
+    width. ``mem_bytes`` is the on-chip device memory. No parameter slots: they would take
+    about 20 block RAMs, and a model whose tables need them does not fit 64 KiB of memory.
     """
     base = AcceleratorConfig(rows=rows, cols=cols, bus_bytes=bus_bytes, mem_bytes=mem_bytes)
     return replace(base, input_rows=max(512, rows), weight_rows=max(512, cols),
-                   acc_rows=max(256, rows))
+                   acc_rows=max(256, rows), param_slots=0)
 
 
 class Soc(wiring.Component):

@@ -14,6 +14,15 @@ beats, and kept in a small on-chip memory, from which the requantizer is loaded 
 per cycle for each n-tile: every record crosses the bus once. A wider table is checked the
 same way but read again from device memory, one n-tile at a time, to load the requantizer.
 
+The same memory holds the ``param_slots`` **parameter slots** (rows ``[0, param_slots)``; the
+temporary copy above lives in the rows after them): ``param_src`` KEEP reads and checks the
+table as above but writes it into slots ``param_slot ..`` (which persist across instructions
+and programs), and SLOTS serves the requantizer from those slots with no bus read at all.
+
+A STORE whose bytes are contiguous (one row, or rows of at most C values back to back, such as
+the attention scores' one byte per key) and that reads no records between its rows is one
+*run* of the write packer: one bus request whose beats the rows fill, not a burst per row.
+
 The checks and the table reads do not depend on the accumulators, so they happen *before* the
 token wait, while the GEMM that produces the rows still runs: once the token arrives only the
 requantization and the writes remain. An error found early is held and reported only when
@@ -31,7 +40,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from octet.config import AcceleratorConfig
-from octet.isa import LAYOUTS, PARAM_RECORD_BYTES, ErrorCode, Opcode, StoreMode
+from octet.isa import LAYOUTS, PARAM_RECORD_BYTES, ErrorCode, Opcode, ParamSource, StoreMode
 from octet.numerics import SHIFT_MAX, SHIFT_MIN
 
 from .requantizer import Requantizer
@@ -98,6 +107,8 @@ class StoreUnit(wiring.Component):
         m.d.comb += self.pc.eq(pc)
         ins = STORE(word)
         int8 = ins.mode == StoreMode.INT8
+        keep = int8 & (ins.param_src == ParamSource.KEEP)
+        from_slots = int8 & (ins.param_src == ParamSource.SLOTS)
 
         m.submodules.requant = rq = Requantizer(C)
         # PARAMS offers records on `params`; a register stage passes them to the requantizer,
@@ -116,8 +127,15 @@ class StoreUnit(wiring.Component):
         m.submodules.packer = packer = WritePacker(B, 4 * C)
         wiring.connect(m, packer.o_req, wiring.flipped(self.o_wreq))
         wiring.connect(m, packer.o_beat, wiring.flipped(self.o_wdata))
-        # Destination of each row read from the accumulator, in read order.
-        m.submodules.dest = dest = fifo.SyncFIFOBuffered(width=32 + 8, depth=8)
+        # Destination of each row read from the accumulator, in read order: address, bytes
+        # (precomputed: the read side does not shift) and whether it starts / ends a run of
+        # the write packer.
+        m.submodules.dest = dest = fifo.SyncFIFOBuffered(width=32 + 8 + 2, depth=8)
+        # The whole STORE is contiguous in memory (one row, or rows of one n-tile back to
+        # back) and its rows need no parameter reads in between: one write run.
+        run = Signal()
+        run_bytes = Signal(16)
+        run_first = Signal()         # no row of the instruction has entered `dest` yet
 
         halted = Signal()
         err_code = Signal(ErrorCode)
@@ -150,7 +168,7 @@ class StoreUnit(wiring.Component):
             m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), halted.eq(1)]
 
         esize_shift = Mux(int8, 0, 2)
-        m.submodules.checks = checks = StoreChecks(C, cfg.acc_rows)
+        m.submodules.checks = checks = StoreChecks(C, cfg.acc_rows, cfg.param_slots)
         check_start = Signal()
         m.d.comb += [checks.word.eq(word), checks.mem_limit.eq(self.mem_limit),
                      checks.start.eq(check_start)]
@@ -190,16 +208,19 @@ class StoreUnit(wiring.Component):
         drained = Signal()           # DRAIN: the row path was idle in the cycle before
         m.d.sync += drained.eq(0)
 
-        # On-chip copy of the table (multiplier, bias, shift) when it fits.
-        P = cfg.store_param_cache
-        cached = Signal()            # this instruction's table is in the copy
+        # On-chip records (multiplier, bias, shift): the parameter slots in rows [0, S), then
+        # the temporary copy of a table that fits it.
+        P, S = cfg.store_param_cache, cfg.param_slots
+        cached = Signal()            # this instruction's table is in the copy or the slots
         v_left = Signal(16)          # records left in the current validation request
         v_one = Signal()             # v_left == 1
-        w_index = Signal(range(max(P, 1)))
-        r_index = Signal(range(max(P, 1)))
+        w_index = Signal(range(max(S + P, 1)))
+        r_index = Signal(range(max(S + P, 1)))
+        # Row of the instruction's first record in that memory.
+        slot_base = Mux(keep | from_slots, ins.param_slot, S)
         advance = Signal()           # the requantizer takes a record from the copy
-        if P:
-            m.submodules.param_cache = cache = Memory(shape=72, depth=P, init=[])
+        if S + P:
+            m.submodules.param_cache = cache = Memory(shape=72, depth=S + P, init=[])
             cache_w = cache.write_port()
             cache_r = cache.read_port(transparent_for=())
             # The read port shows the record at r_index in every cycle after r_index settles.
@@ -232,13 +253,19 @@ class StoreUnit(wiring.Component):
                         m.next = "TILE"
             with m.State("CHECK"):
                 # Pipelined (see StoreChecks); the code is the documented order's first.
+                fits = keep | from_slots | (ins.cols <= P)
                 with m.If(checks.done & checks.fail):
                     hold(checks.code)
                 with m.Elif(checks.done):
+                    # A run needs no record reads between its rows: records from the copy
+                    # or the slots, or none (int32).
+                    m.d.sync += [run.eq(checks.contiguous & (~int8 | fits)),
+                                 run_bytes.eq(checks.run_bytes), run_first.eq(1)]
                     m.d.sync += [nt.eq(0), param_tile.eq(ins.param_addr),
                                  acc_tile.eq(ins.acc_addr), tile_addr.eq(ins.dram_addr),
                                  cols_left.eq(ins.cols), lane.eq(0), rec_beats.eq(0),
-                                 cached.eq(int8 & (ins.cols <= P)), w_index.eq(0)]
+                                 cached.eq(int8 & fits),
+                                 w_index.eq(slot_base), r_index.eq(slot_base)]
                     m.next = "VALIDATE_REQ"
             # Int8: read every parameter record once and check its shift before any row is
             # written, so a bad table stops the instruction with nothing written. A table that
@@ -246,7 +273,7 @@ class StoreUnit(wiring.Component):
             with m.State("VALIDATE_REQ"):
                 vw = Mux(cols_left < C, cols_left, C)
                 count = Mux(cached, ins.cols, vw)
-                with m.If(~int8):
+                with m.If(~int8 | from_slots):
                     m.next = "TOKEN"
                 with m.Else():
                     m.d.comb += [self.o_rreq.valid.eq(~stop),
@@ -276,12 +303,12 @@ class StoreUnit(wiring.Component):
                         bad = beat_error | beat_bad
                         with m.If(~held & ~beat_error & beat_bad):
                             hold(ErrorCode.MALFORMED, then=None)
-                        if P:
+                        if S + P:
                             m.d.comb += cache_w.en.eq(cached & ~held & ~bad)
                         with m.If(v_one):
                             with m.If(held | bad | cached | nt_last):
                                 m.d.sync += [nt.eq(0), param_tile.eq(ins.param_addr),
-                                             cols_left.eq(ins.cols), r_index.eq(0)]
+                                             cols_left.eq(ins.cols), r_index.eq(slot_base)]
                                 m.next = "TOKEN"
                             with m.Else():
                                 m.d.sync += [nt.eq(nt + 1), param_tile.eq(param_tile + tile_params),
@@ -349,12 +376,13 @@ class StoreUnit(wiring.Component):
                              reader.i_addr.payload.addr.eq(acc_row),
                              reader.i_addr.payload.last.eq(row_last),
                              dest.w_en.eq(reader.i_addr.valid & reader.i_addr.ready),
-                             dest.w_data.eq(row_addr | (chunk_bytes << 32))]
+                             dest.w_data.eq(Cat(row_addr, chunk_bytes, ~run | run_first,
+                                                ~run | (nt_last & row_last)))]
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(reader.i_addr.valid & reader.i_addr.ready):
                     m.d.sync += [rows_left.eq(rows_left - 1), row_last.eq(rows_left == 1),
-                                 acc_row.eq(acc_row + 1),
+                                 run_first.eq(0), acc_row.eq(acc_row + 1),
                                  row_addr.eq(row_addr + ins.dram_stride)]
                     with m.If(row_last):
                         m.d.sync += [nt.eq(nt + 1), cols_left.eq(cols_left - width),
@@ -373,8 +401,11 @@ class StoreUnit(wiring.Component):
                     m.d.comb += self.push_prev.eq(ins.header.push_prev & ~stop)
                     m.next = "IDLE"
             with m.State("HALT"):
-                # Parameter beats already requested must still be taken off the bus.
-                m.d.comb += self.i_rdata.ready.eq(1)
+                # Parameter beats already requested must still be taken off the bus, and a
+                # write run the rows in flight do not complete is finished unstrobed.
+                m.d.comb += [self.i_rdata.ready.eq(1),
+                             packer.flush.eq(~reader.busy & (dest.level == 0) & ~dest.r_rdy &
+                                             ~rq.busy)]
 
         m.d.sync += check_start.eq(fsm.ongoing("IDLE") & self.i_instr.valid & ~stop)
 
@@ -391,6 +422,10 @@ class StoreUnit(wiring.Component):
                      packer.i_chunk.payload.data.eq(row_bytes),
                      packer.i_chunk.payload.addr.eq(dest.r_data[:32]),
                      packer.i_chunk.payload.nbytes.eq(dest.r_data[32:40]),
+                     packer.i_chunk.payload.first.eq(dest.r_data[40]),
+                     packer.i_chunk.payload.last.eq(dest.r_data[41]),
+                     packer.i_chunk.payload.run_bytes.eq(
+                         Mux(run, run_bytes, dest.r_data[32:40])),
                      rq.o_stream.ready.eq(packer.i_chunk.ready & dest.r_rdy & int8),
                      dest.r_en.eq(packer.i_chunk.valid & packer.i_chunk.ready)]
 

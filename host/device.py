@@ -166,10 +166,11 @@ class Device:
             return AcceleratorConfig(
                 rows=c0 & 0xFF, cols=c0 >> 8 & 0xFF, bus_bytes=c0 >> 16 & 0xFF,
                 input_rows=1 << (c1 & 0xFF), weight_rows=1 << (c1 >> 8 & 0xFF),
-                acc_rows=1 << (c1 >> 16 & 0xFF), mem_bytes=mem, store_param_cache=c2)
+                acc_rows=1 << (c1 >> 16 & 0xFF), mem_bytes=mem,
+                store_param_cache=c2 & 0xFFFF, param_slots=c2 >> 16)
         except ConfigError as exc:
             raise DeviceError(f"accelerator reports an invalid configuration "
-                              f"(CONFIG0 0x{c0:08x}, CONFIG1 0x{c1:08x}, CONFIG2 {c2}, "
+                              f"(CONFIG0 0x{c0:08x}, CONFIG1 0x{c1:08x}, CONFIG2 0x{c2:08x}, "
                               f"MEM_LIMIT 0x{mem:x}): "
                               f"{exc}") from None
 

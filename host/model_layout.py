@@ -106,6 +106,11 @@ class ModelLayout:
     tables : dict
         Op name -> address of its requantization records; ``"blocks.{i}.attn.pv"`` are the
         per-step ``p @ V`` tables, ``"blocks.{i}.attn.scores"`` one record per head.
+    slots : dict
+        Op name -> first parameter slot of its table, for the fixed tables (all but
+        ``p @ V``, which changes every step) as far as the accelerator's ``param_slots``
+        hold them: the first STORE that uses a table keeps it on chip, later ones read the
+        slots instead of device memory (``docs/isa.md``, parameter slots).
     buffers : dict
         Buffer name -> address (``act``, ``q``, ``scores``, ``probs``, ``attn``, ``result``,
         ``logits``, and ``program`` for the program being run).
@@ -131,6 +136,7 @@ class ModelLayout:
         self.max_rows = max_rows
         plan = MemoryPlan(config.mem_bytes, align=_ALIGN)
         self._blobs = []
+        self._records = {}
         try:
             self.weights = {}
             for name in weight_op_names(mc.n_layer):
@@ -154,6 +160,15 @@ class ModelLayout:
                 self._table(plan, pre + "attn.scores", records.tobytes())
                 self._table(plan, pre + "attn.pv", self.pv_table(i, np.zeros(
                     (mc.n_head, hd), dtype=np.int64)))
+            self.slots = {}
+            free = config.param_slots
+            for name in self.tables:
+                if name.endswith(".attn.pv"):
+                    continue
+                n = self._records[name]
+                if n <= free:
+                    self.slots[name] = config.param_slots - free
+                    free -= n
             self.const_range = (0, plan.used)
             self.kv = DeviceKVCache(plan, mc)
             T, d, ff, ctx = max_rows, mc.d_model, mc.d_ff, mc.context
@@ -169,6 +184,7 @@ class ModelLayout:
         self.weight_bytes = sum(qmodel[n + ".weight"].nbytes for n in self.weights)
 
     def _table(self, plan, name, blob):
+        self._records[name] = len(blob) // PARAM_RECORD_BYTES
         addr = plan.alloc(len(blob), "t." + name)
         self._blobs.append((addr, blob))
         self.tables[name] = addr

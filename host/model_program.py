@@ -35,7 +35,7 @@ Tested by ``tests/test_runtime.py`` (bit-exact against the integer reference).
 
 from dataclasses import dataclass
 
-from octet.isa import PARAM_RECORD_BYTES, StoreMode, Target
+from octet.isa import PARAM_RECORD_BYTES, ParamSource, StoreMode, Target
 
 from .model_layout import LayoutError
 from .program_builder import BuildError, ProgramBuilder, SpadRing
@@ -101,6 +101,7 @@ class ProgramPlanner:
         self.acc_ring = SpadRing("accumulator", 0, cfg.acc_rows - 1)
         self._relay_row = cfg.acc_rows - 1
         self._resident = {}
+        self._kept = set()          # (table, first record, records) in the parameter slots
         self._blocks = {}
         T, ctx, hd = layout.max_rows, mc.context, mc.head_dim
         needs = [("input scratchpad", cfg.input_rows, T * _ceil(max(mc.d_model, mc.d_ff), R),
@@ -128,6 +129,7 @@ class ProgramPlanner:
         for ring in (self.in_ring, self.w_ring, self.acc_ring):
             ring.clear()
         self._resident.clear()
+        self._kept.clear()
 
     # --- building blocks ---------------------------------------------------------------------
 
@@ -136,6 +138,19 @@ class ProgramPlanner:
 
     def _finish(self, b, tag):
         return Program(tag, b.finish(), b.to_bytes(), b.relays)
+
+    def _params(self, table, c0, cols):
+        """The fields naming records ``[c0, c0 + cols)`` of ``table``: from device memory,
+        or, for a table with parameter slots, kept on chip by their first use and read from
+        the slots afterwards (they cross the bus once, not once per token)."""
+        fields = {"param_addr": self.layout.tables[table] + PARAM_RECORD_BYTES * c0}
+        slot = self.layout.slots.get(table)
+        if slot is not None:
+            key = (table, c0, cols)
+            fields.update(param_src=ParamSource.SLOTS if key in self._kept else
+                          ParamSource.KEEP, param_slot=slot + c0)
+            self._kept.add(key)
+        return fields
 
     def _load_keys(self, b, layer, head, pos, count, spad):
         """KV_LOAD keys ``[pos, pos + count)`` of (``layer``, ``head``) as a GEMM's A."""
@@ -206,7 +221,8 @@ class ProgramPlanner:
 
     def _weight_op(self, b, name, a_spad, m, outputs, mode=StoreMode.INT8, table=None):
         """GEMMs of ``a`` (``m`` rows in the input scratchpad) by weight ``name`` and the
-        STOREs of ``outputs`` (channel ranges of the result, see :class:`_Output`)."""
+        STOREs of ``outputs`` (channel ranges of the result, see :class:`_Output`), int8
+        through the records of ``table`` (a name of the layout's tables)."""
         w = self.layout.weights[name]
         R, C = self.config.rows, self.config.cols
         vb = 1 if mode is StoreMode.INT8 else 4
@@ -237,13 +253,13 @@ class ProgramPlanner:
                         seq, pool, pos = o.kv
                         b.kv_append(seq=seq, pool=pool, heads=1, pos=pos, count=m,
                                     cols=o.c1 - o.c0, acc_addr=acc + o.c0 // C * m,
-                                    acc_n_step=m, param_addr=table + PARAM_RECORD_BYTES * o.c0)
+                                    acc_n_step=m, **self._params(table, o.c0, o.c1 - o.c0))
                         continue
                     fields = dict(mode=mode, acc_addr=acc + o.c0 // C * m, acc_n_step=m,
                                   rows=m, cols=o.c1 - o.c0, dram_addr=o.dram,
                                   dram_stride=o.stride)
                     if mode is StoreMode.INT8:
-                        fields["param_addr"] = table + PARAM_RECORD_BYTES * o.c0
+                        fields.update(self._params(table, o.c0, o.c1 - o.c0))
                     b.store(**fields)
             if block == 0:
                 self.w_ring.unpin(name)
@@ -267,7 +283,7 @@ class ProgramPlanner:
             for h in range(H):
                 outs.append(_Output(j * d + h * hd, j * d + (h + 1) * hd, 0, 0,
                                     kv=(kv.seq, kv.pool(which, layer, h), t0)))
-        self._weight_op(b, pre + "attn.qkv", a, T, outs, table=lay.tables[pre + "attn.qkv"])
+        self._weight_op(b, pre + "attn.qkv", a, T, outs, table=pre + "attn.qkv")
         kt = hd // R
         zero_points = lay.qmodel[pre + "attn.scores.zero_point"]
         # The cached keys need not wait for the QKV STOREs: load them while the array works,
@@ -297,9 +313,8 @@ class ProgramPlanner:
                        acc_addr=acc, acc_n_step=keys)
                 b.store(mode=StoreMode.INT8, acc_addr=acc, acc_n_step=keys, rows=keys,
                         cols=1, dram_addr=lay.buffers["scores"] + (h * T + r) * S,
-                        dram_stride=1,
-                        param_addr=lay.tables[pre + "attn.scores"] + PARAM_RECORD_BYTES * h,
-                        zero_point=int(zero_points[h]))
+                        dram_stride=1, zero_point=int(zero_points[h]),
+                        **self._params(pre + "attn.scores", h, 1))
             self.in_ring.unpin(("keys", h))
         self._prefetch(b, prefetch)
         return self._finish(b, pre + "attn.scores")
@@ -327,7 +342,7 @@ class ProgramPlanner:
             # One STORE per head, so that all but the last overlap the next head's GEMM.
             b.store(mode=StoreMode.INT8, acc_addr=pv_acc + h * nh * T, acc_n_step=T, rows=T,
                     cols=hd, dram_addr=lay.buffers["attn"] + h * hd, dram_stride=d,
-                    param_addr=lay.tables[pre + "attn.pv"] + PARAM_RECORD_BYTES * h * hd)
+                    **self._params(pre + "attn.pv", h * hd, hd))
         a = self._load_act(b, lay.buffers["attn"], T, d)
         self._result_op(b, pre + "attn.out", a, T)
         self._prefetch(b, prefetch)
@@ -341,7 +356,7 @@ class ProgramPlanner:
                             mode=StoreMode.INT32)
         else:
             self._weight_op(b, name, a, T, [_Output(0, n, self.layout.buffers["result"], n)],
-                            table=self.layout.tables[name])
+                            table=name)
 
     def linear(self, name, T, prefetch=None):
         """Programs 3-5: LOAD ``T`` input rows, the weight GEMM ``name``, STORE the result

@@ -68,13 +68,15 @@ class StepStats:
 
 @dataclass
 class GenerationResult:
-    """What :meth:`DeviceTransformer.generate` produced and what it cost."""
+    """What :meth:`DeviceTransformer.generate` produced and what it cost; ``logits`` are the
+    int32 logits each byte was sampled from (what backends are compared on)."""
 
     tokens: bytes
     steps: list
     weight_bytes: int
     bus_bytes: int
     setup_wall_s: float = 0.0
+    logits: list = field(default_factory=list)
 
 
 class DeviceTransformer:
@@ -275,9 +277,11 @@ class DeviceTransformer:
         self.steps = []
         tokens = list(prompt)
         out = bytearray()
+        seen = []
         if max_new:
             last = self.prefill(tokens, "last")[-1]
         for n in range(max_new):
+            seen.append(np.array(last, dtype=np.int32))
             nxt = sampler(self.dequantize_logits(last))
             out.append(nxt)
             tokens.append(nxt)
@@ -292,7 +296,7 @@ class DeviceTransformer:
             else:
                 last = self.decode(nxt)
         return GenerationResult(bytes(out), list(self.steps), self.layout.weight_bytes,
-                                self.device.config.bus_bytes)
+                                self.device.config.bus_bytes, logits=seen)
 
 
 def generate_on_device(device, qmodel, prompt, max_new, *, temperature=0.0, top_k=0, seed=0,

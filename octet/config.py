@@ -42,7 +42,12 @@ class AcceleratorConfig:
         Requantization records (one per output channel) the store unit keeps on chip: an int8
         STORE of at most this many channels reads its table once (checking it, then serving
         the requantizer from the copy); a wider one reads it a second time, one n-tile at a
-        time (0 to 4096; not reported in the identity registers).
+        time (0 to 4096).
+    param_slots : int
+        Parameter slots: requantization records kept on chip across instructions and
+        programs (``param_src`` KEEP / SLOTS of STORE and KV_APPEND), so that a model's
+        tables cross the bus once instead of once per use (0 to 8192; default 5120, the demo
+        transformer's 4,624 fixed records with room to spare).
     """
 
     rows: int = 8
@@ -53,6 +58,7 @@ class AcceleratorConfig:
     bus_bytes: int = 8
     mem_bytes: int = 1 << 24
     store_param_cache: int = 256
+    param_slots: int = 5120
 
     def __post_init__(self):
         for name in ("rows", "cols"):
@@ -73,6 +79,10 @@ class AcceleratorConfig:
                 not 0 <= self.store_param_cache <= 4096:
             raise ConfigError(f"store_param_cache must be an integer from 0 to 4096, not "
                               f"{self.store_param_cache!r}")
+        if isinstance(self.param_slots, bool) or not isinstance(self.param_slots, int) or \
+                not 0 <= self.param_slots <= 8192:
+            raise ConfigError(f"param_slots must be an integer from 0 to 8192, not "
+                              f"{self.param_slots!r}")
         if self.acc_rows < self.rows or self.input_rows < self.rows or \
                 self.weight_rows < self.rows:
             raise ConfigError("scratchpads must hold at least one R x C tile")

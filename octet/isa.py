@@ -22,7 +22,8 @@ from amaranth.lib import data, enum
 from octet.bitfields import pack_fields, unpack_fields
 
 __all__ = [
-    "INSTRUCTION_BITS", "INSTRUCTION_BYTES", "Opcode", "Target", "StoreMode", "ErrorCode",
+    "INSTRUCTION_BITS", "INSTRUCTION_BYTES", "Opcode", "Target", "StoreMode", "ParamSource",
+    "ErrorCode",
     "HEADER", "LAYOUTS", "QUEUE_OF", "ALLOWED_FLAGS", "Unit", "encode", "decode", "encode_program",
     "decode_program", "Reg", "REG_BYTES", "ID_MAGIC", "VERSION", "PARAM_RECORD_BYTES",
     "Ctrl", "Status", "IsaError",
@@ -58,6 +59,13 @@ class Target(enum.Enum, shape=2):
 class StoreMode(enum.Enum, shape=2):
     INT32 = 0     # raw accumulators, 4 bytes per value
     INT8 = 1      # through the requantizer, parameters read from device memory
+
+
+class ParamSource(enum.Enum, shape=2):
+    """Where an int8 STORE / KV_APPEND finds its requantization records."""
+    MEMORY = 0    # device memory at param_addr
+    KEEP = 1      # device memory at param_addr, and kept in parameter slots from param_slot
+    SLOTS = 2     # parameter slots param_slot.. (kept by an earlier KEEP); param_addr unused
 
 
 class ErrorCode(enum.Enum, shape=4):
@@ -160,7 +168,9 @@ LAYOUTS = {
         # Writes `rows` rows of `cols` values: value (i, j) comes from
         # acc[acc_addr + (j // C) * acc_n_step + i][j % C] and goes to
         # dram_addr + i * dram_stride + j * (4 if INT32 else 1). INT8 mode requantizes with
-        # channel j's record at param_addr + 16 * j and the instruction's zero_point / relu.
+        # channel j's record at param_addr + 16 * j and the instruction's zero_point / relu;
+        # with param_src KEEP the records are also kept on chip in parameter slots
+        # param_slot + j, with SLOTS they are read from those slots instead of memory.
         "mode": StoreMode,
         "acc_addr": 16,
         "acc_n_step": 16,
@@ -171,6 +181,8 @@ LAYOUTS = {
         "param_addr": 32,
         "zero_point": signed(8),
         "relu": 1,
+        "param_src": ParamSource,
+        "param_slot": 16,
     }),
     Opcode.KV_LOAD: _instruction({
         # For positions p = pos..pos+count-1 and heads h < heads: the first row_bytes bytes
@@ -193,7 +205,9 @@ LAYOUTS = {
         # For positions p = pos..pos+count-1 and heads h < heads: row i = p - pos of the
         # accumulator columns of head h (acc_addr + h * acc_head_step as a STORE's acc_addr,
         # `cols` values), requantized to int8 with the records at
-        # param_addr + h * param_head_step, becomes K/V row p of pool `pool + h` of `seq`.
+        # param_addr + h * param_head_step, becomes K/V row p of pool `pool + h` of `seq`
+        # (param_src / param_slot as in STORE; head h's slots start at
+        # param_slot + h * param_head_step / 16).
         "seq": 16,
         "pool": 12,
         "heads": 8,
@@ -206,6 +220,8 @@ LAYOUTS = {
         "param_addr": 32,
         "param_head_step": 16,
         "zero_point": signed(8),
+        "param_src": ParamSource,
+        "param_slot": 16,
     }),
     Opcode.END: _instruction({}),
 }
@@ -289,7 +305,7 @@ def decode_program(blob):
 
 REG_BYTES = 0x80
 ID_MAGIC = 0x4F435438   # "OCT8"
-VERSION = 0x0001_0000   # 1.0
+VERSION = 0x0001_0001   # 1.1: parameter slots (STORE / KV_APPEND param_src)
 
 
 class Reg(enum.IntEnum):
@@ -309,7 +325,7 @@ class Reg(enum.IntEnum):
     KV_SEQ_COUNT = 0x30    # RW  number of descriptors; a larger sequence id is KV_SEQUENCE
     KV_POOL_BASE = 0x34    # RW  address of page 0 of pool 0
     KV_GEOMETRY = 0x38     # RW  octet.kv_format.GEOMETRY: page, row pitch, pool sizes
-    CONFIG2 = 0x3C         # RO  store_param_cache (parameter records the store unit keeps)
+    CONFIG2 = 0x3C         # RO  store_param_cache | param_slots << 16 (on-chip records)
     # 64-bit performance counters, low word first; cleared by START.
     CYCLES = 0x40          # cycles from START to done
     COMPUTE_CYCLES = 0x48  # cycles an activation row entered the array

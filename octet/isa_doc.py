@@ -71,6 +71,7 @@ def markdown_tables():
     parts.append("\n".join(flag_lines))
     parts.append(_enum_table("Targets (LOAD)", isa.Target))
     parts.append(_enum_table("Store modes (STORE)", isa.StoreMode))
+    parts.append(_enum_table("Parameter sources (STORE, KV_APPEND)", isa.ParamSource))
     parts.append(_enum_table("Error codes (STATUS[11:8])", isa.ErrorCode))
     reg_lines = ["#### Registers", "", "| register | offset |", "|---|---|"]
     reg_lines += [f"| `{r.name}` | 0x{r.value:02X} |" for r in isa.Reg]

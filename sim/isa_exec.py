@@ -10,7 +10,7 @@ Tested by ``tests/test_isa_sim.py`` against direct NumPy.
 
 import numpy as np
 
-from octet.isa import PARAM_RECORD_BYTES, ErrorCode, Opcode, StoreMode, Target
+from octet.isa import PARAM_RECORD_BYTES, ErrorCode, Opcode, ParamSource, StoreMode, Target
 from octet.numerics import SHIFT_MAX, SHIFT_MIN, RequantParams
 
 from . import golden
@@ -45,6 +45,9 @@ class Datapath:
     acc : numpy.ndarray of int32, shape (acc_rows, C)
     mem_limit : int
         DMA may touch ``[0, mem_limit)`` (the MEM_LIMIT register, 0 meaning 2**32).
+    slot_multiplier, slot_bias, slot_shift : numpy.ndarray of int32, shape (param_slots,)
+        The parameter slots (records kept on chip by ``param_src`` KEEP); they persist
+        across programs and start as zeros.
     """
 
     def __init__(self, config):
@@ -55,6 +58,9 @@ class Datapath:
         self.acc = np.zeros((config.acc_rows, config.cols), dtype=np.int32)
         self.mem_limit = config.mem_bytes
         self.kv = KvRegisters()
+        self.slot_multiplier = np.zeros(config.param_slots, dtype=np.int32)
+        self.slot_bias = np.zeros(config.param_slots, dtype=np.int32)
+        self.slot_shift = np.zeros(config.param_slots, dtype=np.int32)
 
     def check_dram(self, pc, lo, hi, what):
         """Raise DRAM_RANGE (or BUS_ERROR beyond the memory) unless ``[lo, hi)`` is legal."""
@@ -200,7 +206,12 @@ class Datapath:
             raise Fault(ErrorCode.MALFORMED, pc,
                         f"STORE cols {cols} need {n_tiles} n-tiles, more than {limit}")
         value_bytes = 1 if int8 else 4
-        if int8 and f["param_addr"] % PARAM_RECORD_BYTES:
+        src = f.get("param_src", 0)
+        if src > ParamSource.SLOTS.value:
+            raise Fault(ErrorCode.MALFORMED, pc, f"STORE param_src {src} is not assigned")
+        slots = int8 and src != ParamSource.MEMORY.value
+        from_memory = int8 and src != ParamSource.SLOTS.value
+        if from_memory and f["param_addr"] % PARAM_RECORD_BYTES:
             raise Fault(ErrorCode.MALFORMED, pc,
                         f"STORE param_addr 0x{f['param_addr']:x} is not "
                         f"{PARAM_RECORD_BYTES}-byte aligned")
@@ -211,17 +222,32 @@ class Datapath:
         self._spad_range(pc, "accumulator",
                          f["acc_addr"] + (n_tiles - 1) * f["acc_n_step"] + rows - 1,
                          len(self.acc))
+        if slots:
+            self._spad_range(pc, "parameter slot", f.get("param_slot", 0) + cols - 1,
+                             self.config.param_slots)
         self.check_dram(pc, f["dram_addr"], f["dram_addr"] + (rows - 1) * f["dram_stride"]
                         + cols * value_bytes, "STORE destination")
         j = np.arange(cols, dtype=np.int64)
         i = np.arange(rows, dtype=np.int64)[:, None]
         values = self.acc[f["acc_addr"] + (j // C)[None, :] * f["acc_n_step"] + i, j % C]
         if int8:
-            params = self._read_params(pc, f)
+            params = self._read_params(pc, f) if from_memory else self._slot_params(f)
+            if src == ParamSource.KEEP.value:
+                kept = slice(f["param_slot"], f["param_slot"] + cols)
+                self.slot_multiplier[kept] = params.multiplier
+                self.slot_bias[kept] = params.bias
+                self.slot_shift[kept] = params.shift
             out = golden.requantize(values, params).view(np.uint8)
         else:
             out = values.astype("<i4").view(np.uint8).reshape(rows, cols * 4)
         self.memory[f["dram_addr"] + i * f["dram_stride"] + np.arange(cols * value_bytes)] = out
+
+    def _slot_params(self, f):
+        kept = slice(f["param_slot"], f["param_slot"] + f["cols"])
+        return RequantParams(multiplier=self.slot_multiplier[kept].copy(),
+                             shift=self.slot_shift[kept].copy(),
+                             bias=self.slot_bias[kept].copy(),
+                             zero_point=f["zero_point"], relu=bool(f["relu"]))
 
     def _read_params(self, pc, f):
         cols, base = f["cols"], f["param_addr"]

@@ -143,6 +143,9 @@ def expand(config, op, f, regs, memory, check_dram, pc):
                     "acc_n_step": f["acc_n_step"], "dram_addr": addr, "dram_stride": pitch,
                     "param_addr": (f["param_addr"] + h * f["param_head_step"]) & _M32,
                     "zero_point": f["zero_point"], "relu": 0,
+                    "param_src": f.get("param_src", 0),
+                    "param_slot": (f.get("param_slot", 0) + h * (f["param_head_step"] >> 4))
+                    & _M16,
                     "pop_next": 0, "push_next": 0,
                     "pop_prev": f["pop_prev"] if first else 0,
                     "push_prev": f["push_prev"] if last else 0}))

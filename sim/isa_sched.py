@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from octet import isa
-from octet.isa import INSTRUCTION_BYTES, QUEUE_OF, ErrorCode, Opcode, StoreMode, Unit
+from octet.isa import INSTRUCTION_BYTES, QUEUE_OF, ErrorCode, Opcode, ParamSource, StoreMode, Unit
 from octet.isa_doc import layout_fields
 from octet.numerics import REQUANT_STAGES
 
@@ -85,6 +85,18 @@ def _row_beats(addr, stride, rows, nbytes, bus):
     return int(beats.sum()), beats
 
 
+def store_is_one_run(config, f):
+    """Whether the RTL writes a STORE as one run of the write packer (one bus request): its
+    bytes are contiguous (one row, or rows of at most C values back to back), fewer than
+    2**16, and no parameter records are read between its rows."""
+    int8 = f["mode"] == StoreMode.INT8.value
+    nbytes = f["cols"] * (1 if int8 else 4)
+    rereads = int8 and f.get("param_src", 0) == ParamSource.MEMORY.value and \
+        f["cols"] > getattr(config, "store_param_cache", 0)
+    contiguous = f["rows"] == 1 or (f["cols"] <= config.cols and f["dram_stride"] == nbytes)
+    return contiguous and not rereads and f["rows"] * nbytes < 1 << 16
+
+
 def instruction_cost(config, opcode, f):
     """:class:`Cost` of one decoded instruction; ``f`` holds the instruction's fields."""
     bus, R, C = config.bus_bytes, config.rows, config.cols
@@ -111,14 +123,24 @@ def instruction_cost(config, opcode, f):
     if opcode is Opcode.STORE:
         int8 = f["mode"] == StoreMode.INT8.value
         nbytes = f["cols"] * (1 if int8 else 4)
-        total, _ = _row_beats(f["dram_addr"], f["dram_stride"], f["rows"], nbytes, bus)
         acc_reads = f["rows"] * _ceil(f["cols"], C)
-        cycles = DMA_LATENCY + max(acc_reads, total + ROW_GAP * f["rows"])
+        src = f.get("param_src", 0)
+        if store_is_one_run(config, f):
+            # Contiguous bytes and no parameter reads between rows: one write burst.
+            total = _ceil(f["dram_addr"] % bus + f["rows"] * nbytes, bus)
+            cycles = DMA_LATENCY + max(acc_reads, total + ROW_GAP)
+        else:
+            total, _ = _row_beats(f["dram_addr"], f["dram_stride"], f["rows"], nbytes, bus)
+            cycles = DMA_LATENCY + max(acc_reads, total + ROW_GAP * f["rows"])
         bytes_read = param_beats = 0
-        if int8:
-            # The RTL keeps a table of up to store_param_cache records on chip; a wider one
-            # it reads a second time, one n-tile at a time (docs/isa.md counts it once).
-            reads = 1 if f["cols"] <= getattr(config, "store_param_cache", 0) else 2
+        if int8 and src == ParamSource.SLOTS.value:
+            cycles += REQUANT_STAGES      # records from the parameter slots, off the bus
+        elif int8:
+            # The RTL keeps a table of up to store_param_cache records on chip (or, KEEP, in
+            # the parameter slots); a wider one it reads a second time, one n-tile at a time.
+            once = f["cols"] <= getattr(config, "store_param_cache", 0) or \
+                f.get("param_src", 0) == ParamSource.KEEP.value
+            reads = 1 if once else 2
             bytes_read = 16 * f["cols"] * reads
             param_beats = _ceil(f["param_addr"] % bus + 16 * f["cols"], bus) * reads
             cycles += REQUANT_STAGES + param_beats

@@ -31,6 +31,11 @@ _KV_REGS = {Reg.KV_SEQ_TABLE: "seq_table", Reg.KV_SEQ_COUNT: "seq_count",
             Reg.KV_POOL_BASE: "pool_base", Reg.KV_GEOMETRY: "geometry"}
 
 
+def config2_register(config):
+    """CONFIG2: the store unit's on-chip records (temporary copy, parameter slots)."""
+    return config.store_param_cache | config.param_slots << 16
+
+
 def config_registers(config):
     """``(CONFIG0, CONFIG1)`` register values describing ``config``."""
     config0 = config.rows | config.cols << 8 | config.bus_bytes << 16
@@ -135,7 +140,7 @@ class IsaSimulator:
         config0, config1 = config_registers(self.config)
         kv = self.datapath.kv
         return {Reg.ID: isa.ID_MAGIC, Reg.VERSION: isa.VERSION, Reg.CONFIG0: config0,
-                Reg.CONFIG1: config1, Reg.CONFIG2: self.config.store_param_cache,
+                Reg.CONFIG1: config1, Reg.CONFIG2: config2_register(self.config),
                 Reg.FAULT_PC: self._fault_pc,
                 Reg.PROG_BASE: self._prog_base, Reg.PC: self._pc & _MASK32,
                 Reg.MEM_LIMIT: self.datapath.mem_limit & _MASK32,

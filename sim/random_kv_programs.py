@@ -13,7 +13,7 @@ one program per KV error code.
 
 
 from octet.host.kv_pages import PagedKVCache
-from octet.isa import Opcode, StoreMode, Target
+from octet.isa import Opcode, ParamSource, StoreMode, Target
 from octet.kv_format import KvGeometry
 
 from .random_programs import _params_table
@@ -90,6 +90,7 @@ class KvWorkload:
         r = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
         params = _params_table(rng, 4096 // 16)
         prog = []
+        kept = []
         for phase in range(phases):
             first, last = phase == 0, phase == phases - 1
             seq = int(rng.choice(cache.sequences()))
@@ -117,12 +118,27 @@ class KvWorkload:
                                    pop_prev=1, pop_next=int(not first), push_next=1))]
             if count:
                 cache.reserve(seq, length + count)
-                prog.append((Opcode.KV_APPEND, dict(
+                append = dict(
                     seq=seq, pool=self.pool(kind, layer, h0), heads=heads, pos=length,
                     count=count, cols=d, acc_addr=acc, acc_n_step=count,
                     acc_head_step=(d // C) * count, param_addr=self.params + 16 * r(0, 64),
                     param_head_step=16 * r(0, 8), zero_point=r(-128, 127), pop_prev=1,
-                    push_prev=1)))
+                    push_prev=1)
+                # Parameter slots: keep the heads' records, or reuse ones kept earlier in
+                # this program (same head step, no more heads).
+                step = append["param_head_step"] // 16
+                need = (heads - 1) * step + d
+                how = rng.random()
+                reuse = [k for k in kept if heads <= k[2]]
+                if how < 0.4 and reuse:
+                    slot, step, _ = reuse[r(0, len(reuse) - 1)]
+                    append.update(param_src=ParamSource.SLOTS, param_slot=slot,
+                                  param_head_step=16 * step)
+                elif how < 0.7 and need <= self.cfg.param_slots:
+                    slot = r(0, self.cfg.param_slots - need)
+                    append.update(param_src=ParamSource.KEEP, param_slot=slot)
+                    kept.append((slot, step, heads))
+                prog.append((Opcode.KV_APPEND, append))
             else:   # the sequence is full: keep the token chain with a plain STORE
                 prog.append((Opcode.STORE, dict(mode=StoreMode.INT32, acc_addr=acc, rows=1,
                                                 cols=1, dram_addr=self.out, pop_prev=1,

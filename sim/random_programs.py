@@ -13,7 +13,7 @@ simulator's.
 
 import numpy as np
 
-from octet.isa import PARAM_RECORD_BYTES, Opcode, StoreMode, Target
+from octet.isa import PARAM_RECORD_BYTES, Opcode, ParamSource, StoreMode, Target
 from octet.sim.golden import quantize_multiplier
 
 __all__ = ["random_program", "ProgramLayout", "scrub_program"]
@@ -48,6 +48,7 @@ def random_program(cfg, rng, phases=3):
     lay = ProgramLayout(cfg.mem_bytes)
     params = _params_table(rng, lay.params_bytes // PARAM_RECORD_BYTES)
     prog = []
+    kept = []
     r = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
 
     for phase in range(phases):
@@ -117,7 +118,8 @@ def random_program(cfg, rng, phases=3):
             acc_n = r(rows, rows + 2)
             if (tiles - 1) * acc_n + rows > cfg.acc_rows:
                 continue
-            stride = cols * esize + r(0, 7)
+            # Half the STOREs have rows back to back (one write run when cols <= C).
+            stride = cols * esize + (r(0, 7) if rng.random() < 0.5 else 0)
             dram = lay.out + r(0, lay.out_bytes - (rows - 1) * stride - cols * esize)
             fields = dict(mode=mode, acc_addr=r(0, cfg.acc_rows - (tiles - 1) * acc_n - rows),
                           acc_n_step=acc_n, rows=rows, cols=cols, dram_addr=dram,
@@ -125,6 +127,18 @@ def random_program(cfg, rng, phases=3):
             if mode is StoreMode.INT8:
                 n_rec = lay.params_bytes // PARAM_RECORD_BYTES
                 fields["param_addr"] = lay.params + PARAM_RECORD_BYTES * r(0, n_rec - cols)
+                # Parameter slots: keep a table on chip, or use part of one kept earlier in
+                # this program (slots kept by another program are not known here).
+                how = rng.random()
+                if how < 0.3 and cols <= cfg.param_slots:
+                    slot = r(0, cfg.param_slots - cols)
+                    fields.update(param_src=ParamSource.KEEP, param_slot=slot)
+                    kept.append((slot, cols))
+                elif how < 0.6 and kept:
+                    slot, n = kept[r(0, len(kept) - 1)]
+                    if cols <= n:
+                        fields.update(param_src=ParamSource.SLOTS,
+                                      param_slot=slot + r(0, n - cols))
             stores.append((Opcode.STORE, fields))
         if not stores:
             stores.append((Opcode.STORE, dict(rows=1, cols=1, dram_addr=lay.out)))

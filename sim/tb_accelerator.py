@@ -210,6 +210,11 @@ def _error_programs(cfg):
         ("bad shift", [("params", 0x3000, 40), (Opcode.STORE, dict(
             mode=isa.StoreMode.INT8, rows=1, cols=2 * C + 1, dram_addr=0x2000,
             param_addr=0x3000))]),
+        ("parameter slots out of range", [("params", 0x3000, 0), (Opcode.STORE, dict(
+            mode=isa.StoreMode.INT8, rows=1, cols=2, dram_addr=0x2000, param_addr=0x3000,
+            param_src=isa.ParamSource.KEEP, param_slot=cfg.param_slots - 1))]),
+        ("unassigned parameter source", [(Opcode.STORE, dict(
+            mode=isa.StoreMode.INT8, rows=1, cols=1, dram_addr=0x2000, param_src=3))]),
         ("deadlock", [(Opcode.GEMM, dict(m=1, k_tiles=1, n_tiles=1, w_stride=1,
                                          pop_prev=1))]),
         ("store waits forever", [(Opcode.LOAD, dict(ok_load, push_next=1)),

@@ -18,7 +18,7 @@ from .test_core_rtl import failed_cases
 
 CONFIGS = {
     "4x4": AcceleratorConfig(rows=4, cols=4, input_rows=512, weight_rows=512, acc_rows=256,
-                             bus_bytes=8, mem_bytes=1 << 20),
+                             bus_bytes=8, mem_bytes=1 << 20, param_slots=64),
 }
 
 
@@ -42,7 +42,8 @@ def test_accelerator_with_fast_memory(seed, tmp_path):
     Its store unit keeps 8 parameter records: the random int8 STOREs (1 to 12 channels) take
     both the on-chip copy and the re-read path."""
     cfg = AcceleratorConfig(rows=4, cols=4, input_rows=512, weight_rows=512, acc_rows=256,
-                            bus_bytes=8, mem_bytes=1 << 18, store_param_cache=8)
+                            bus_bytes=8, mem_bytes=1 << 18, store_param_cache=8,
+                            param_slots=16)
     model = build_sim_model(cfg)
     results = model.run("octet.sim.tb_accelerator_fast", test_dir=tmp_path,
                         extra_env={"OCTET_SEED": str(seed),

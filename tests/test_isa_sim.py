@@ -531,7 +531,7 @@ class FakeDevice(Device):
     ({Reg.ID: 0x12345678}, "not an Octet accelerator: ID register reads 0x12345678, "
                            "expected 0x4f435438"),
     ({Reg.ID: isa.ID_MAGIC, Reg.VERSION: 2 << 16},
-     "accelerator ISA version 2.0 is not supported by this host (version 1.0)"),
+     "accelerator ISA version 2.0 is not supported by this host (version 1.1)"),
     ({Reg.ID: isa.ID_MAGIC, Reg.VERSION: isa.VERSION, Reg.CONFIG0: 0},
      "accelerator reports an invalid configuration"),
 ])

@@ -83,6 +83,32 @@ def test_small_scratchpads_up_to_the_full_context(tiny):
         np.testing.assert_array_equal(runtime.decode(t), reference.decode(t, cache))
 
 
+@pytest.mark.parametrize("param_slots", [0, 300, 5120])
+def test_parameter_slots_keep_the_tables_on_chip(tiny, param_slots):
+    """The fixed tables that fit the parameter slots are kept by their first STORE and read
+    from the slots afterwards (none, some, all of them): the logits stay exact, and a decode
+    step reads 16 bytes less per kept record than with no slots."""
+    def run(slots):
+        config = AcceleratorConfig(param_slots=slots)
+        runtime = DeviceTransformer(GoldenDevice(config), tiny, max_rows=8)
+        reference = IntegerTransformer(tiny, golden_gemm)
+        tokens = np.random.default_rng(3).integers(0, 256, 14)
+        logits, cache = reference.prefill(tokens[:10])
+        np.testing.assert_array_equal(runtime.prefill(tokens[:10]), logits)
+        for t in tokens[10:]:
+            np.testing.assert_array_equal(runtime.decode(t), reference.decode(t, cache))
+        return runtime
+
+    runtime, plain = run(param_slots), run(0)
+    slots = runtime.layout.slots
+    assert plain.layout.slots == {}
+    kept = sum(runtime.layout._records[name] for name in slots)
+    assert kept <= param_slots and (param_slots < 5120 or len(slots) == TINY.n_layer * 5)
+    assert param_slots != 300 or 0 < len(slots) < TINY.n_layer * 5
+    saved = plain.steps[-1].counters["bytes_read"] - runtime.steps[-1].counters["bytes_read"]
+    assert saved == 16 * kept
+
+
 @pytest.mark.parametrize("temperature,top_k", [(0.0, 0), (0.9, 0)])
 def test_generation_past_the_context_equals_the_reference(tiny, temperature, top_k):
     """The tiny model's context is 48: generating 60 bytes refills the cache (twice)."""
@@ -198,8 +224,9 @@ def test_prepare_model_errors(tmp_path, tiny):
 
 @pytest.mark.verilator
 def test_verilator_generation_equals_golden(shipped):
-    """8-byte prompt + 4 bytes on the RTL of the default accelerator: the same bytes as the
-    golden device, streamed back one by one from inside the simulation."""
+    """8-byte prompt + 4 bytes on the RTL of the default accelerator: the same bytes and the
+    same logits as the golden device, streamed back one by one from inside the simulation.
+    (The logits catch what greedy bytes may hide: wrong attention scores in the prefill.)"""
     prompt = b"def main"
     golden = generate_on_device(GoldenDevice(timed=False), shipped, prompt, 4)
     seen = []
@@ -207,6 +234,9 @@ def test_verilator_generation_equals_golden(shipped):
         result = device.call_streaming(generate_on_device, seen.append, shipped, prompt, 4,
                                        timeout_cycles=5_000_000)
     assert result.tokens == golden.tokens
+    assert len(result.logits) == len(golden.logits) == 4
+    for rtl, model in zip(result.logits, golden.logits, strict=True):
+        np.testing.assert_array_equal(rtl, model)
     assert bytes(v[0] for v in seen) == result.tokens
     for rtl, model in zip(result.steps, golden.steps, strict=True):
         assert rtl.counters["compute_cycles"] == model.counters["compute_cycles"]
