@@ -26,12 +26,8 @@ bench: $(STAMP)
 	$(VENV)/bin/octet bench accel
 
 # FPGA builds (yowasp tools, one at a time, minutes each): Fmax and resources per array size.
-# Every PE product in logic up to 12x12 (DSP rows congest otherwise); 16x16 would not fit in
-# LUTs that way, so it fills the DSPs first. The second run keeps the first run's rows.
 bench-fpga: $(STAMP)
-	$(VENV)/bin/octet bitstream --board ulx3s-85f --bench 4x4@100,8x8@100,12x12@125 \
-		--pe-dsp 0 -o build/fpga --bench-output docs/benchmarks.md
-	$(VENV)/bin/octet bitstream --board ulx3s-85f --bench 16x16@125 \
+	$(VENV)/bin/octet bitstream --board ulx3s-85f --bench 4x4@100,8x8@100,12x12@125,16x16@125 \
 		-o build/fpga --bench-output docs/benchmarks.md
 
 lint: $(STAMP)

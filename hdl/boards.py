@@ -29,7 +29,6 @@ class Board:
     oscillator_hz: int
     uart: tuple = ("uart", 0)
     leds: int = 8
-    multipliers: int = 0        # 18 x 18 DSP multipliers of the FPGA
 
     def platform(self):
         """A fresh instance of the board's Amaranth platform."""
@@ -43,8 +42,7 @@ class Board:
 
 
 BOARDS = {
-    "ulx3s-85f": Board("ulx3s-85f", "ulx3s", "ULX3S_85F_Platform", 25_000_000,
-                       multipliers=156),
+    "ulx3s-85f": Board("ulx3s-85f", "ulx3s", "ULX3S_85F_Platform", 25_000_000),
 }
 
 

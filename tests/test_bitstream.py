@@ -42,8 +42,6 @@ def test_bitstream_flags_are_checked(capsys):
     assert "--clock must be between 1 and 400 MHz" in capsys.readouterr().err
     assert main(["bitstream", "--mem-kib", "1"]) == 2
     assert "--mem-kib must be between 4 and 256" in capsys.readouterr().err
-    assert main(["bitstream", "--pe-dsp", "-1"]) == 2
-    assert "--pe-dsp must be >= 0" in capsys.readouterr().err
     assert "ulx3s-85f" in BOARDS
 
 
@@ -105,9 +103,10 @@ def test_report_parsing(tmp_path):
 
 def test_bench_sizes_and_kept_rows(tmp_path):
     """``--bench RxC[@MHZ]`` parsing, and a run keeping the rows of sizes it does not
-    rebuild (including a section written before the "built on" column)."""
+    rebuild, cells matched by the section's header: the current columns, a section written
+    before the "built on" column, and one with the former 'PE products in logic' column."""
     from octet.cli import UsageError
-    from octet.commands.bitstream import _earlier, _parse_sizes
+    from octet.commands.bitstream import _HEADER, _earlier, _parse_sizes
     assert _parse_sizes("4x4@100,8x8", 50) == [(4, 4, 100.0), (8, 8, 50)]
     with pytest.raises(UsageError, match="RxC@MHZ"):
         _parse_sizes("4x4@fast", 50)
@@ -120,6 +119,16 @@ def test_bench_sizes_and_kept_rows(tmp_path):
         "| 4x4 | 100 | 40.0 | **not met** | 1 | 2 | 3 | 0 | 4 | 500 |\n\n"
         "* 8x8: from a; to b\n* 4x4: from c; to d\n<!-- /bench:fpga -->\n")
     rows, paths = _earlier(md, {"4x4"})
-    assert rows == [["8x8", "100", "29.1", "**not met**", "1", "2", "3", "0", "4", "900",
+    assert rows == [["8x8", "100", "29.1", "**not met**", "1", "2", "3", "4", "900",
                      "2026-11-26"]]
     assert paths == [("8x8", "from a; to b")]
+    md.write_text(
+        "<!-- bench:fpga -->\n| " + " | ".join(_HEADER) + " |\n|" + "---|" * len(_HEADER) +
+        "\n| 12x12 | 125 | 20.5 | **not met** | 5 | 6 | 7 | 60 | 1554 | 2026-12-01 |\n"
+        "| 4x4 | 100 | - | did not build | - | - | - | - | - | 2026-12-01 |\n"
+        "<!-- /bench:fpga -->\n")
+    rows, _ = _earlier(md, set())
+    assert rows == [["12x12", "125", "20.5", "**not met**", "5", "6", "7", "60", "1554",
+                     "2026-12-01"],
+                    ["4x4", "100", "-", "did not build", "-", "-", "-", "-", "-",
+                     "2026-12-01"]]

@@ -43,9 +43,6 @@ def add_parser(subparsers):
                    help="UART baud rate (default 1000000; the host must use the same)")
     p.add_argument("--mem-kib", type=int, default=64, metavar="KIB",
                    help="on-chip device memory in KiB of block RAM (4-256, default 64)")
-    p.add_argument("--pe-dsp", type=int, default=None, metavar="N",
-                   help="at most N PE products in DSP multipliers, the others built in logic "
-                        "(default: as many as the FPGA has room for)")
     p.add_argument("-o", "--output-dir", default="build/fpga", metavar="DIR",
                    help="folder for the .bit, its .json report and the build files "
                         "(default build/fpga)")
@@ -64,8 +61,6 @@ def _check(args):
         raise UsageError(f"--clock must be between 1 and 400 MHz, not {args.clock:g}")
     if not 4 <= args.mem_kib <= 256:
         raise UsageError(f"--mem-kib must be between 4 and 256, not {args.mem_kib}")
-    if args.pe_dsp is not None and args.pe_dsp < 0:
-        raise UsageError(f"--pe-dsp must be >= 0, not {args.pe_dsp}")
     if args.baud is not None and args.baud <= 0:
         raise UsageError(f"--baud must be positive, not {args.baud}")
 
@@ -74,7 +69,7 @@ def _summary(r):
     return {"board": r.board, "rows": r.rows, "cols": r.cols, "fmax_mhz": r.fmax_mhz,
             "target_mhz": r.target_mhz, "timing_met": r.timing_met, "lut": r.lut, "ff": r.ff,
             "dsp": r.dsp, "bram": r.bram, "bitstream": r.bitstream,
-            "build_seconds": r.build_seconds, "lut_multipliers": r.lut_multipliers}
+            "build_seconds": r.build_seconds}
 
 
 def run(args):
@@ -84,7 +79,7 @@ def run(args):
     if args.bench:
         return _bench(args)
     report = build_bitstream(args.board, args.rows, args.cols, args.clock, args.baud,
-                             args.mem_kib * 1024, args.output_dir, pe_dsp=args.pe_dsp)
+                             args.mem_kib * 1024, args.output_dir)
     print(f"{report.board}: {report.rows}x{report.cols} array, Fmax {report.fmax_mhz:.1f} MHz "
           f"(target {report.target_mhz:g} MHz), {report.lut} LUTs, {report.ff} FFs, "
           f"{report.dsp} DSPs, {report.bram} BRAMs; {report.bitstream} "
@@ -112,8 +107,8 @@ def _parse_sizes(text, clock):
     return sizes
 
 
-_HEADER = ["array", "target MHz", "Fmax MHz", "timing", "LUTs", "FFs", "DSPs",
-           "PE products in logic", "BRAMs", "build s", "built on"]
+_HEADER = ["array", "target MHz", "Fmax MHz", "timing", "LUTs", "FFs", "DSPs", "BRAMs",
+           "build s", "built on"]
 
 
 def _size_key(row):
@@ -130,10 +125,10 @@ def _bench_body(args, rows, paths):
         f"whole board system (accelerator, {args.mem_kib} KiB block-RAM device memory, UART "
         f"bridge) at each row's target clock from the PLL. Fmax is nextpnr's estimate for "
         f"the system clock after routing; LUTs are TRELLIS_COMB cells (LUT4 slots), DSPs "
-        f"MULT18X18D, BRAMs DP16KD (of 83640 / 83640 / 156 / 208). PE products beyond the "
-        f"DSPs the device has room for, or beyond `--pe-dsp`, are built in logic (Yosys "
-        f"`booth`, bottom rows first; column 'PE products in logic'). Sizes that did not build or "
-        f"missed timing are marked; no bitstream here has run on a board yet.",
+        f"MULT18X18D, BRAMs DP16KD (of 83640 / 83640 / 156 / 208). The PE products are "
+        f"built in logic by design (radix-4 digit multiplexers, `hdl/pe.py`), so the DSPs "
+        f"hold the requantizer's and the control units' multipliers only. Sizes that did not "
+        f"build or missed timing are marked; no bitstream here has run on a board yet.",
         markdown_table(_HEADER, sorted(rows, key=_size_key))]
     if paths:
         parts.append("Critical paths (nextpnr: source, sink, design lines, delay):\n\n" +
@@ -148,28 +143,31 @@ def _bench_one(args, r, c, mhz):
     from octet.host.fpga_build import FpgaBuildError, TimingError, build_bitstream
     try:
         rep = build_bitstream(args.board, r, c, mhz, args.baud, args.mem_kib * 1024,
-                              args.output_dir, pe_dsp=args.pe_dsp)
+                              args.output_dir)
         note = "met"
     except TimingError as exc:
         rep, note = exc.report, "**not met**"
     except FpgaBuildError as exc:
         print(f"octet: {r}x{c} did not build: {exc}", file=sys.stderr)
-        return ([f"{r}x{c}", f"{mhz:g}", "-", "did not build", "-", "-", "-", "-", "-", "-",
+        return ([f"{r}x{c}", f"{mhz:g}", "-", "did not build", "-", "-", "-", "-", "-",
                  time.strftime("%Y-%m-%d")],
                 str(exc).splitlines()[0][:300], {"rows": r, "cols": c, "error": str(exc)})
     if rep.synth_opts:
         note += f" (synth_ecp5 {rep.synth_opts})"
     print(f"{r}x{c}: Fmax {rep.fmax_mhz:.1f} MHz ({note}), {rep.lut} LUTs, {rep.ff} FFs, "
-          f"{rep.dsp} DSPs, {rep.lut_multipliers} PE products in logic, {rep.bram} BRAMs, "
-          f"{rep.build_seconds:.0f} s", flush=True)
+          f"{rep.dsp} DSPs, {rep.bram} BRAMs, {rep.build_seconds:.0f} s", flush=True)
     return ([f"{r}x{c}", f"{rep.target_mhz:g}", f"{rep.fmax_mhz:.1f}", note, rep.lut, rep.ff,
-             rep.dsp, rep.lut_multipliers, rep.bram, f"{rep.build_seconds:.0f}",
-             time.strftime("%Y-%m-%d")],
+             rep.dsp, rep.bram, f"{rep.build_seconds:.0f}", time.strftime("%Y-%m-%d")],
             "; ".join(rep.critical_path) or "not reported", _summary(rep))
 
 
 def _earlier(path, sizes):
-    """Rows and critical paths of the existing "fpga" section for sizes not in ``sizes``."""
+    """Rows and critical paths of the existing "fpga" section for sizes not in ``sizes``.
+
+    Cells are matched to the columns by the section's own header, so rows written with other
+    columns keep their values: a column no longer in the table (such as the former 'PE
+    products in logic') is dropped, and sections written before the "built on" column take the
+    one date of their text."""
     import re
     from pathlib import Path
     path = Path(path)
@@ -177,16 +175,20 @@ def _earlier(path, sizes):
     match = re.search(r"<!-- bench:fpga -->(.*?)<!-- /bench:fpga -->", text, re.S)
     rows, paths = [], []
     section = match[1] if match else ""
-    # Sections written before the "built on" column carry one date in their text.
     date = re.search(r" on \S+, (\d{4}-\d\d-\d\d):", section)
+    header = None
     for line in section.splitlines():
+        if line.startswith("| array |"):
+            header = [c.strip() for c in line.strip().strip("|").split("|")]
+            continue
         row = re.match(r"\| (\d+x\d+) \|(.*)\|$", line)
-        if row and row[1] not in sizes:
-            cells = [row[1]] + [c.strip() for c in row[2].split("|")]
-            if len(cells) == len(_HEADER) - 1 and date:
-                cells.append(date[1])
-            if len(cells) == len(_HEADER):
-                rows.append(cells)
+        values = [row[1]] + [c.strip() for c in row[2].split("|")] if row else []
+        if row and row[1] not in sizes and header and len(values) == len(header):
+            cells = dict(zip(header, values, strict=True))
+            if "built on" not in cells and date:
+                cells["built on"] = date[1]
+            if all(name in cells for name in _HEADER):
+                rows.append([cells[name] for name in _HEADER])
         item = re.match(r"\* (\d+x\d+): (.*)$", line)
         if item and item[1] not in sizes:
             paths.append((item[1], item[2]))
