@@ -16,15 +16,15 @@ from amaranth.lib.wiring import In, Out
 from octet.config import AcceleratorConfig
 from octet.isa import LAYOUTS, ErrorCode, Opcode, Target
 
+from .const_div import floor_div_const
 from .serial_multiplier import SerialMultiplier, staged_greater
 
 __all__ = ["LoadChecks"]
 
 
 def _ceil_div(value, d):
-    if d & (d - 1) == 0:
-        return (value + d - 1) >> (d - 1).bit_length()
-    return (value + d - 1) // d
+    """``ceil(value / d)`` of a 16-bit field, without a divider."""
+    return floor_div_const(value + d - 1, d, 17)
 
 
 class LoadChecks(wiring.Component):

@@ -36,19 +36,11 @@ from amaranth.lib.wiring import In, Out
 
 from octet.isa import LAYOUTS, PARAM_RECORD_BYTES, ErrorCode, Opcode, ParamSource, StoreMode
 
+from .const_div import floor_div_const, reciprocal
+
 __all__ = ["StoreChecks", "reciprocal"]
 
 STAGES = 5
-
-
-def reciprocal(divisor, width):
-    """``(multiplier, shift)`` with ``(x * multiplier) >> shift == x // divisor`` for every
-    ``width``-bit ``x`` (checked exhaustively)."""
-    for shift in range(width, 2 * width + 2):
-        multiplier = -(-(1 << shift) // divisor)
-        if all((x * multiplier) >> shift == x // divisor for x in range(1 << width)):
-            return multiplier, shift
-    raise AssertionError(f"no reciprocal for {divisor}")
 
 
 class StoreChecks(wiring.Component):
@@ -164,11 +156,7 @@ class StoreChecks(wiring.Component):
         prod_lo = Signal(32)
         prod_hi = Signal(32)
         dram_first = Signal(33)
-        if C & (C - 1) == 0:
-            quotient = cols_m1 >> (C.bit_length() - 1)
-        else:
-            multiplier, shift = reciprocal(C, 16)
-            quotient = (cols_m1 * multiplier) >> shift
+        quotient = floor_div_const(cols_m1, C, 16)
         m.d.sync += [
             # rows > 1 (rows == 0 is bad_shape's).
             bad_stride.eq((rows_m1 != 0) & (ins.dram_stride < row_bytes)),
