@@ -21,7 +21,7 @@ Tested by ``tests/test_accelerator_rtl.py`` (cocotb + Verilator against
 ``octet.sim.isa_sim``, random programs, random AXI latency and backpressure, errors).
 """
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, DomainRenamer, Module, Mux, ResetInserter, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,6 +34,7 @@ from .axi_writer import AxiWriter
 from .axil_csr import CsrBank
 from .compute_unit import ComputeUnit
 from .fetch_unit import FetchUnit
+from .global_buffer import GlobalBuffer
 from .kv_controller import KvController
 from .load_unit import LoadUnit
 from .read_arbiter import connect_reads
@@ -71,6 +72,12 @@ class Accelerator(wiring.Component):
     Parameters
     ----------
     config : AcceleratorConfig
+    unit_domain : str
+        Clock domain of the units (fetch, load, compute, store, KV controllers, token queues),
+        default ``"sync"``. Their flip-flops are reset by ``start`` and by the ``sync`` domain's
+        reset through one register and a :class:`~octet.hdl.global_buffer.GlobalBuffer`. A board
+        passes a reset-less domain on the same clock here (``BoardTop``), so that this buffered
+        net is the units' only reset and reaches them over the FPGA's global network.
 
     Ports
     -----
@@ -83,11 +90,14 @@ class Accelerator(wiring.Component):
         writing 1 to ``IRQ``.
     """
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, *, unit_domain="sync"):
         config = config or AcceleratorConfig()
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"Accelerator config must be an AcceleratorConfig, not {config!r}")
+        if not isinstance(unit_domain, str) or not unit_domain:
+            raise TypeError(f"Accelerator unit domain must be a domain name, not {unit_domain!r}")
         self._cfg = config
+        self._unit_domain = unit_domain
         super().__init__({
             "m_axi": Out(AxiSignature(32, config.bus_bits, 4)),
             "s_axil": In(AxiLiteSignature(8, 32)),
@@ -109,11 +119,17 @@ class Accelerator(wiring.Component):
 
         start = Signal()
         running = Signal()
-        unit_reset = Signal()
-        m.d.comb += unit_reset.eq(start)
+        # The units' reset: its own flip-flop, loaded like ``start`` and also high through the
+        # domain's reset (its init value is 1), then a global buffer (a wire off FPGAs).
+        unit_reset = Signal(init=1)
+        m.submodules.unit_reset_buffer = reset_buffer = GlobalBuffer()
+        m.d.comb += reset_buffer.i.eq(unit_reset)
 
         def unit(name, component):
-            m.submodules[name] = ResetInserter(unit_reset)(component)
+            wrapped = ResetInserter(reset_buffer.o)(component)
+            if self._unit_domain != "sync":
+                wrapped = DomainRenamer(self._unit_domain)(wrapped)
+            m.submodules[name] = wrapped
             return component
 
         fetch = unit("fetch", FetchUnit(B))
@@ -298,8 +314,10 @@ class Accelerator(wiring.Component):
         done = Signal()
         irq_pending = Signal()
         irq_enable = Signal()
-        # Registered: start resets every unit, so it must come straight from a flip-flop.
-        m.d.sync += start.eq(reg("ctrl", "w_stb") & reg("ctrl", "w_data")[0] & ~running)
+        # Registered: ``start`` (and its copy ``unit_reset``) reset every unit, so they must
+        # come straight from flip-flops.
+        start_request = reg("ctrl", "w_stb") & reg("ctrl", "w_data")[0] & ~running
+        m.d.sync += [start.eq(start_request), unit_reset.eq(start_request)]
         start_d = Signal()
         m.d.sync += start_d.eq(start)
         m.d.comb += fetch.start.eq(start_d)

@@ -109,7 +109,7 @@ class BoardTop(Elaboratable):
         self.board = board
         self.pll = ecp5_pll(board.oscillator_hz, clock_hz)
         self.clock_hz = round(self.pll.f_out)
-        self.soc = Soc(config, divisor=divisor, clock_hz=self.clock_hz)
+        self.soc = Soc(config, divisor=divisor, clock_hz=self.clock_hz, unit_domain="units")
 
     def elaborate(self, platform):
         m = Module()
@@ -136,6 +136,13 @@ class BoardTop(Elaboratable):
             i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0),
             i_ENCLKOP=Const(0), o_CLKOP=clk_out, o_LOCK=locked)
         m.d.comb += ClockSignal("sync").eq(clk_out)
+        # The accelerator's units run on the same clock in a reset-less domain: their only
+        # reset is the accelerator's buffered unit reset (held through this domain's reset),
+        # which then reaches their flip-flops over a global network (``GlobalBuffer``). This
+        # top level is only built for the FPGA, never simulated, so the second name for the
+        # clock is a plain wire.
+        m.domains.units = ClockDomain("units", reset_less=True)
+        m.d.comb += ClockSignal("units").eq(clk_out)
         platform.add_clock_constraint(clk_out, self.clock_hz)
         m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
         del sync

@@ -64,6 +64,8 @@ class Soc(wiring.Component):
         The clock frequency, which the bridge reports to the host.
     timeout_cycles : int, optional
         Bridge idle timeout inside a frame (default: 20 ms of the clock, at least 64 bytes).
+    unit_domain : str
+        The accelerator's unit domain (``Accelerator(unit_domain=...)``), default ``"sync"``.
 
     Ports
     -----
@@ -82,7 +84,7 @@ class Soc(wiring.Component):
     irq: Out(1)
     link_error: Out(1)
 
-    def __init__(self, config, *, divisor, clock_hz, timeout_cycles=None):
+    def __init__(self, config, *, divisor, clock_hz, timeout_cycles=None, unit_domain="sync"):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"SoC config must be an AcceleratorConfig, not {config!r}")
         if not isinstance(clock_hz, int) or isinstance(clock_hz, bool) or clock_hz <= 0:
@@ -90,7 +92,7 @@ class Soc(wiring.Component):
         if timeout_cycles is None:
             timeout_cycles = max(clock_hz // 50, 64 * 10 * divisor)
         self._config = config
-        self.accel = Accelerator(config)
+        self.accel = Accelerator(config, unit_domain=unit_domain)
         self.memory = AxiBram(config.mem_bytes, config.bus_bits)
         self.arbiter = AxiArbiter(2, 32, config.bus_bits, 4)
         self.bridge = UartBridge(config.bus_bytes, config.mem_bytes, clock_hz, timeout_cycles)
