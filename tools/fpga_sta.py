@@ -4,8 +4,11 @@ Where nextpnr reports one critical path per build (10-30 minutes), this lists ev
 whose estimated arrival exceeds the period, grouped by source register and endpoint, in
 seconds. Delays are calibrated on nextpnr-ecp5 speed-6 reports of this design: FF clk-to-q
 0.52 ns, LUT4 0.24 ns, about 1.2 ns of routing per net (2.8 ns into a DSP), CCU2C carry 0.45 in,
-0.035 per bit, 0.44 out, DSP 3.93 ns combinational, block-RAM clock-to-out 4.4 ns. It ranked
-the same worst path as nextpnr (28.5 ns estimated, 26.7 ns routed); aim for <= 9 ns at 100 MHz.
+0.035 per bit, 0.44 out, DSP 3.93 ns combinational, block-RAM clock-to-out 4.4 ns. A net's
+routing grows with its fan-out: 1.2 + 0.07 * sqrt(fan-out - 1) ns (nextpnr, 2026-11-27: nets of
+fan-out 2, 8, 50, 957 routed in 1.2, 1.6, 2.5, 5.2 ns; the worst routed path, 16.6 ns, estimates
+16.9), except a net on a global buffer (DCCA), 2.0 ns. Without the fan-out term it ranked the same
+worst path as nextpnr (28.5 ns estimated, 26.7 ns routed). Aim for <= 9 ns at 100 MHz.
 
 Usage (netlist from tools/fpga_synth.py):
     python tools/fpga_sta.py OUT/top.json [PERIOD_NS [GROUPS]]
@@ -18,6 +21,8 @@ from collections import defaultdict
 
 ROUTE = 1.2
 ROUTE_DSP = 2.8
+FANOUT_K = 0.07
+ROUTE_GLOBAL = 2.0
 
 
 def base(t):
@@ -38,12 +43,22 @@ def main():
             if isinstance(b, int) and (b not in names or n.count("$") < names[b].count("$")):
                 names[b] = n
     driver = {}
+    fanout = defaultdict(int)
     for cn, c in cells.items():
         for p, bits in c["connections"].items():
             if c["port_directions"].get(p) == "output":
                 for b in bits:
                     if isinstance(b, int):
                         driver[b] = (cn, p)
+            else:
+                for b in bits:
+                    if isinstance(b, int):
+                        fanout[b] += 1
+
+    def route_of(b, route=ROUTE):
+        if b in driver and base(cells[driver[b][0]]["type"]) == "DCCA":
+            return ROUTE_GLOBAL
+        return route + FANOUT_K * max(0, fanout[b] - 1) ** 0.5
     sys.setrecursionlimit(100000)
     memo = {}
 
@@ -64,7 +79,7 @@ def main():
                 for b in conn.get(p, []):
                     if isinstance(b, int):
                         a = net_arrival(b)
-                        r = 0.0 if p in ("FCI", "CIN") else route
+                        r = 0.0 if p in ("FCI", "CIN") else route_of(b, route)
                         if a[0] + r > best[0]:
                             best = (a[0] + r, a[1])
             return best
@@ -140,7 +155,7 @@ def main():
             for b in conn.get(p, []):
                 if isinstance(b, int):
                     a = net_arrival(b)
-                    r = ROUTE_DSP if t == "MULT18X18D" else ROUTE
+                    r = route_of(b, ROUTE_DSP if t == "MULT18X18D" else ROUTE)
                     endpoints.append((a[0] + r + setup, cn, p, a[1]))
     endpoints.sort(key=lambda e: -e[0])
     if len(sys.argv) > 4:
