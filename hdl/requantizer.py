@@ -133,8 +133,10 @@ class Requantizer(wiring.Component):
         m.d.comb += [queue.result_valid.eq(valid_pipe[-1]), queue.result.last.eq(last_pipe[-1])]
         m.d.comb += self.busy.eq((valid_pipe != 0) | ~queue.credit_full)
 
+        # The saturation floor, registered: it follows zero_point and relu a cycle later,
+        # long before a row that uses them reaches stage 8.
         low = Signal(signed(ACC_BITS))
-        m.d.comb += low.eq(Mux(relu & (zero_point > INT8_MIN), zero_point, INT8_MIN))
+        m.d.sync += low.eq(Mux(relu & (zero_point > INT8_MIN), zero_point, INT8_MIN))
 
         for c in range(n):
             x = Signal(signed(32), name=f"x_{c}")
