@@ -255,6 +255,18 @@ class StoreUnit(wiring.Component):
         else:
             cached_rec = Signal(72)
 
+        # PARAMS' handshakes, from registers and outside the state machine (so that the
+        # state's transitions and errors use them directly, not through the ports' muxes
+        # over every state): a bus beat is wanted, a record is offered.
+        p_read = Signal()
+        p_valid = Signal()
+        m.d.comb += [
+            p_read.eq(~cached & lane_lt_width & ~rec_full),
+            # The previous n-tile's rows must all be in the requantizer before its
+            # parameters change (it only holds back rows already in its pipeline).
+            p_valid.eq((cached | ~lane_lt_width | rec_full) & lane_lt_c & rows_idle),
+        ]
+
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.i_instr.ready.eq(~stop)
@@ -371,20 +383,16 @@ class StoreUnit(wiring.Component):
                 # From the on-chip copy (one record per cycle) or from the bus.
                 src = Mux(cached, cached_rec, rec[:72])
                 shift = src[64:72].as_signed()
-                record_ready = Signal()
-                m.d.comb += record_ready.eq(cached | ~lane_lt_width | rec_full)
-                # The previous n-tile's rows must all be in the requantizer before its
-                # parameters change (it only holds back rows already in its pipeline).
                 m.d.comb += [
-                    params.valid.eq(record_ready & lane_lt_c & rows_idle),
+                    params.valid.eq(p_valid),
                     params.payload.multiplier.eq(Mux(lane_lt_width, src[0:32], 0)),
                     params.payload.bias.eq(Mux(lane_lt_width, src[32:64], 0)),
                     params.payload.shift.eq(Mux(lane_lt_width, shift, 0)),
                     params.payload.zero_point.eq(ins.zero_point),
                     params.payload.relu.eq(ins.relu),
                 ]
-                m.d.comb += self.i_rdata.ready.eq(~cached & lane_lt_width & ~rec_full)
-                with m.If(self.i_rdata.valid & self.i_rdata.ready):
+                m.d.comb += self.i_rdata.ready.eq(p_read)
+                with m.If(self.i_rdata.valid & p_read):
                     m.d.sync += [rec.eq(incoming), rec_beats.eq(rec_beats + 1),
                                  rec_full.eq(last_beat),
                                  rec_bad.eq(last_beat &
@@ -395,7 +403,7 @@ class StoreUnit(wiring.Component):
                 # (rec_bad implies a record from the bus, complete, for lane < width.)
                 with m.If(rec_bad & rows_idle):
                     fail(ErrorCode.MALFORMED)
-                with m.Elif(params.valid & params.ready):
+                with m.Elif(p_valid & params.ready):
                     m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0), rec_full.eq(0),
                                  rec_bad.eq(0), lane_lt_width.eq(lane + 1 < width),
                                  lane_lt_c.eq(~lane_is_last), lane_is_last.eq(lane == C - 2)]

@@ -11,14 +11,14 @@ are set only on the chunks' bytes, so neighbouring bytes in memory are never tou
 Why runs: a STORE of one-byte rows (the attention scores, one per key) would otherwise cost
 a bus request, a burst and a write response per byte; as a run its rows fill whole beats.
 
-A chunk first enters a register stage, where its bytes are masked and shifted to their
-offset in a beat (``addr`` modulo the bus width). It then goes into a buffer of two beats plus
-a chunk, at that offset in the first or the second beat: since a run is contiguous from a beat
-boundary, that is right after the bytes already held, so placing it is a choice of two rather
-than a shift by any byte count (this is the design's timing-critical loop: the buffer's fill
-level decides where the next chunk goes). A chunk is taken whenever fewer than two beats are
-waiting, and a full beat leaves every cycle the bus takes it, so chunks of up to a beat stream
-at one per cycle. ``i_chunk.ready`` depends on registers only.
+A chunk first passes a skid buffer (its bytes masked past ``nbytes``) and a register stage
+(the bytes shifted to their offset in a beat, ``addr`` modulo the bus width). It then goes
+into a buffer of two beats plus a chunk, at that offset in the first or the second beat:
+since a run is contiguous from a beat boundary, that is right after the bytes already held,
+so placing it is a choice of two rather than a shift by any byte count (this is the
+timing-critical loop: the buffer's fill level decides where the next chunk goes). A chunk is
+taken whenever fewer than two beats are waiting, and a full beat leaves every cycle the bus
+takes it, so chunks of up to a beat stream at one per cycle. ``i_chunk.ready`` is a register.
 
 ``flush`` ends an open run whose remaining chunks will never come (the store unit stopped on
 an error): the beats the request still owes are sent with their missing bytes unstrobed, so
@@ -32,6 +32,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .skid_buffer import SkidBuffer
 from .unit_ports import BusRequest
 
 __all__ = ["WritePacker"]
@@ -98,14 +99,37 @@ class WritePacker(wiring.Component):
         req_addr = Signal(32)
         req_beats = Signal(17)
 
-        # An input stage: the chunk is masked and its run's beats are counted on the way in,
-        # so the insertion below starts from registers (the chunk's nbytes compare, its
-        # masking and the run-length add no longer lie in front of the byte shifter).
+        # Two input stages, so that the insertion below starts from registers:
+        # 1. a skid buffer (its ``ready`` is a register, so the upstream FIFOs' handshakes do
+        #    not wait for this one) takes the chunk masked past ``nbytes``, with the run's
+        #    beats counted;
+        # 2. a register holds it shifted to its offset in a beat: the bytes of a run are
+        #    contiguous from a beat's start, so a chunk continuing the run goes at `level`,
+        #    which is its offset or its offset plus a beat.
         chunk = self.i_chunk.payload
+        offset = chunk.addr[:lg] if lg else Const(0, 1)
+        # A thermometer code: a compare per byte, no carry chain.
+        mask = Cat(*(chunk.nbytes > i for i in range(W)))
+        # Bytes past `nbytes` may hold anything (the unused lanes of a row); they must not
+        # reach the buffer, where the next chunks' bytes go.
+        valid_data = Cat(*(Mux(mask[i], chunk.data[8 * i:8 * i + 8], 0) for i in range(W)))
+        m.submodules.skid = skid = SkidBuffer(data.StructLayout({
+            "data": 8 * W, "mask": W, "offset": max(lg, 1), "nbytes": range(W + 1),
+            "first": 1, "last": 1, "addr": 32, "run_beats": 17}))
+        m.d.comb += [skid.i_stream.valid.eq(self.i_chunk.valid),
+                     self.i_chunk.ready.eq(skid.i_stream.ready),
+                     skid.i_stream.payload.data.eq(valid_data),
+                     skid.i_stream.payload.mask.eq(mask),
+                     skid.i_stream.payload.offset.eq(offset),
+                     skid.i_stream.payload.nbytes.eq(chunk.nbytes),
+                     skid.i_stream.payload.first.eq(chunk.first),
+                     skid.i_stream.payload.last.eq(chunk.last),
+                     skid.i_stream.payload.addr.eq(chunk.addr & ~(B - 1)),
+                     skid.i_stream.payload.run_beats.eq(
+                         (offset + chunk.run_bytes + B - 1) >> lg)]
+        k = skid.o_stream.payload
+
         s_valid = Signal()
-        # The chunk's bytes (zero past nbytes) and their strobes, already shifted to their
-        # offset in a beat: the bytes of a run are contiguous from a beat's start, so a chunk
-        # continuing the run goes at `level`, which is its offset or its offset plus a beat.
         s_data = Signal(8 * (W + B))
         s_mask = Signal(W + B)
         s_offset = Signal(max(lg, 1))
@@ -114,12 +138,6 @@ class WritePacker(wiring.Component):
         s_last = Signal()
         s_addr = Signal(32)                  # the run's aligned address (first chunk)
         s_run_beats = Signal(17)             # the run's beats (first chunk)
-        offset = chunk.addr[:lg] if lg else Const(0, 1)
-        # A thermometer code: a compare per byte, no carry chain.
-        mask = Cat(*(chunk.nbytes > i for i in range(W)))
-        # Bytes past `nbytes` may hold anything (the unused lanes of a row); they must not
-        # reach the buffer, where the next chunks' bytes go.
-        valid_data = Cat(*(Mux(mask[i], chunk.data[8 * i:8 * i + 8], 0) for i in range(W)))
 
         # Whether a run is open (beats_left != 0), kept as a register.
         open_ = Signal()
@@ -127,16 +145,18 @@ class WritePacker(wiring.Component):
         # A chunk is inserted when it starts a run and none is open, or continues the open one
         # while fewer than two beats wait (from registers only).
         take = s_valid & Mux(s_first, idle, open_ & ~closed & (level < 2 * B))
-        m.d.comb += self.i_chunk.ready.eq(~s_valid | take)
-        with m.If(self.i_chunk.valid & self.i_chunk.ready):
-            m.d.sync += [s_valid.eq(1), s_data.eq(valid_data << (offset * 8)),
-                         s_mask.eq(mask << offset),
-                         s_offset.eq(offset), s_nbytes.eq(chunk.nbytes),
-                         s_first.eq(chunk.first), s_last.eq(chunk.last),
-                         s_addr.eq(chunk.addr & ~(B - 1)),
-                         s_run_beats.eq((offset + chunk.run_bytes + B - 1) >> lg)]
+        m.d.comb += skid.o_stream.ready.eq(~s_valid | take)
+        with m.If(skid.o_stream.valid & skid.o_stream.ready):
+            m.d.sync += [s_valid.eq(1), s_data.eq(k.data << (k.offset * 8)),
+                         s_mask.eq(k.mask << k.offset),
+                         s_offset.eq(k.offset), s_nbytes.eq(k.nbytes),
+                         s_first.eq(k.first), s_last.eq(k.last),
+                         s_addr.eq(k.addr), s_run_beats.eq(k.run_beats)]
         with m.Elif(take):
             m.d.sync += s_valid.eq(0)
+        # A chunk in the input stages belongs to the open run (or a later one): it goes in
+        # before a flush closes the run.
+        staged = s_valid | skid.busy
 
         # A beat leaves when it is full, or when the run is closed (its last, partial beat,
         # or unstrobed beats after a flush).
@@ -168,13 +188,12 @@ class WritePacker(wiring.Component):
                          closed.eq(s_last)]
         with m.Elif(take & s_last):
             m.d.sync += closed.eq(1)
-        with m.Elif(self.flush & open_ & ~s_valid):
-            # (A chunk still in the input stage belongs to the open run: it goes in first.)
+        with m.Elif(self.flush & open_ & ~staged):
             m.d.sync += closed.eq(1)
 
         m.d.comb += [self.o_req.valid.eq(req_pending), self.o_req.payload.addr.eq(req_addr),
                      self.o_req.payload.beats.eq(req_beats)]
         with m.If(self.o_req.valid & self.o_req.ready):
             m.d.sync += req_pending.eq(0)
-        m.d.comb += self.busy.eq(s_valid | open_ | req_pending)
+        m.d.comb += self.busy.eq(staged | open_ | req_pending)
         return m
