@@ -99,7 +99,10 @@ class Requantizer(wiring.Component):
 
         valid_pipe = Signal(REQUANT_STAGES)
         last_pipe = Signal(REQUANT_STAGES)
-        m.d.comb += self.p_stream.ready.eq(valid_pipe == 0)
+        # p_stream.ready is "no row in the pipeline" (valid_pipe == 0), kept as a register
+        # so that the store unit's parameter handshake does not start with an 8-input NOR.
+        p_ready = Signal(init=1)
+        m.d.comb += self.p_stream.ready.eq(p_ready)
         # A parameter beat is registered as it is taken and decoded into its channel's
         # registers a cycle later, so the producer's payload logic (a block RAM read in the
         # store unit) ends here. The channel index still advances when the beat is taken, so
@@ -128,13 +131,16 @@ class Requantizer(wiring.Component):
         m.d.comb += self.i_stream.ready.eq(queue.credit & (index == 0) & ~self.p_stream.valid)
         accept = self.i_stream.valid & self.i_stream.ready
         m.d.comb += queue.admit.eq(accept)
+        m.d.sync += p_ready.eq(~accept & (valid_pipe[:-1] == 0))
         m.d.sync += [valid_pipe.eq(Cat(accept, valid_pipe[:-1])),
                      last_pipe.eq(Cat(self.i_stream.payload.last & accept, last_pipe[:-1]))]
         m.d.comb += [queue.result_valid.eq(valid_pipe[-1]), queue.result.last.eq(last_pipe[-1])]
         m.d.comb += self.busy.eq((valid_pipe != 0) | ~queue.credit_full)
 
+        # The saturation floor, registered: it follows zero_point and relu a cycle later,
+        # long before a row that uses them reaches stage 8.
         low = Signal(signed(ACC_BITS))
-        m.d.comb += low.eq(Mux(relu & (zero_point > INT8_MIN), zero_point, INT8_MIN))
+        m.d.sync += low.eq(Mux(relu & (zero_point > INT8_MIN), zero_point, INT8_MIN))
 
         for c in range(n):
             x = Signal(signed(32), name=f"x_{c}")

@@ -106,7 +106,9 @@ class StoreUnit(wiring.Component):
         pc = Signal(32)
         m.d.comb += self.pc.eq(pc)
         ins = STORE(word)
-        int8 = ins.mode == StoreMode.INT8
+        # The mode decoded as the word is taken: it selects the row path (requantizer or
+        # straight) in front of the write packer, so it is a register of its own.
+        int8 = Signal()
         keep = int8 & (ins.param_src == ParamSource.KEEP)
         from_slots = int8 & (ins.param_src == ParamSource.SLOTS)
 
@@ -163,7 +165,10 @@ class StoreUnit(wiring.Component):
         issued = self.o_wreq.valid & self.o_wreq.ready
         m.d.comb += self.i_wdone.ready.eq(1)
         done = self.i_wdone.valid
-        m.d.sync += outstanding.eq(outstanding + issued - done)
+        outstanding_next = Signal(16)
+        outstanding_nz = Signal()    # outstanding != 0, kept as a register
+        m.d.comb += outstanding_next.eq(outstanding + issued - done)
+        m.d.sync += [outstanding.eq(outstanding_next), outstanding_nz.eq(outstanding_next != 0)]
         with m.If(done & self.i_wdone.payload.error & ~halted):
             m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), halted.eq(1)]
 
@@ -187,11 +192,23 @@ class StoreUnit(wiring.Component):
         tile_addr = Signal(32)
         acc_row = Signal(16)
         lane = Signal(range(C + 1))
+        # PARAMS' lane compares, kept as registers (updated with lane): lane < width,
+        # lane < C and lane == C - 1.
+        lane_lt_width = Signal()
+        lane_lt_c = Signal()
+        lane_is_last = Signal()
+        rec_full = Signal()          # PARAMS: rec_beats == per_record
+        # The accumulator reader was idle in the cycle before. PARAMS issues no rows, so the
+        # reader only drains there, and a row issued in ROWS makes it busy in the next cycle
+        # (TILE), so this is ~reader.busy one cycle late and never early.
+        rows_idle = Signal()
+        m.d.sync += rows_idle.eq(~reader.busy)
         tile_params = C * PARAM_RECORD_BYTES
         rec = Signal(8 * PARAM_RECORD_BYTES)
         rec_beats = Signal(range(PARAM_RECORD_BYTES // min(B, 16) + 1))
         per_record = max(1, PARAM_RECORD_BYTES // B)
         cols_left = Signal(16)
+        cols_w = Signal(range(C + 1))  # min(cols_left, C), set with cols_left
         # The record completed by the beat on i_rdata (with the beats before it).
         incoming = Signal(8 * PARAM_RECORD_BYTES)
         m.d.comb += incoming.eq(Cat(rec, self.i_rdata.payload.data)[8 * B:] if B < 16 else
@@ -216,32 +233,53 @@ class StoreUnit(wiring.Component):
         v_one = Signal()             # v_left == 1
         w_index = Signal(range(max(S + P, 1)))
         r_index = Signal(range(max(S + P, 1)))
+        r_next = Signal(range(max(S + P, 1) + 1))    # r_index + 1, set with r_index
         # Row of the instruction's first record in that memory.
         slot_base = Mux(keep | from_slots, ins.param_slot, S)
         advance = Signal()           # the requantizer takes a record from the copy
         if S + P:
             m.submodules.param_cache = cache = Memory(shape=72, depth=S + P, init=[])
             cache_w = cache.write_port()
+            # Two read ports, at r_index and r_index + 1 (both registers, so the handshake
+            # that advances r_index does not run on into the memory's address): the record
+            # at r_index is the second port's if r_index advanced in the cycle before, else
+            # the first's, in every cycle after r_index settles.
             cache_r = cache.read_port(transparent_for=())
-            # The read port shows the record at r_index in every cycle after r_index settles.
+            cache_r1 = cache.read_port(transparent_for=())
+            advanced = Signal()
+            m.d.sync += advanced.eq(advance)
             m.d.comb += [cache_w.addr.eq(w_index), cache_w.data.eq(rec[:72]),
-                         cache_r.addr.eq(Mux(advance, r_index + 1, r_index)),
-                         cache_r.en.eq(1)]
-            cached_rec = cache_r.data
+                         cache_r.addr.eq(r_index), cache_r1.addr.eq(r_next),
+                         cache_r.en.eq(1), cache_r1.en.eq(1)]
+            cached_rec = Mux(advanced, cache_r1.data, cache_r.data)
         else:
             cached_rec = Signal(72)
+
+        # PARAMS' handshakes, from registers and outside the state machine (so that the
+        # state's transitions and errors use them directly, not through the ports' muxes
+        # over every state): a bus beat is wanted, a record is offered.
+        p_read = Signal()
+        p_valid = Signal()
+        m.d.comb += [
+            p_read.eq(~cached & lane_lt_width & ~rec_full),
+            # The previous n-tile's rows must all be in the requantizer before its
+            # parameters change (it only holds back rows already in its pipeline).
+            p_valid.eq((cached | ~lane_lt_width | rec_full) & lane_lt_c & rows_idle),
+        ]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.i_instr.ready.eq(~stop)
                 with m.If(self.i_instr.valid & ~stop):
                     m.d.sync += [word.eq(self.i_instr.payload.word),
+                                 int8.eq(STORE(self.i_instr.payload.word).mode ==
+                                         StoreMode.INT8),
                                  pc.eq(self.i_instr.payload.pc), held.eq(0)]
                     m.next = "CHECK"
             with m.State("TOKEN"):
                 hdr = ins.header
                 m.d.comb += self.waiting.eq(hdr.pop_prev & ~self.prev_available &
-                                            (outstanding == 0) & ~packer.busy &
+                                            ~outstanding_nz & ~packer.busy &
                                             ~reader.busy & (dest.level == 0))
                 with m.If(stop):
                     m.next = "HALT"
@@ -263,15 +301,17 @@ class StoreUnit(wiring.Component):
                                  run_bytes.eq(checks.run_bytes), run_first.eq(1)]
                     m.d.sync += [nt.eq(0), param_tile.eq(ins.param_addr),
                                  acc_tile.eq(ins.acc_addr), tile_addr.eq(ins.dram_addr),
-                                 cols_left.eq(ins.cols), lane.eq(0), rec_beats.eq(0),
+                                 cols_left.eq(ins.cols), cols_w.eq(Mux(ins.cols < C, ins.cols, C)),
+                                 lane.eq(0), rec_beats.eq(0),
                                  cached.eq(int8 & fits),
-                                 w_index.eq(slot_base), r_index.eq(slot_base)]
+                                 w_index.eq(slot_base), r_index.eq(slot_base),
+                                 r_next.eq(slot_base + 1)]
                     m.next = "VALIDATE_REQ"
             # Int8: read every parameter record once and check its shift before any row is
             # written, so a bad table stops the instruction with nothing written. A table that
             # fits the copy is one request; a wider one is one request per n-tile.
             with m.State("VALIDATE_REQ"):
-                vw = Mux(cols_left < C, cols_left, C)
+                vw = cols_w
                 count = Mux(cached, ins.cols, vw)
                 with m.If(~int8 | from_slots):
                     m.next = "TOKEN"
@@ -308,19 +348,23 @@ class StoreUnit(wiring.Component):
                         with m.If(v_one):
                             with m.If(held | bad | cached | nt_last):
                                 m.d.sync += [nt.eq(0), param_tile.eq(ins.param_addr),
-                                             cols_left.eq(ins.cols), r_index.eq(slot_base)]
+                                             cols_left.eq(ins.cols),
+                                             cols_w.eq(Mux(ins.cols < C, ins.cols, C)),
+                                             r_index.eq(slot_base), r_next.eq(slot_base + 1)]
                                 m.next = "TOKEN"
                             with m.Else():
+                                left = cols_left - width
                                 m.d.sync += [nt.eq(nt + 1), param_tile.eq(param_tile + tile_params),
-                                             cols_left.eq(cols_left - width)]
+                                             cols_left.eq(left), cols_w.eq(Mux(left < C, left, C))]
                                 m.next = "VALIDATE_REQ"
             with m.State("TILE"):
-                w = Mux(cols_left < C, cols_left, C)
+                w = cols_w
                 m.d.sync += [width.eq(w), chunk_bytes.eq(w << esize_shift),
                              rows_left.eq(checks.last_row), row_last.eq(checks.last_row == 0),
                              row_addr.eq(tile_addr),
                              acc_row.eq(acc_tile), lane.eq(0),
-                             rec_beats.eq(0), rec_bad.eq(0)]
+                             lane_lt_width.eq(w != 0), lane_lt_c.eq(1), lane_is_last.eq(C == 1),
+                             rec_beats.eq(0), rec_full.eq(0), rec_bad.eq(0)]
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(int8 & cached):
@@ -339,37 +383,34 @@ class StoreUnit(wiring.Component):
                 # From the on-chip copy (one record per cycle) or from the bus.
                 src = Mux(cached, cached_rec, rec[:72])
                 shift = src[64:72].as_signed()
-                record_ready = Signal()
-                m.d.comb += record_ready.eq(cached | (lane >= width) |
-                                            (rec_beats == per_record))
-                # The previous n-tile's rows must all be in the requantizer before its
-                # parameters change (it only holds back rows already in its pipeline).
                 m.d.comb += [
-                    params.valid.eq(record_ready & (lane < C) & ~reader.busy),
-                    params.payload.multiplier.eq(Mux(lane < width, src[0:32], 0)),
-                    params.payload.bias.eq(Mux(lane < width, src[32:64], 0)),
-                    params.payload.shift.eq(Mux(lane < width, shift, 0)),
+                    params.valid.eq(p_valid),
+                    params.payload.multiplier.eq(Mux(lane_lt_width, src[0:32], 0)),
+                    params.payload.bias.eq(Mux(lane_lt_width, src[32:64], 0)),
+                    params.payload.shift.eq(Mux(lane_lt_width, shift, 0)),
                     params.payload.zero_point.eq(ins.zero_point),
                     params.payload.relu.eq(ins.relu),
                 ]
-                m.d.comb += self.i_rdata.ready.eq(~cached & (lane < width) &
-                                                  (rec_beats != per_record))
-                with m.If(self.i_rdata.valid & self.i_rdata.ready):
+                m.d.comb += self.i_rdata.ready.eq(p_read)
+                with m.If(self.i_rdata.valid & p_read):
                     m.d.sync += [rec.eq(incoming), rec_beats.eq(rec_beats + 1),
+                                 rec_full.eq(last_beat),
                                  rec_bad.eq(last_beat &
                                             ((in_shift < SHIFT_MIN) | (in_shift > SHIFT_MAX)))]
                     with m.If(self.i_rdata.payload.error):
                         fail(ErrorCode.BUS_ERROR)
                 # Only records from the bus are checked here (the copy's were checked once).
                 # (rec_bad implies a record from the bus, complete, for lane < width.)
-                with m.If(rec_bad & ~reader.busy):
+                with m.If(rec_bad & rows_idle):
                     fail(ErrorCode.MALFORMED)
-                with m.Elif(params.valid & params.ready):
-                    m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0), rec_bad.eq(0)]
-                    with m.If(lane < width):
-                        m.d.comb += advance.eq(cached)
-                        m.d.sync += r_index.eq(r_index + cached)
-                    with m.If(lane == C - 1):
+                with m.Elif(p_valid & params.ready):
+                    m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0), rec_full.eq(0),
+                                 rec_bad.eq(0), lane_lt_width.eq(lane + 1 < width),
+                                 lane_lt_c.eq(~lane_is_last), lane_is_last.eq(lane == C - 2)]
+                    with m.If(lane_lt_width & cached):
+                        m.d.comb += advance.eq(1)
+                        m.d.sync += [r_index.eq(r_next), r_next.eq(r_next + 1)]
+                    with m.If(lane_is_last):
                         m.next = "ROWS"
             with m.State("ROWS"):
                 m.d.comb += [reader.i_addr.valid.eq(~stop & dest.w_rdy),
@@ -385,7 +426,9 @@ class StoreUnit(wiring.Component):
                                  run_first.eq(0), acc_row.eq(acc_row + 1),
                                  row_addr.eq(row_addr + ins.dram_stride)]
                     with m.If(row_last):
-                        m.d.sync += [nt.eq(nt + 1), cols_left.eq(cols_left - width),
+                        left = cols_left - width
+                        m.d.sync += [nt.eq(nt + 1), cols_left.eq(left),
+                                     cols_w.eq(Mux(left < C, left, C)),
                                      param_tile.eq(param_tile + tile_params),
                                      acc_tile.eq(acc_tile + ins.acc_n_step),
                                      tile_addr.eq(tile_addr + (C << esize_shift))]
@@ -396,7 +439,7 @@ class StoreUnit(wiring.Component):
             with m.State("DRAIN"):
                 # Registered: nothing enters the row path in DRAIN, so idle last cycle is idle.
                 m.d.sync += drained.eq(~reader.busy & (dest.level == 0) & ~dest.r_rdy &
-                                       ~packer.busy & ~rq.busy & (outstanding == 0) & ~issued)
+                                       ~packer.busy & ~rq.busy & ~outstanding_nz & ~issued)
                 with m.If(drained):
                     m.d.comb += self.push_prev.eq(ins.header.push_prev & ~stop)
                     m.next = "IDLE"
@@ -431,7 +474,7 @@ class StoreUnit(wiring.Component):
 
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") |
                                  reader.busy | (dest.level != 0) | dest.r_rdy | packer.busy |
-                                 (outstanding != 0) | rq.busy)
-        m.d.comb += self.bus_busy.eq(packer.busy | (outstanding != 0))
+                                 outstanding_nz | rq.busy)
+        m.d.comb += self.bus_busy.eq(packer.busy | outstanding_nz)
         return m
 

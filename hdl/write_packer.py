@@ -11,9 +11,14 @@ are set only on the chunks' bytes, so neighbouring bytes in memory are never tou
 Why runs: a STORE of one-byte rows (the attention scores, one per key) would otherwise cost
 a bus request, a burst and a write response per byte; as a run its rows fill whole beats.
 
-Bytes are shifted into a buffer of two beats plus a chunk; a chunk is taken whenever fewer
-than two beats are waiting, and a full beat leaves every cycle the bus takes it, so chunks of
-up to a beat stream at one per cycle. ``i_chunk.ready`` depends on registers only.
+A chunk first passes a skid buffer (its bytes masked past ``nbytes``) and a register stage
+(the bytes shifted to their offset in a beat, ``addr`` modulo the bus width). It then goes
+into a buffer of two beats plus a chunk, at that offset in the first or the second beat:
+since a run is contiguous from a beat boundary, that is right after the bytes already held,
+so placing it is a choice of two rather than a shift by any byte count (this is the
+timing-critical loop: the buffer's fill level decides where the next chunk goes). A chunk is
+taken whenever fewer than two beats are waiting, and a full beat leaves every cycle the bus
+takes it, so chunks of up to a beat stream at one per cycle. ``i_chunk.ready`` is a register.
 
 ``flush`` ends an open run whose remaining chunks will never come (the store unit stopped on
 an error): the beats the request still owes are sent with their missing bytes unstrobed, so
@@ -27,6 +32,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .skid_buffer import SkidBuffer
 from .unit_ports import BusRequest
 
 __all__ = ["WritePacker"]
@@ -43,7 +49,8 @@ class WritePacker(wiring.Component):
     -----
     i_chunk : In(stream.Signature({"data": 8*chunk_bytes, "addr": 32, "nbytes": ...,
                                    "first": 1, "last": 1, "run_bytes": 16}))
-        ``addr`` and ``run_bytes`` are used on the first chunk of a run only.
+        ``addr`` is every chunk's address (contiguous within a run); ``run_bytes`` is used
+        on the first chunk of a run only.
     o_req : Out(BusRequest())
     o_beat : Out(stream.Signature({"data": 8*bus_bytes, "strb": bus_bytes}))
     flush : In(1)
@@ -92,59 +99,101 @@ class WritePacker(wiring.Component):
         req_addr = Signal(32)
         req_beats = Signal(17)
 
+        # Two input stages, so that the insertion below starts from registers:
+        # 1. a skid buffer (its ``ready`` is a register, so the upstream FIFOs' handshakes do
+        #    not wait for this one) takes the chunk masked past ``nbytes``, with the run's
+        #    beats counted;
+        # 2. a register holds it shifted to its offset in a beat: the bytes of a run are
+        #    contiguous from a beat's start, so a chunk continuing the run goes at `level`,
+        #    which is its offset or its offset plus a beat.
         chunk = self.i_chunk.payload
         offset = chunk.addr[:lg] if lg else Const(0, 1)
-        mask = Signal(W)
         # A thermometer code: a compare per byte, no carry chain.
-        m.d.comb += mask.eq(Cat(*(chunk.nbytes > i for i in range(W))))
+        mask = Cat(*(chunk.nbytes > i for i in range(W)))
         # Bytes past `nbytes` may hold anything (the unused lanes of a row); they must not
         # reach the buffer, where the next chunks' bytes go.
-        valid_data = Signal(8 * W)
-        m.d.comb += valid_data.eq(Cat(*(Mux(mask[i], chunk.data[8 * i:8 * i + 8], 0)
-                                        for i in range(W))))
+        valid_data = Cat(*(Mux(mask[i], chunk.data[8 * i:8 * i + 8], 0) for i in range(W)))
+        m.submodules.skid = skid = SkidBuffer(data.StructLayout({
+            "data": 8 * W, "mask": W, "offset": max(lg, 1), "nbytes": range(W + 1),
+            "first": 1, "last": 1, "addr": 32, "run_beats": 17}))
+        m.d.comb += [skid.i_stream.valid.eq(self.i_chunk.valid),
+                     self.i_chunk.ready.eq(skid.i_stream.ready),
+                     skid.i_stream.payload.data.eq(valid_data),
+                     skid.i_stream.payload.mask.eq(mask),
+                     skid.i_stream.payload.offset.eq(offset),
+                     skid.i_stream.payload.nbytes.eq(chunk.nbytes),
+                     skid.i_stream.payload.first.eq(chunk.first),
+                     skid.i_stream.payload.last.eq(chunk.last),
+                     skid.i_stream.payload.addr.eq(chunk.addr & ~(B - 1)),
+                     skid.i_stream.payload.run_beats.eq(
+                         (offset + chunk.run_bytes + B - 1) >> lg)]
+        k = skid.o_stream.payload
 
-        idle = (beats_left == 0) & ~req_pending
-        # A chunk is taken when it starts a run and none is open, or continues the open one
-        # while fewer than two beats wait (ready depends on registers only).
-        m.d.comb += self.i_chunk.ready.eq(Mux(chunk.first, idle,
-                                              (beats_left != 0) & ~closed & (level < 2 * B)))
-        take = self.i_chunk.valid & self.i_chunk.ready
+        s_valid = Signal()
+        s_data = Signal(8 * (W + B))
+        s_mask = Signal(W + B)
+        s_offset = Signal(max(lg, 1))
+        s_nbytes = Signal(range(W + 1))
+        s_first = Signal()
+        s_last = Signal()
+        s_addr = Signal(32)                  # the run's aligned address (first chunk)
+        s_run_beats = Signal(17)             # the run's beats (first chunk)
+
+        # Whether a run is open (beats_left != 0), kept as a register.
+        open_ = Signal()
+        idle = ~open_ & ~req_pending
+        # A chunk is inserted when it starts a run and none is open, or continues the open one
+        # while fewer than two beats wait (from registers only).
+        take = s_valid & Mux(s_first, idle, open_ & ~closed & (level < 2 * B))
+        m.d.comb += skid.o_stream.ready.eq(~s_valid | take)
+        with m.If(skid.o_stream.valid & skid.o_stream.ready):
+            m.d.sync += [s_valid.eq(1), s_data.eq(k.data << (k.offset * 8)),
+                         s_mask.eq(k.mask << k.offset),
+                         s_offset.eq(k.offset), s_nbytes.eq(k.nbytes),
+                         s_first.eq(k.first), s_last.eq(k.last),
+                         s_addr.eq(k.addr), s_run_beats.eq(k.run_beats)]
+        with m.Elif(take):
+            m.d.sync += s_valid.eq(0)
+        # A chunk in the input stages belongs to the open run (or a later one): it goes in
+        # before a flush closes the run.
+        staged = s_valid | skid.busy
 
         # A beat leaves when it is full, or when the run is closed (its last, partial beat,
         # or unstrobed beats after a flush).
-        m.d.comb += [self.o_beat.valid.eq((beats_left != 0) & ((level >= B) | closed)),
+        m.d.comb += [self.o_beat.valid.eq(open_ & ((level >= B) | closed)),
                      self.o_beat.payload.data.eq(buf[:8 * B]),
                      self.o_beat.payload.strb.eq(strb[:B])]
         fire = self.o_beat.valid & self.o_beat.ready
 
-        # Insert the chunk at `at` (its offset in the first beat, or after the bytes held),
-        # then drop the beat that left.
-        at = Mux(chunk.first, offset, level)
-        base_buf = Mux(chunk.first, 0, buf)
-        base_strb = Mux(chunk.first, 0, strb)
-        new_buf = Mux(take, base_buf | (valid_data << (at * 8)), buf)
-        new_strb = Mux(take, base_strb | (mask << at), strb)
-        new_level = Mux(take, at + chunk.nbytes, level)
+        # Insert the chunk at `at` (its offset in the first beat, or after the bytes held:
+        # the same offset, in the second beat if a full one waits), then drop the beat that
+        # left. So the byte shifter is a choice of two, not of 2B positions.
+        at = Mux(s_first, s_offset, level)
+        second = ~s_first & (level >= B)
+        base_buf = Mux(s_first, 0, buf)
+        base_strb = Mux(s_first, 0, strb)
+        new_buf = Mux(take, base_buf | Mux(second, s_data << (8 * B), s_data), buf)
+        new_strb = Mux(take, base_strb | Mux(second, s_mask << B, s_mask), strb)
+        new_level = Mux(take, at + s_nbytes, level)
         with m.If(fire):
             m.d.sync += [buf.eq(new_buf >> (8 * B)), strb.eq(new_strb >> B),
                          level.eq(Mux(new_level > B, new_level - B, 0)),
-                         beats_left.eq(beats_left - 1)]
+                         beats_left.eq(beats_left - 1), open_.eq(beats_left != 1)]
         with m.Else():
             m.d.sync += [buf.eq(new_buf), strb.eq(new_strb), level.eq(new_level)]
 
-        with m.If(take & chunk.first):
-            run_beats = (offset + chunk.run_bytes + B - 1) >> lg
-            m.d.sync += [beats_left.eq(run_beats), req_pending.eq(1),
-                         req_addr.eq(chunk.addr & ~(B - 1)), req_beats.eq(run_beats),
-                         closed.eq(chunk.last)]
-        with m.Elif(take & chunk.last):
+        with m.If(take & s_first):
+            m.d.sync += [beats_left.eq(s_run_beats), open_.eq(s_run_beats != 0),
+                         req_pending.eq(1), req_addr.eq(s_addr), req_beats.eq(s_run_beats),
+                         closed.eq(s_last)]
+        with m.Elif(take & s_last):
             m.d.sync += closed.eq(1)
-        with m.Elif(self.flush & (beats_left != 0)):
+        with m.Elif(self.flush & open_ & ~staged):
             m.d.sync += closed.eq(1)
 
         m.d.comb += [self.o_req.valid.eq(req_pending), self.o_req.payload.addr.eq(req_addr),
                      self.o_req.payload.beats.eq(req_beats)]
         with m.If(self.o_req.valid & self.o_req.ready):
             m.d.sync += req_pending.eq(0)
-        m.d.comb += self.busy.eq((beats_left != 0) | req_pending)
+        m.d.comb += self.busy.eq(staged | open_ | req_pending)
         return m
