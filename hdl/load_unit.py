@@ -52,7 +52,7 @@ class LoadUnit(wiring.Component):
         Device memory is [0, mem_limit).
     halt : In(1)
         Another unit failed: take no more instructions, drain what is in flight without
-        writing the scratchpads.
+        writing the scratchpads (writes stop at once; the control acts a cycle later).
     error : Out(ErrorReport())
     o_req : Out(BusRequest())
         Bus reads, served in order.
@@ -155,7 +155,17 @@ class LoadUnit(wiring.Component):
         with m.If(bus_err & ~halted):
             m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(bus_err_pc),
                          halted.eq(1)]
-        stop = self.halt | halted
+        # Another unit's error is acted on a cycle late (registered here, so the accelerator's
+        # error OR does not run on into every start and enable of this unit); the scratchpad
+        # writes still close at once on ``halt`` itself, so nothing is written after it.
+        halt_q = Signal()
+        m.d.sync += halt_q.eq(self.halt)
+        stop = halt_q | halted
+        # The checks start from a register, a cycle after the token is taken, so the token
+        # queue's count does not run on into the multipliers' operand registers.
+        check_go = Signal()
+        m.d.sync += check_go.eq(0)
+        m.d.comb += checks.start.eq(check_go)
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.i_instr.ready.eq(~stop)
@@ -169,7 +179,8 @@ class LoadUnit(wiring.Component):
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(~pop_next | self.token_available):
-                    m.d.comb += [self.token_pop.eq(pop_next), checks.start.eq(1)]
+                    m.d.comb += self.token_pop.eq(pop_next)
+                    m.d.sync += check_go.eq(1)
                     m.d.sync += target.eq((opcode == Opcode.LOAD) &
                                           (ld.target == Target.WEIGHT))
                     m.next = "CHECK"
