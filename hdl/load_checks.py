@@ -77,9 +77,16 @@ class LoadChecks(wiring.Component):
         m.d.comb += busy.eq(Cat(*(mul.busy for mul in muls)).any())
         p = [mul.product for mul in muls]
 
-        def multiply(*jobs):
+        # Each state's operands are driven whether or not the multipliers are free, and only
+        # ``start`` waits for them: the busy flags then select nothing in front of the
+        # multipliers' ``b != 0`` (their next busy), which has the operands' mux to itself.
+        def operands(*jobs):
             for mul, (a, b) in zip(muls, jobs):
-                m.d.comb += [mul.start.eq(1), mul.a.eq(a), mul.b.eq(b)]
+                m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
+
+        def multiply(*jobs):
+            for mul in muls[:len(jobs)]:
+                m.d.comb += mul.start.eq(1)
 
         rows_per = Signal(17)           # LOAD: scratchpad rows per DRAM row
         spad_limit = Signal(17)
@@ -111,6 +118,14 @@ class LoadChecks(wiring.Component):
             with m.State("IDLE"):
                 # The products start whatever the field checks say (a malformed instruction
                 # only ignores them), so the multipliers' start does not wait for the checks.
+                load_jobs = ((ld.dram_stride, ld.rows - 1), (ld.spad_stride, ld.rows - 1))
+                im2col_jobs = ((ic.channels, ic.width), (ic.kernel_h, ic.kernel_w),
+                               (ic.channels, ic.stride), (ic.ox0, ic.stride),
+                               (ic.oy0, ic.stride))
+                with m.If(is_load):
+                    operands(*load_jobs)
+                with m.Else():
+                    operands(*im2col_jobs)
                 with m.If(self.start & is_load):
                     is_input = ld.target == Target.INPUT
                     m.d.sync += [
@@ -118,7 +133,7 @@ class LoadChecks(wiring.Component):
                                         _ceil_div(ld.row_bytes, cfg.cols))),
                         spad_limit.eq(Mux(is_input, cfg.input_rows, cfg.weight_rows)),
                         dram_base.eq(ld.dram_addr + ld.row_bytes)]
-                    multiply((ld.dram_stride, ld.rows - 1), (ld.spad_stride, ld.rows - 1))
+                    multiply(*load_jobs)
                     with m.If((ld.rows == 0) | (ld.row_bytes == 0) |
                               (ld.target.as_value() > 1)):
                         malformed()
@@ -127,9 +142,7 @@ class LoadChecks(wiring.Component):
                 with m.Elif(self.start):
                     m.d.sync += [cc.eq(_ceil_div(ic.channels, R)),
                                  spad_limit.eq(cfg.input_rows)]
-                    multiply((ic.channels, ic.width), (ic.kernel_h, ic.kernel_w),
-                             (ic.channels, ic.stride), (ic.ox0, ic.stride),
-                             (ic.oy0, ic.stride))
+                    multiply(*im2col_jobs)
                     with m.If((ic.count == 0) | (ic.height == 0) | (ic.width == 0) |
                               (ic.channels == 0) | (ic.kernel_h == 0) | (ic.kernel_w == 0) |
                               (ic.stride == 0) | (ic.out_w == 0) | (ic.ox0 >= ic.out_w)):
@@ -145,18 +158,22 @@ class LoadChecks(wiring.Component):
                                  bad_stride.eq((ld.rows > 1) & (ld.spad_stride < rows_per))]
                     m.next = "COMPARE"
             with m.State("IM2COL_MUL1"):
+                jobs = ((p[0], ic.height), (p[1], cc), (p[0], ic.stride),
+                        (ic.channels, ic.pad), (p[0], ic.pad))
+                operands(*jobs)
                 with m.If(~busy):
                     m.d.sync += [self.wc.eq(p[0]), self.sc.eq(p[2]),
                                  self.ix_start.eq(p[3] - ic.pad),
                                  self.iy_start.eq(p[4] - ic.pad)]
-                    multiply((p[0], ic.height), (p[1], cc), (p[0], ic.stride),
-                             (ic.channels, ic.pad), (p[0], ic.pad))
+                    multiply(*jobs)
                     m.next = "IM2COL_MUL2"
             with m.State("IM2COL_MUL2"):
+                jobs = ((p[1], ic.count), (p[2], ic.oy0), (self.sc, ic.ox0))
+                operands(*jobs)
                 with m.If(~busy):
                     m.d.sync += [hwc.eq(p[0]), self.swc.eq(p[2]),
                                  pad_c.eq(p[3]), pad_wc.eq(p[4])]
-                    multiply((p[1], ic.count), (p[2], ic.oy0), (self.sc, ic.ox0))
+                    multiply(*jobs)
                     m.next = "IM2COL_MUL3"
             with m.State("IM2COL_MUL3"):
                 m.d.sync += pad_sum.eq(pad_c + pad_wc)

@@ -166,12 +166,24 @@ class LoadUnit(wiring.Component):
         check_go = Signal()
         m.d.sync += check_go.eq(0)
         m.d.comb += checks.start.eq(check_go)
+        # Likewise the generators start from a register, a cycle after the checks' verdict.
+        gen_go = Signal()
+        m.d.sync += gen_go.eq(0)
+        is_load = opcode == Opcode.LOAD
+        m.d.comb += [load_gen.start.eq(gen_go & is_load), im2col_gen.start.eq(gen_go & ~is_load)]
+        # The instruction is taken into ``word``/``pc`` whenever they are free (they load every
+        # cycle until an instruction arrives, so ``valid`` only reaches ``full``), and kept
+        # until the instruction has been generated; ``ready`` comes from flip-flops.
+        full = Signal()
+        m.d.comb += self.i_instr.ready.eq(~full & ~stop)
+        with m.If(~full):
+            m.d.sync += [word.eq(self.i_instr.payload.word), pc.eq(self.i_instr.payload.pc),
+                         full.eq(self.i_instr.valid & ~stop)]
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                m.d.comb += self.i_instr.ready.eq(~stop)
-                with m.If(self.i_instr.valid):
-                    m.d.sync += [word.eq(self.i_instr.payload.word),
-                                 pc.eq(self.i_instr.payload.pc)]
+                with m.If(stop):
+                    m.next = "HALT"
+                with m.Elif(full):
                     m.next = "TOKEN"
             with m.State("TOKEN"):
                 m.d.comb += self.waiting.eq(pop_next & ~self.token_available & ~back_busy &
@@ -190,23 +202,19 @@ class LoadUnit(wiring.Component):
                 with m.Elif(checks.done):
                     with m.If(checks.code != ErrorCode.NONE):
                         fail(checks.code)
-                    with m.Elif(opcode == Opcode.LOAD):
-                        m.d.comb += load_gen.start.eq(1)
-                        m.next = "GEN"
                     with m.Else():
-                        m.d.comb += im2col_gen.start.eq(1)
+                        m.d.sync += gen_go.eq(1)
                         m.next = "GEN"
             with m.State("GEN"):
                 with m.If(stop):
                     m.next = "HALT"
-                with m.Elif(~load_gen.busy & ~im2col_gen.busy & ~load_gen.start &
-                            ~im2col_gen.start):
+                with m.Elif(~load_gen.busy & ~im2col_gen.busy & ~gen_go):
+                    m.d.sync += full.eq(0)
                     m.next = "IDLE"
             with m.State("HALT"):
                 pass
 
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") |
-                                 back_busy | (n_segs != 0))
+        m.d.comb += self.busy.eq(full & ~fsm.ongoing("HALT") | back_busy | (n_segs != 0))
         return m
 
     def _back(self, m, segs, seg_layout, bus_err, bus_err_pc):

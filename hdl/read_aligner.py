@@ -114,8 +114,8 @@ class ReadAligner(wiring.Component):
 
         buf = [Signal(8, name=f"buf{i}") for i in range(N)]
         count = Signal(range(N + 1))   # bytes buffered, from the row pointer on
-        # count >= k for k in 1..W and 2W, registered alongside count.
-        levels = list(range(1, W + 1)) + [2 * W]
+        # count >= k for k in 1..N (a thermometer code of count), registered alongside count.
+        levels = range(1, N + 1)
         at_least = {k: Signal(name=f"count_ge{k}") for k in levels}
         rp = Signal(range(slots))       # row pointer (in rows)
         wp = Signal(range(N))           # write pointer (in bytes)
@@ -174,33 +174,31 @@ class ReadAligner(wiring.Component):
             m.d.sync += [take.eq(Mux(more, B, rest)), rest.eq(Mux(more, rest - B, 0)),
                          take_nz.eq(rest != 0), wp.eq(new_wp), wofs.eq(new_wp)]
 
-        def set_count(value):
-            m.d.sync += count.eq(value)
-            m.d.sync += [at_least[k].eq(value >= k if isinstance(value, int) else
-                                        _at_least(value, k)) for k in levels]
-
         # The four possible next counts (and their flags) come from registers; emit and
-        # absorb only select.
+        # absorb only select. A row leaves with at most W bytes buffered only if it is the
+        # segment's last (then nothing is absorbed with it), so ``count - W`` saturates at 0
+        # and count is 0 whenever no segment is active: nothing else needs to clear it.
         grown = Signal(range(N + B + 1))
         m.d.comb += grown.eq(count + take)
-        shrunk = Signal(range(N + 1))
-        m.d.comb += shrunk.eq(count - W)
         both = Signal(range(N + B + 1))
         m.d.comb += both.eq(grown - W)
         with m.Switch(Cat(absorb, emit)):
             with m.Case(0b01):
-                set_count(grown)
+                m.d.sync += count.eq(grown)
+                m.d.sync += [at_least[k].eq(_at_least(grown, k)) for k in levels]
             with m.Case(0b10):
-                set_count(shrunk)
+                m.d.sync += count.eq(Mux(at_least[W], count - W, 0))
+                m.d.sync += [at_least[k].eq(at_least[k + W] if k + W <= N else 0)
+                             for k in levels]
             with m.Case(0b11):
-                set_count(both)
+                m.d.sync += count.eq(both)
+                m.d.sync += [at_least[k].eq(_at_least(both, k)) for k in levels]
         with m.If(emit):
             m.d.sync += [rp.eq(rp + 1), to_emit.eq(to_emit - W), last_row.eq(to_emit <= 2 * W),
                          first_row.eq(0),
                          emit_left.eq(~last_row)]
             with m.If(last_row):
                 m.d.sync += active.eq(0)
-                set_count(0)
 
         # Every segment waits in the slot first, with its start values computed on the way
         # in; it starts when none is active or in the cycle the last row leaves (these
@@ -220,7 +218,6 @@ class ReadAligner(wiring.Component):
                          emit_left.eq(p_emit_left),
                          take.eq(p_take), take_nz.eq(p_take_nz),
                          rp.eq(0), wp.eq(0), wofs.eq(p_wofs)]
-            set_count(0)
             m.d.sync += pend_valid.eq(0)
         with m.Elif(self.i_seg.valid & self.i_seg.ready):
             seg = self.i_seg.payload
