@@ -23,7 +23,7 @@ Tested by ``tests/test_read_aligner.py`` (Amaranth simulator, against a Python m
 random stalls) and by the accelerator tests.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -221,11 +221,13 @@ class ReadAligner(wiring.Component):
             m.d.sync += pend_valid.eq(0)
         with m.Elif(self.i_seg.valid & self.i_seg.ready):
             seg = self.i_seg.payload
-            avail = B - seg.offset
-            first_take = Mux(seg.nbytes < avail, seg.nbytes, avail)
+            # One subtraction: its sign says whether the segment ends in its first beat.
+            beyond = Signal(signed(19))
+            m.d.comb += beyond.eq(seg.nbytes - (B - seg.offset))
+            first_take = Mux(beyond < 0, seg.nbytes, B - seg.offset)
             m.d.sync += [pend.eq(seg), pend_valid.eq(1),
                          p_take.eq(first_take), p_take_nz.eq(first_take != 0),
-                         p_rest.eq(seg.nbytes - first_take),
+                         p_rest.eq(Mux(beyond < 0, 0, beyond)),
                          p_last_row.eq(seg.nbytes <= W), p_emit_left.eq(seg.nbytes != 0),
                          p_wofs.eq(wrap(N - seg.offset))]
         return m
