@@ -37,7 +37,8 @@ class LoadChecks(wiring.Component):
     Ports
     -----
     start : In(1)
-        Begin with ``word`` (stable until ``done``).
+        Begin with ``word`` (stable from the cycle before ``start`` until ``done``: the field
+        checks are registered).
     word : In(256)
     mem_limit : In(33)
     done : Out(1)
@@ -114,6 +115,14 @@ class LoadChecks(wiring.Component):
         def malformed():
             m.next = "MALFORMED"
 
+        # The field checks, registered: word is stable a cycle before start.
+        load_malformed, im2col_malformed = Signal(), Signal()
+        m.d.sync += [
+            load_malformed.eq((ld.rows == 0) | (ld.row_bytes == 0) | (ld.target.as_value() > 1)),
+            im2col_malformed.eq((ic.count == 0) | (ic.height == 0) | (ic.width == 0) |
+                                (ic.channels == 0) | (ic.kernel_h == 0) | (ic.kernel_w == 0) |
+                                (ic.stride == 0) | (ic.out_w == 0) | (ic.ox0 >= ic.out_w))]
+
         with m.FSM():
             with m.State("IDLE"):
                 # The products start whatever the field checks say (a malformed instruction
@@ -134,8 +143,7 @@ class LoadChecks(wiring.Component):
                         spad_limit.eq(Mux(is_input, cfg.input_rows, cfg.weight_rows)),
                         dram_base.eq(ld.dram_addr + ld.row_bytes)]
                     multiply(*load_jobs)
-                    with m.If((ld.rows == 0) | (ld.row_bytes == 0) |
-                              (ld.target.as_value() > 1)):
+                    with m.If(load_malformed):
                         malformed()
                     with m.Else():
                         m.next = "LOAD_BASE"
@@ -143,9 +151,7 @@ class LoadChecks(wiring.Component):
                     m.d.sync += [cc.eq(_ceil_div(ic.channels, R)),
                                  spad_limit.eq(cfg.input_rows)]
                     multiply(*im2col_jobs)
-                    with m.If((ic.count == 0) | (ic.height == 0) | (ic.width == 0) |
-                              (ic.channels == 0) | (ic.kernel_h == 0) | (ic.kernel_w == 0) |
-                              (ic.stride == 0) | (ic.out_w == 0) | (ic.ox0 >= ic.out_w)):
+                    with m.If(im2col_malformed):
                         malformed()
                     with m.Else():
                         m.next = "IM2COL_MUL1"

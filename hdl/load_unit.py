@@ -244,7 +244,10 @@ class LoadUnit(wiring.Component):
         route = Signal()            # aligner receiving beats
         beats_left = Signal(16)
         beating = Signal()          # beats_left != 0, kept as a flag
-        other_idle = Mux(head.target, ~aligners[0].busy, ~aligners[1].busy)
+        # Each aligner's idle flag, registered and conservative (a cycle late to fall idle,
+        # at once busy when a segment is dispatched to it), so dispatch starts from flip-flops.
+        idle_q = [Signal(init=1, name=f"aligner_idle{t}") for t in range(2)]
+        other_idle = Mux(head.target, idle_q[0], idle_q[1])
         target_ready = Mux(head.target, aligners[1].i_seg.ready, aligners[0].i_seg.ready)
         dispatch = Signal()
         # Rows reach the scratchpads in program order: switch aligners only when both are
@@ -252,6 +255,8 @@ class LoadUnit(wiring.Component):
         m.d.comb += dispatch.eq(segs.r_rdy & ~beating & target_ready &
                                 ((head.target == route) | other_idle))
         m.d.comb += segs.r_en.eq(dispatch)
+        m.d.sync += [idle_q[t].eq(~al.busy & ~(dispatch & (head.target == t)))
+                     for t, al in enumerate(aligners)]
 
         seg_pc = Signal(32)         # of the segment receiving beats
         seg_tag = Signal(tag)

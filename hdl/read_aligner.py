@@ -219,13 +219,14 @@ class ReadAligner(wiring.Component):
                          take.eq(p_take), take_nz.eq(p_take_nz),
                          rp.eq(0), wp.eq(0), wofs.eq(p_wofs)]
             m.d.sync += pend_valid.eq(0)
-        with m.Elif(self.i_seg.valid & self.i_seg.ready):
+        with m.Elif(~pend_valid):
+            # The empty slot loads every cycle; ``valid`` only reaches ``pend_valid``.
             seg = self.i_seg.payload
             # One subtraction: its sign says whether the segment ends in its first beat.
             beyond = Signal(signed(19))
             m.d.comb += beyond.eq(seg.nbytes - (B - seg.offset))
             first_take = Mux(beyond < 0, seg.nbytes, B - seg.offset)
-            m.d.sync += [pend.eq(seg), pend_valid.eq(1),
+            m.d.sync += [pend.eq(seg), pend_valid.eq(self.i_seg.valid),
                          p_take.eq(first_take), p_take_nz.eq(first_take != 0),
                          p_rest.eq(Mux(beyond < 0, 0, beyond)),
                          p_last_row.eq(seg.nbytes <= W), p_emit_left.eq(seg.nbytes != 0),
