@@ -37,7 +37,8 @@ class LoadChecks(wiring.Component):
     Ports
     -----
     start : In(1)
-        Begin with ``word`` (stable until ``done``).
+        Begin with ``word`` (stable from the cycle before ``start`` until ``done``: the field
+        checks are registered).
     word : In(256)
     mem_limit : In(33)
     done : Out(1)
@@ -77,9 +78,16 @@ class LoadChecks(wiring.Component):
         m.d.comb += busy.eq(Cat(*(mul.busy for mul in muls)).any())
         p = [mul.product for mul in muls]
 
-        def multiply(*jobs):
+        # Each state's operands are driven whether or not the multipliers are free, and only
+        # ``start`` waits for them: the busy flags then select nothing in front of the
+        # multipliers' ``b != 0`` (their next busy), which has the operands' mux to itself.
+        def operands(*jobs):
             for mul, (a, b) in zip(muls, jobs):
-                m.d.comb += [mul.start.eq(1), mul.a.eq(a), mul.b.eq(b)]
+                m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
+
+        def multiply(*jobs):
+            for mul in muls[:len(jobs)]:
+                m.d.comb += mul.start.eq(1)
 
         rows_per = Signal(17)           # LOAD: scratchpad rows per DRAM row
         spad_limit = Signal(17)
@@ -107,10 +115,26 @@ class LoadChecks(wiring.Component):
         def malformed():
             m.next = "MALFORMED"
 
+        # The field checks, registered: word is stable a cycle before start.
+        load_malformed, im2col_malformed = Signal(), Signal()
+        m.d.sync += [
+            load_malformed.eq((ld.rows == 0) | (ld.row_bytes == 0) | (ld.target.as_value() > 1)),
+            im2col_malformed.eq((ic.count == 0) | (ic.height == 0) | (ic.width == 0) |
+                                (ic.channels == 0) | (ic.kernel_h == 0) | (ic.kernel_w == 0) |
+                                (ic.stride == 0) | (ic.out_w == 0) | (ic.ox0 >= ic.out_w))]
+
         with m.FSM():
             with m.State("IDLE"):
                 # The products start whatever the field checks say (a malformed instruction
                 # only ignores them), so the multipliers' start does not wait for the checks.
+                load_jobs = ((ld.dram_stride, ld.rows - 1), (ld.spad_stride, ld.rows - 1))
+                im2col_jobs = ((ic.channels, ic.width), (ic.kernel_h, ic.kernel_w),
+                               (ic.channels, ic.stride), (ic.ox0, ic.stride),
+                               (ic.oy0, ic.stride))
+                with m.If(is_load):
+                    operands(*load_jobs)
+                with m.Else():
+                    operands(*im2col_jobs)
                 with m.If(self.start & is_load):
                     is_input = ld.target == Target.INPUT
                     m.d.sync += [
@@ -118,21 +142,16 @@ class LoadChecks(wiring.Component):
                                         _ceil_div(ld.row_bytes, cfg.cols))),
                         spad_limit.eq(Mux(is_input, cfg.input_rows, cfg.weight_rows)),
                         dram_base.eq(ld.dram_addr + ld.row_bytes)]
-                    multiply((ld.dram_stride, ld.rows - 1), (ld.spad_stride, ld.rows - 1))
-                    with m.If((ld.rows == 0) | (ld.row_bytes == 0) |
-                              (ld.target.as_value() > 1)):
+                    multiply(*load_jobs)
+                    with m.If(load_malformed):
                         malformed()
                     with m.Else():
                         m.next = "LOAD_BASE"
                 with m.Elif(self.start):
                     m.d.sync += [cc.eq(_ceil_div(ic.channels, R)),
                                  spad_limit.eq(cfg.input_rows)]
-                    multiply((ic.channels, ic.width), (ic.kernel_h, ic.kernel_w),
-                             (ic.channels, ic.stride), (ic.ox0, ic.stride),
-                             (ic.oy0, ic.stride))
-                    with m.If((ic.count == 0) | (ic.height == 0) | (ic.width == 0) |
-                              (ic.channels == 0) | (ic.kernel_h == 0) | (ic.kernel_w == 0) |
-                              (ic.stride == 0) | (ic.out_w == 0) | (ic.ox0 >= ic.out_w)):
+                    multiply(*im2col_jobs)
+                    with m.If(im2col_malformed):
                         malformed()
                     with m.Else():
                         m.next = "IM2COL_MUL1"
@@ -145,18 +164,22 @@ class LoadChecks(wiring.Component):
                                  bad_stride.eq((ld.rows > 1) & (ld.spad_stride < rows_per))]
                     m.next = "COMPARE"
             with m.State("IM2COL_MUL1"):
+                jobs = ((p[0], ic.height), (p[1], cc), (p[0], ic.stride),
+                        (ic.channels, ic.pad), (p[0], ic.pad))
+                operands(*jobs)
                 with m.If(~busy):
                     m.d.sync += [self.wc.eq(p[0]), self.sc.eq(p[2]),
                                  self.ix_start.eq(p[3] - ic.pad),
                                  self.iy_start.eq(p[4] - ic.pad)]
-                    multiply((p[0], ic.height), (p[1], cc), (p[0], ic.stride),
-                             (ic.channels, ic.pad), (p[0], ic.pad))
+                    multiply(*jobs)
                     m.next = "IM2COL_MUL2"
             with m.State("IM2COL_MUL2"):
+                jobs = ((p[1], ic.count), (p[2], ic.oy0), (self.sc, ic.ox0))
+                operands(*jobs)
                 with m.If(~busy):
                     m.d.sync += [hwc.eq(p[0]), self.swc.eq(p[2]),
                                  pad_c.eq(p[3]), pad_wc.eq(p[4])]
-                    multiply((p[1], ic.count), (p[2], ic.oy0), (self.sc, ic.ox0))
+                    multiply(*jobs)
                     m.next = "IM2COL_MUL3"
             with m.State("IM2COL_MUL3"):
                 m.d.sync += pad_sum.eq(pad_c + pad_wc)

@@ -52,7 +52,7 @@ class LoadUnit(wiring.Component):
         Device memory is [0, mem_limit).
     halt : In(1)
         Another unit failed: take no more instructions, drain what is in flight without
-        writing the scratchpads.
+        writing the scratchpads (writes stop at once; the control acts a cycle later).
     error : Out(ErrorReport())
     o_req : Out(BusRequest())
         Bus reads, served in order.
@@ -155,13 +155,35 @@ class LoadUnit(wiring.Component):
         with m.If(bus_err & ~halted):
             m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(bus_err_pc),
                          halted.eq(1)]
-        stop = self.halt | halted
+        # Another unit's error is acted on a cycle late (registered here, so the accelerator's
+        # error OR does not run on into every start and enable of this unit); the scratchpad
+        # writes still close at once on ``halt`` itself, so nothing is written after it.
+        halt_q = Signal()
+        m.d.sync += halt_q.eq(self.halt)
+        stop = halt_q | halted
+        # The checks start from a register, a cycle after the token is taken, so the token
+        # queue's count does not run on into the multipliers' operand registers.
+        check_go = Signal()
+        m.d.sync += check_go.eq(0)
+        m.d.comb += checks.start.eq(check_go)
+        # Likewise the generators start from a register, a cycle after the checks' verdict.
+        gen_go = Signal()
+        m.d.sync += gen_go.eq(0)
+        is_load = opcode == Opcode.LOAD
+        m.d.comb += [load_gen.start.eq(gen_go & is_load), im2col_gen.start.eq(gen_go & ~is_load)]
+        # The instruction is taken into ``word``/``pc`` whenever they are free (they load every
+        # cycle until an instruction arrives, so ``valid`` only reaches ``full``), and kept
+        # until the instruction has been generated; ``ready`` comes from flip-flops.
+        full = Signal()
+        m.d.comb += self.i_instr.ready.eq(~full & ~stop)
+        with m.If(~full):
+            m.d.sync += [word.eq(self.i_instr.payload.word), pc.eq(self.i_instr.payload.pc),
+                         full.eq(self.i_instr.valid & ~stop)]
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                m.d.comb += self.i_instr.ready.eq(~stop)
-                with m.If(self.i_instr.valid):
-                    m.d.sync += [word.eq(self.i_instr.payload.word),
-                                 pc.eq(self.i_instr.payload.pc)]
+                with m.If(stop):
+                    m.next = "HALT"
+                with m.Elif(full):
                     m.next = "TOKEN"
             with m.State("TOKEN"):
                 m.d.comb += self.waiting.eq(pop_next & ~self.token_available & ~back_busy &
@@ -169,7 +191,8 @@ class LoadUnit(wiring.Component):
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(~pop_next | self.token_available):
-                    m.d.comb += [self.token_pop.eq(pop_next), checks.start.eq(1)]
+                    m.d.comb += self.token_pop.eq(pop_next)
+                    m.d.sync += check_go.eq(1)
                     m.d.sync += target.eq((opcode == Opcode.LOAD) &
                                           (ld.target == Target.WEIGHT))
                     m.next = "CHECK"
@@ -179,23 +202,19 @@ class LoadUnit(wiring.Component):
                 with m.Elif(checks.done):
                     with m.If(checks.code != ErrorCode.NONE):
                         fail(checks.code)
-                    with m.Elif(opcode == Opcode.LOAD):
-                        m.d.comb += load_gen.start.eq(1)
-                        m.next = "GEN"
                     with m.Else():
-                        m.d.comb += im2col_gen.start.eq(1)
+                        m.d.sync += gen_go.eq(1)
                         m.next = "GEN"
             with m.State("GEN"):
                 with m.If(stop):
                     m.next = "HALT"
-                with m.Elif(~load_gen.busy & ~im2col_gen.busy & ~load_gen.start &
-                            ~im2col_gen.start):
+                with m.Elif(~load_gen.busy & ~im2col_gen.busy & ~gen_go):
+                    m.d.sync += full.eq(0)
                     m.next = "IDLE"
             with m.State("HALT"):
                 pass
 
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") |
-                                 back_busy | (n_segs != 0))
+        m.d.comb += self.busy.eq(full & ~fsm.ongoing("HALT") | back_busy | (n_segs != 0))
         return m
 
     def _back(self, m, segs, seg_layout, bus_err, bus_err_pc):
@@ -225,7 +244,10 @@ class LoadUnit(wiring.Component):
         route = Signal()            # aligner receiving beats
         beats_left = Signal(16)
         beating = Signal()          # beats_left != 0, kept as a flag
-        other_idle = Mux(head.target, ~aligners[0].busy, ~aligners[1].busy)
+        # Each aligner's idle flag, registered and conservative (a cycle late to fall idle,
+        # at once busy when a segment is dispatched to it), so dispatch starts from flip-flops.
+        idle_q = [Signal(init=1, name=f"aligner_idle{t}") for t in range(2)]
+        other_idle = Mux(head.target, idle_q[0], idle_q[1])
         target_ready = Mux(head.target, aligners[1].i_seg.ready, aligners[0].i_seg.ready)
         dispatch = Signal()
         # Rows reach the scratchpads in program order: switch aligners only when both are
@@ -233,6 +255,8 @@ class LoadUnit(wiring.Component):
         m.d.comb += dispatch.eq(segs.r_rdy & ~beating & target_ready &
                                 ((head.target == route) | other_idle))
         m.d.comb += segs.r_en.eq(dispatch)
+        m.d.sync += [idle_q[t].eq(~al.busy & ~(dispatch & (head.target == t)))
+                     for t, al in enumerate(aligners)]
 
         seg_pc = Signal(32)         # of the segment receiving beats
         seg_tag = Signal(tag)

@@ -10,15 +10,20 @@ The bytes wait in a ring of ``N`` bytes (a power-of-two number of rows, at least
 rows are read at the row pointer, so neither the write position nor the byte select depends
 on whether a row leaves in the same cycle (a shifting buffer would put the emit decision in
 front of every byte's multiplexer). The buffer takes a new beat in the same cycle it emits a
-row, so when rows are at least as wide as the bus, one beat is absorbed per cycle. A second
-segment waits in a register slot, so ``i_seg.ready`` is a flip-flop; the next segment starts
-in the cycle after the previous one's last row, as it would if it were taken directly.
+row, so when rows are at least as wide as the bus, one beat is absorbed per cycle.
+
+For timing, the byte count is also kept as registered threshold flags (``count >= k``), each
+next value chosen from flags of the three possible next counts, so the emit decision is a LUT
+or two on flip-flops. Every segment is first taken into a register slot (``i_seg.ready`` is a
+flip-flop), where its first take, remaining bytes and row flags are computed as it arrives;
+a segment then starts from that slot, in the cycle after the previous one's last row (a
+segment arriving at an idle aligner starts a cycle after it is taken).
 
 Tested by ``tests/test_read_aligner.py`` (Amaranth simulator, against a Python model, with
 random stalls) and by the accelerator tests.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -109,12 +114,16 @@ class ReadAligner(wiring.Component):
 
         buf = [Signal(8, name=f"buf{i}") for i in range(N)]
         count = Signal(range(N + 1))   # bytes buffered, from the row pointer on
+        # count >= k for k in 1..N (a thermometer code of count), registered alongside count.
+        levels = range(1, N + 1)
+        at_least = {k: Signal(name=f"count_ge{k}") for k in levels}
         rp = Signal(range(slots))       # row pointer (in rows)
         wp = Signal(range(N))           # write pointer (in bytes)
         wofs = Signal(range(N))         # wp - (bytes to drop from the next beat), mod N
         active = Signal()
         zero = Signal()
         take = Signal(range(B + 1))     # bytes the next beat brings: min(to_read, B - skip)
+        take_nz = Signal()              # take != 0
         rest = Signal(17)               # bytes to absorb after those (to_read - take)
         to_emit = Signal(17)            # segment bytes not yet emitted as rows
         last_row = Signal()             # to_emit <= W
@@ -125,7 +134,7 @@ class ReadAligner(wiring.Component):
         # Emit a row when a full one is buffered, or the segment's tail once all is read.
         row_valid = Signal()
         emit = Signal()
-        m.d.comb += row_valid.eq(active & (_at_least(count, W) | ((take == 0) & (count != 0)) |
+        m.d.comb += row_valid.eq(active & (at_least[W] | (~take_nz & at_least[1]) |
                                            (zero & emit_left)))
         m.d.comb += [self.o_row.valid.eq(row_valid), emit.eq(row_valid & self.o_row.ready),
                      self.o_row.payload.last.eq(last_row),
@@ -137,17 +146,16 @@ class ReadAligner(wiring.Component):
                     with m.Case(s):
                         m.d.comb += byte.eq(buf[s * W + i])
             m.d.comb += self.o_row.payload.data[8 * i:8 * i + 8].eq(
-                Mux(~zero & _at_least(count, i + 1), byte, 0))
+                Mux(~zero & at_least[i + 1], byte, 0))
 
         # Absorb a beat when, after this cycle's emit, fewer than W bytes remain. While bytes
         # are still to be read (take != 0) of a non-zero segment, a row is emitted exactly
         # when count >= W and the row is taken, so ``ready`` needs only registers and
         # ``o_row.ready``, not the emit decision.
         room = Signal()
-        m.d.comb += room.eq(~_at_least(count, W) |
-                            (self.o_row.ready & ~_at_least(count, 2 * W)))
+        m.d.comb += room.eq(~at_least[W] | (self.o_row.ready & ~at_least[2 * W]))
         absorb = Signal()
-        m.d.comb += [self.i_data.ready.eq(active & ~zero & (take != 0) & room),
+        m.d.comb += [self.i_data.ready.eq(active & ~zero & take_nz & room),
                      absorb.eq(self.i_data.valid & self.i_data.ready)]
         beat = [self.i_data.payload[8 * i:8 * i + 8] for i in range(B)]
         for k in range(N):
@@ -164,45 +172,63 @@ class ReadAligner(wiring.Component):
             new_wp = wrap(wp + take)
             more = rest[lg_b:] != 0
             m.d.sync += [take.eq(Mux(more, B, rest)), rest.eq(Mux(more, rest - B, 0)),
-                         wp.eq(new_wp), wofs.eq(new_wp)]
-        # The four possible next counts come from registers; emit and absorb only select.
+                         take_nz.eq(rest != 0), wp.eq(new_wp), wofs.eq(new_wp)]
+
+        # The four possible next counts (and their flags) come from registers; emit and
+        # absorb only select. A row leaves with at most W bytes buffered only if it is the
+        # segment's last (then nothing is absorbed with it), so ``count - W`` saturates at 0
+        # and count is 0 whenever no segment is active: nothing else needs to clear it.
+        grown = Signal(range(N + B + 1))
+        m.d.comb += grown.eq(count + take)
+        both = Signal(range(N + B + 1))
+        m.d.comb += both.eq(grown - W)
         with m.Switch(Cat(absorb, emit)):
             with m.Case(0b01):
-                m.d.sync += count.eq(count + take)
+                m.d.sync += count.eq(grown)
+                m.d.sync += [at_least[k].eq(_at_least(grown, k)) for k in levels]
             with m.Case(0b10):
-                m.d.sync += count.eq(count - W)
+                m.d.sync += count.eq(Mux(at_least[W], count - W, 0))
+                m.d.sync += [at_least[k].eq(at_least[k + W] if k + W <= N else 0)
+                             for k in levels]
             with m.Case(0b11):
-                m.d.sync += count.eq(count + take - W)
+                m.d.sync += count.eq(both)
+                m.d.sync += [at_least[k].eq(_at_least(both, k)) for k in levels]
         with m.If(emit):
             m.d.sync += [rp.eq(rp + 1), to_emit.eq(to_emit - W), last_row.eq(to_emit <= 2 * W),
                          first_row.eq(0),
                          emit_left.eq(~last_row)]
             with m.If(last_row):
-                m.d.sync += [active.eq(0), count.eq(0)]
+                m.d.sync += active.eq(0)
 
-        # The next segment starts when none is active or in the cycle the last row leaves
-        # (these assignments come last, so they win over the ones above).
+        # Every segment waits in the slot first, with its start values computed on the way
+        # in; it starts when none is active or in the cycle the last row leaves (these
+        # assignments come last, so they win over the ones above).
         pend = Signal(segment_layout(B, self._tag))
         pend_valid = Signal()
+        p_take, p_rest = Signal.like(take), Signal.like(rest)
+        p_take_nz, p_last_row, p_emit_left = Signal(), Signal(), Signal()
+        p_wofs = Signal.like(wofs)
         m.d.comb += [self.i_seg.ready.eq(~pend_valid), self.busy.eq(active | pend_valid)]
         can_start = ~active | (emit & last_row)
 
-        def start(seg):
-            avail = B - seg.offset
-            first_take = Mux(seg.nbytes < avail, seg.nbytes, avail)
-            m.d.sync += [active.eq(1), zero.eq(seg.zero), rest.eq(seg.nbytes - first_take),
-                         first_row.eq(1), tag.eq(seg.tag),
-                         to_emit.eq(seg.nbytes), last_row.eq(seg.nbytes <= W),
-                         emit_left.eq(seg.nbytes != 0),
-                         take.eq(first_take),
-                         count.eq(0), rp.eq(0), wp.eq(0), wofs.eq(wrap(N - seg.offset))]
-
         with m.If(can_start & pend_valid):
-            start(pend)
+            m.d.sync += [active.eq(1), zero.eq(pend.zero), rest.eq(p_rest),
+                         first_row.eq(1), tag.eq(pend.tag),
+                         to_emit.eq(pend.nbytes), last_row.eq(p_last_row),
+                         emit_left.eq(p_emit_left),
+                         take.eq(p_take), take_nz.eq(p_take_nz),
+                         rp.eq(0), wp.eq(0), wofs.eq(p_wofs)]
             m.d.sync += pend_valid.eq(0)
-        with m.Elif(self.i_seg.valid & self.i_seg.ready):
-            with m.If(can_start):
-                start(self.i_seg.payload)
-            with m.Else():
-                m.d.sync += [pend.eq(self.i_seg.payload), pend_valid.eq(1)]
+        with m.Elif(~pend_valid):
+            # The empty slot loads every cycle; ``valid`` only reaches ``pend_valid``.
+            seg = self.i_seg.payload
+            # One subtraction: its sign says whether the segment ends in its first beat.
+            beyond = Signal(signed(19))
+            m.d.comb += beyond.eq(seg.nbytes - (B - seg.offset))
+            first_take = Mux(beyond < 0, seg.nbytes, B - seg.offset)
+            m.d.sync += [pend.eq(seg), pend_valid.eq(self.i_seg.valid),
+                         p_take.eq(first_take), p_take_nz.eq(first_take != 0),
+                         p_rest.eq(Mux(beyond < 0, 0, beyond)),
+                         p_last_row.eq(seg.nbytes <= W), p_emit_left.eq(seg.nbytes != 0),
+                         p_wofs.eq(wrap(N - seg.offset))]
         return m
