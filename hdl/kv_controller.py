@@ -138,6 +138,7 @@ class KvController(wiring.Component):
         first_page = Signal(17)
         last_page = Signal(17)
         n_pages = Signal(18)
+        n_pages_one = Signal()
         lo = Signal(34)                   # first block-table entry to read
         hi = Signal(35)
         left = Signal(18)                 # table words still to check
@@ -164,6 +165,50 @@ class KvController(wiring.Component):
             m.d.sync += pending.eq(code)
             m.next = "REPORT"
 
+        # Each check state registers its verdict (chk_bad, chk_code); the state after it acts
+        # on that flip-flop, so no state decides on a compare or a bus word in the same cycle.
+        chk_bad = Signal()
+        chk_code = Signal(ErrorCode)
+
+        def verdict(*checks):
+            """Register the first failing ``(condition, code)`` of ``checks``."""
+            code = 0
+            for cond, c in reversed(checks):
+                code = Mux(cond, c, code)
+            bad = 0
+            for cond, _ in checks:
+                bad = bad | cond
+            m.d.sync += [chk_bad.eq(bad), chk_code.eq(code)]
+
+        # Words of DESC and VALIDATE are checked a cycle after they are taken (took_*), and
+        # the first bad one is kept (word_bad, word_code) until the state after the last word.
+        took, took_err, took_page = Signal(), Signal(), Signal()
+        validating = Signal()
+        word_bad = Signal()
+        word_code = Signal(ErrorCode)
+        m.d.sync += [took.eq(reader.o_word.valid & reader.o_word.ready),
+                     took_err.eq(reader.o_word.payload.error),
+                     took_page.eq(validating &
+                                  ((reader.o_word.payload.word & page_mask) != 0))]
+        with m.If(took & ~word_bad & (took_err | took_page)):
+            m.d.sync += [word_bad.eq(1),
+                         word_code.eq(Mux(took_err, ErrorCode.BUS_ERROR, ErrorCode.KV_PAGE))]
+        left_one = Signal()               # left == 1, kept as a flag
+        # The word reader's start, registered (its run begins the cycle after the state).
+        rd_start = Signal()
+        rd_addr = Signal(32)
+        rd_count = Signal(18)
+        m.d.sync += rd_start.eq(0)
+        m.d.comb += [reader.start.eq(rd_start), reader.addr.eq(rd_addr),
+                     reader.count.eq(rd_count)]
+
+        def read(addr, count, count_is_one):
+            m.d.sync += [rd_start.eq(1), rd_addr.eq(addr), rd_count.eq(count),
+                         left.eq(count), left_one.eq(count_is_one)]
+
+        def took_word():
+            m.d.sync += [left.eq(left - 1), left_one.eq(left == 2)]
+
         # Wide compares, valid a cycle after their operands (the *_COMPARE states wait).
         bad_area = staged_greater(m, area_end, self.mem_limit, "area")
         bad_desc_end = staged_greater(m, desc_end, self.mem_limit, "desc")
@@ -172,16 +217,20 @@ class KvController(wiring.Component):
 
         out = Signal(256)
         m.d.comb += [self.o_instr.payload.word.eq(out), self.o_instr.payload.pc.eq(pc)]
-        last_head = head == heads_m1
-        first = first_seg & (head == 0)
+        last_head = Signal()              # head == heads_m1, kept as a flag
+        head_zero = Signal()              # head == 0, kept as a flag
+        heads_m2 = Signal(9)
+        first = first_seg & head_zero
         last = last_seg & last_head
         whole = Signal()
         seg_bytes = Signal(16)
         self._sub_instruction(m, out, kv, first & pop, last & push, seg_len, dram, spad,
                               param, 1 << lpitch, whole, seg_bytes, param_slot)
 
-        can = Signal()                    # REPORT may report (a cycle late)
+        can = Signal()                    # REPORT may report (two cycles late)
         m.d.sync += can.eq(0)
+        unit_busy_q, token_q = Signal(), Signal()
+        m.d.sync += [unit_busy_q.eq(self.unit_busy), token_q.eq(self.token_available)]
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 is_kv = self.i_instr.payload.word[:4] == self._op
@@ -214,40 +263,40 @@ class KvController(wiring.Component):
                     pool_sh.eq(kv.pool << lpp), page_mask.eq(~((1 << lpp) - 1)),
                     page_tokens.eq(1 << lpt), pos_slot.eq(kv.pos & ((1 << lpt) - 1)),
                     last_pos.eq(kv.pos + kv.count - 1), end_pos.eq(kv.pos + kv.count),
-                    heads_m1.eq(kv.heads - 1),
+                    heads_m1.eq(kv.heads - 1), heads_m2.eq(kv.heads - 2),
+                    word_bad.eq(0), validating.eq(0),
                 ]
                 m.next = "VERDICT"
             with m.State("VERDICT"):
                 m.d.sync += [area_off.eq(g.pools << sh_area), pool_step.eq(1 << sh_area),
                              desc_end.eq(desc + DESCRIPTOR_BYTES)]
-                with m.If(bad_static):
-                    fail(ErrorCode.MALFORMED)
-                with m.Elif(bad_seq):
-                    fail(ErrorCode.KV_SEQUENCE)
-                with m.Elif(pool_end > g.pools):
-                    fail(ErrorCode.KV_PAGE)
-                with m.Else():
-                    m.next = "AREA_SUM"
+                verdict((bad_static, ErrorCode.MALFORMED), (bad_seq, ErrorCode.KV_SEQUENCE),
+                        (pool_end > g.pools, ErrorCode.KV_PAGE))
+                m.next = "AREA_SUM"
             with m.State("AREA_SUM"):
                 m.d.sync += area_end.eq(self.pool_base + area_off)
-                m.next = "AREA_COMPARE"
+                with m.If(chk_bad):
+                    fail(chk_code)
+                with m.Else():
+                    m.next = "AREA_COMPARE"
             with m.State("AREA_COMPARE"):
                 m.next = "AREA"
             with m.State("AREA"):
-                with m.If(bad_area | bad_desc_end):
-                    fail(ErrorCode.DRAM_RANGE)
+                verdict((bad_area | bad_desc_end, ErrorCode.DRAM_RANGE))
+                m.next = "AREA_VERDICT"
+            with m.State("AREA_VERDICT"):
+                with m.If(chk_bad):
+                    fail(chk_code)
                 with m.Else():
-                    m.d.comb += [reader.start.eq(1), reader.addr.eq(desc), reader.count.eq(2)]
-                    m.d.sync += left.eq(2)
+                    read(desc, 2, 0)
                     m.next = "DESC"
             with m.State("DESC"):
+                # A bus error is reported at RANGE_CHECK (word_bad), before the other checks.
                 m.d.comb += reader.o_word.ready.eq(1)
                 with m.If(reader.o_word.valid):
-                    m.d.sync += [left.eq(left - 1), table_addr.eq(pages),
-                                 pages.eq(reader.o_word.payload.word)]
-                    with m.If(reader.o_word.payload.error):
-                        fail(ErrorCode.BUS_ERROR)
-                    with m.Elif(left == 1):
+                    took_word()
+                    m.d.sync += [table_addr.eq(pages), pages.eq(reader.o_word.payload.word)]
+                    with m.If(left_one):
                         m.next = "RANGE"
             with m.State("RANGE"):
                 m.d.sync += [bad_desc.eq((pages == 0) | (table_addr[:2] != 0)),
@@ -259,37 +308,44 @@ class KvController(wiring.Component):
                              lo.eq(table_addr + ENTRY_BYTES * first_page)]
                 m.next = "RANGE_CHECK"
             with m.State("RANGE_CHECK"):
-                with m.If(bad_desc):
-                    fail(ErrorCode.KV_SEQUENCE)
-                with m.Elif(bad_range):
-                    fail(ErrorCode.KV_RANGE)
-                with m.Else():
-                    m.next = "TABLE_END"
+                verdict((word_bad, word_code), (bad_desc, ErrorCode.KV_SEQUENCE),
+                        (bad_range, ErrorCode.KV_RANGE))
+                m.next = "TABLE_END"
             with m.State("TABLE_END"):
-                m.d.sync += hi.eq(lo + ENTRY_BYTES * n_pages)
-                m.next = "TABLE_COMPARE"
+                m.d.sync += [hi.eq(lo + ENTRY_BYTES * n_pages), n_pages_one.eq(n_pages == 1)]
+                with m.If(chk_bad):
+                    fail(chk_code)
+                with m.Else():
+                    m.next = "TABLE_COMPARE"
             with m.State("TABLE_COMPARE"):
                 m.next = "TABLE"
             with m.State("TABLE"):
-                with m.If(bad_table):
-                    fail(ErrorCode.DRAM_RANGE)
+                verdict((bad_table, ErrorCode.DRAM_RANGE))
+                m.next = "TABLE_VERDICT"
+            with m.State("TABLE_VERDICT"):
+                with m.If(chk_bad):
+                    fail(chk_code)
                 with m.Else():
-                    m.d.comb += [reader.start.eq(1), reader.addr.eq(lo),
-                                 reader.count.eq(n_pages)]
-                    m.d.sync += left.eq(n_pages)
+                    read(lo, n_pages, n_pages_one)
+                    m.d.sync += validating.eq(1)
                     m.next = "VALIDATE"
             with m.State("VALIDATE"):
                 m.d.comb += reader.o_word.ready.eq(1)
                 with m.If(reader.o_word.valid):
-                    m.d.sync += left.eq(left - 1)
-                    with m.If(reader.o_word.payload.error):
-                        fail(ErrorCode.BUS_ERROR)
-                    with m.Elif((reader.o_word.payload.word & page_mask) != 0):
-                        fail(ErrorCode.KV_PAGE)
-                    with m.Elif(left == 1):
-                        m.next = "REREAD"
+                    took_word()
+                    with m.If(left_one):
+                        m.next = "VALIDATE_LAST"
+            with m.State("VALIDATE_LAST"):
+                # The last word's flags (took_*) are in; word_bad is final a cycle later.
+                m.next = "VALIDATE_VERDICT"
+            with m.State("VALIDATE_VERDICT"):
+                m.d.sync += validating.eq(0)
+                with m.If(word_bad):
+                    fail(word_code)
+                with m.Else():
+                    m.next = "REREAD"
             with m.State("REREAD"):
-                m.d.comb += [reader.start.eq(1), reader.addr.eq(lo), reader.count.eq(n_pages)]
+                read(lo, n_pages, n_pages_one)
                 m.d.sync += [first_seg.eq(1), room.eq(page_tokens - pos_slot),
                              slot_offset.eq(pos_slot << lpitch), tokens_left.eq(kv.count),
                              spad_seg.eq(kv.spad_addr if load else kv.acc_addr)]
@@ -298,7 +354,7 @@ class KvController(wiring.Component):
                 m.d.comb += reader.o_word.ready.eq(1)
                 with m.If(reader.o_word.valid):
                     m.d.sync += [
-                        head.eq(0),
+                        head.eq(0), head_zero.eq(1), last_head.eq(heads_m1 == 0),
                         seg_len.eq(Mux(tokens_left < room, tokens_left, room)),
                         last_seg.eq(tokens_left <= room),
                         page_index.eq(pool_sh | reader.o_word.payload.word),
@@ -323,7 +379,8 @@ class KvController(wiring.Component):
                 # The last head's hand-over also advances the scratchpad: wait for the product.
                 m.d.comb += self.o_instr.valid.eq(~stop & ~(last_head & advance.busy))
                 with m.If(self.o_instr.valid & self.o_instr.ready):
-                    m.d.sync += [head.eq(head + 1), dram.eq(dram + pool_step),
+                    m.d.sync += [head.eq(head + 1), head_zero.eq(0),
+                                 last_head.eq(head == heads_m2), dram.eq(dram + pool_step),
                                  spad.eq(spad + (kv.spad_head_step if load
                                                  else kv.acc_head_step)),
                                  param.eq(param + (0 if load else kv.param_head_step)),
@@ -344,7 +401,8 @@ class KvController(wiring.Component):
                 # Report once everything before this instruction has finished (registered:
                 # once true it stays true, as the unit is idle and gets no more work).
                 m.d.comb += reader.flush.eq(1)
-                m.d.sync += can.eq(~self.unit_busy & (~pop | self.token_available))
+                # (From registered inputs: no more work reaches the unit in REPORT.)
+                m.d.sync += can.eq(~unit_busy_q & (~pop | token_q))
                 m.d.comb += self.waiting.eq(~self.unit_busy & pop & ~self.token_available &
                                             ~reader.busy)
                 with m.If(self.halt):
