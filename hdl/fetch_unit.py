@@ -98,7 +98,13 @@ class FetchUnit(wiring.Component):
         halted = Signal()
         err_code = Signal(ErrorCode)
         m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
-        stop = self.halt | halted
+        # Another unit's halt is seen a cycle late (from a register), so that the
+        # accelerator's error OR does not run on into the queues and error registers; an
+        # instruction a unit takes meanwhile is stopped there (every unit checks its halt
+        # before acting on an instruction).
+        halt_q = Signal()
+        m.d.sync += halt_q.eq(self.halt)
+        stop = halt_q | halted
 
         queues = {}
         for which, port in ((Unit.LOAD, self.o_load), (Unit.COMPUTE, self.o_compute),
