@@ -118,6 +118,7 @@ class KvController(wiring.Component):
         pool_end = Signal(13)
         sh_area = Signal(6)               # log2 of one pool's bytes
         sh_page = Signal(5)               # log2 of one page's bytes
+        pools_p = Signal(43)              # pools * pool_pages
         area_off = Signal(80)
         area_end = Signal(80)
         desc = Signal(34)
@@ -260,7 +261,7 @@ class KvController(wiring.Component):
                     pool_end.eq(kv.pool + kv.heads),
                     sh_area.eq(lpp + lpt + lpitch), sh_page.eq(lpt + lpitch),
                     desc.eq((self.seq_table & ~7) + DESCRIPTOR_BYTES * kv.seq),
-                    pool_sh.eq(kv.pool << lpp), page_mask.eq(~((1 << lpp) - 1)),
+                    pool_sh.eq(kv.pool << lpp), pools_p.eq(g.pools << lpp), page_mask.eq(~((1 << lpp) - 1)),
                     page_tokens.eq(1 << lpt), pos_slot.eq(kv.pos & ((1 << lpt) - 1)),
                     last_pos.eq(kv.pos + kv.count - 1), end_pos.eq(kv.pos + kv.count),
                     heads_m1.eq(kv.heads - 1), heads_m2.eq(kv.heads - 2),
@@ -268,7 +269,8 @@ class KvController(wiring.Component):
                 ]
                 m.next = "VERDICT"
             with m.State("VERDICT"):
-                m.d.sync += [area_off.eq(g.pools << sh_area), pool_step.eq(1 << sh_area),
+                # pools << sh_area in two shifts (lpp in CHECK, lpt + lpitch here).
+                m.d.sync += [area_off.eq(pools_p << sh_page), pool_step.eq(1 << sh_area),
                              desc_end.eq(desc + DESCRIPTOR_BYTES)]
                 verdict((bad_static, ErrorCode.MALFORMED), (bad_seq, ErrorCode.KV_SEQUENCE),
                         (pool_end > g.pools, ErrorCode.KV_PAGE))
