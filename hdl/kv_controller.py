@@ -29,7 +29,9 @@ from octet.config import AcceleratorConfig
 from octet.isa import LAYOUTS, ErrorCode, Opcode, StoreMode
 from octet.kv_format import DESCRIPTOR_BYTES, ENTRY_BYTES, GEOMETRY
 
-from .serial_multiplier import SerialMultiplier, staged_greater
+from .serial_multiplier import SerialMultiplier
+from .skid_buffer import SkidBuffer
+from .staged_compare import chunked_greater
 from .unit_ports import BusRequest, ErrorReport, InstructionStream
 from .word_reader import WordReader
 
@@ -114,7 +116,7 @@ class KvController(wiring.Component):
         stop = self.halt | halted
 
         # Per instruction, computed a step at a time (a shift, an add or a compare per cycle).
-        bad_static, bad_seq = Signal(), Signal()
+        bad_static, bad_seq, bad_pool = Signal(), Signal(), Signal()
         pool_end = Signal(13)
         sh_area = Signal(6)               # log2 of one pool's bytes
         sh_page = Signal(5)               # log2 of one page's bytes
@@ -163,7 +165,7 @@ class KvController(wiring.Component):
         m.submodules.advance = advance = SerialMultiplier(16, 16, 16)
 
         def fail(code):
-            m.d.sync += pending.eq(code)
+            m.d.sync += [pending.eq(code), want.eq(0)]
             m.next = "REPORT"
 
         # Each check state registers its verdict (chk_bad, chk_code); the state after it acts
@@ -205,19 +207,41 @@ class KvController(wiring.Component):
 
         def read(addr, count, count_is_one):
             m.d.sync += [rd_start.eq(1), rd_addr.eq(addr), rd_count.eq(count),
-                         left.eq(count), left_one.eq(count_is_one)]
+                         left.eq(count), left_one.eq(count_is_one), want.eq(1)]
 
         def took_word():
             m.d.sync += [left.eq(left - 1), left_one.eq(left == 2)]
+            with m.If(left_one):
+                m.d.sync += want.eq(0)
+
+        # The reader's o_word.ready and flush come from flip-flops: ``want`` is set when the
+        # FSM enters a state that takes words (DESC, VALIDATE, SEGMENT) and cleared as it
+        # leaves; ``flush`` is a cycle late (a word offered meanwhile is not taken).
+        want = Signal()
+        flush = Signal()
+        flush_q = Signal()
+        m.d.sync += flush_q.eq(flush)
+        m.d.comb += [reader.o_word.ready.eq(want), reader.flush.eq(flush_q)]
 
         # Wide compares, valid a cycle after their operands (the *_COMPARE states wait).
-        bad_area = staged_greater(m, area_end, self.mem_limit, "area")
-        bad_desc_end = staged_greater(m, desc_end, self.mem_limit, "desc")
-        bad_range = staged_greater(m, end_pos, pages_end, "range")
-        bad_table = staged_greater(m, hi, self.mem_limit, "table")
+        bad_area = chunked_greater(m, area_end, self.mem_limit, "area")
+        bad_desc_end = chunked_greater(m, desc_end, self.mem_limit, "desc")
+        bad_range = chunked_greater(m, end_pos, pages_end, "range")
+        bad_table = chunked_greater(m, hi, self.mem_limit, "table")
 
+        # Instructions for the unit pass a registered stage, so that the unit's ready logic
+        # ends there (o_instr below is the stage's input; its output stops on halt).
+        m.submodules.out_stage = stage = SkidBuffer(self.o_instr.payload.shape())
+        m.d.comb += [self.o_instr.valid.eq(stage.o_stream.valid & ~stop),
+                     self.o_instr.payload.eq(stage.o_stream.payload),
+                     stage.o_stream.ready.eq(self.o_instr.ready & ~stop)]
+        o_instr = stage.i_stream
         out = Signal(256)
-        m.d.comb += [self.o_instr.payload.word.eq(out), self.o_instr.payload.pc.eq(pc)]
+        m.d.comb += [o_instr.payload.word.eq(out), o_instr.payload.pc.eq(pc)]
+        # 1 << log2_row_pitch, registered (the KV registers do not change while a program
+        # runs).
+        pitch = Signal(17)
+        m.d.sync += pitch.eq(1 << lpitch)
         last_head = Signal()              # head == heads_m1, kept as a flag
         head_zero = Signal()              # head == 0, kept as a flag
         heads_m2 = Signal(9)
@@ -226,12 +250,13 @@ class KvController(wiring.Component):
         whole = Signal()
         seg_bytes = Signal(16)
         self._sub_instruction(m, out, kv, first & pop, last & push, seg_len, dram, spad,
-                              param, 1 << lpitch, whole, seg_bytes, param_slot)
+                              param, pitch, whole, seg_bytes, param_slot)
 
         can = Signal()                    # REPORT may report (two cycles late)
         m.d.sync += can.eq(0)
-        unit_busy_q, token_q = Signal(), Signal()
-        m.d.sync += [unit_busy_q.eq(self.unit_busy), token_q.eq(self.token_available)]
+        unit_busy_q, stage_busy_q, token_q = Signal(), Signal(), Signal()
+        m.d.sync += [unit_busy_q.eq(self.unit_busy), stage_busy_q.eq(stage.busy),
+                     token_q.eq(self.token_available)]
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 is_kv = self.i_instr.payload.word[:4] == self._op
@@ -242,20 +267,19 @@ class KvController(wiring.Component):
                                      pc.eq(self.i_instr.payload.pc)]
                         m.next = "CHECK"
                 with m.Else():
-                    m.d.comb += [self.o_instr.valid.eq(self.i_instr.valid & ~stop),
+                    m.d.comb += [o_instr.valid.eq(self.i_instr.valid & ~stop),
                                  out.eq(self.i_instr.payload.word),
-                                 self.o_instr.payload.pc.eq(self.i_instr.payload.pc),
-                                 self.i_instr.ready.eq(self.o_instr.ready & ~stop)]
+                                 o_instr.payload.pc.eq(self.i_instr.payload.pc),
+                                 self.i_instr.ready.eq(o_instr.ready & ~stop)]
             with m.State("CHECK"):
                 width = kv.row_bytes if load else kv.cols
                 static = ((kv.count == 0) | (kv.heads == 0) | (width == 0) |
-                          (width > (1 << lpitch)))
+                          (width > pitch))
                 if load:
                     static |= kv.target.as_value() > 1
                     lanes = Mux(kv.target.as_value() == 1, kv.spad_stride * self._cfg.cols,
                                 kv.spad_stride * self._cfg.rows)
-                    m.d.sync += whole_rows.eq((kv.row_bytes == (1 << lpitch)) &
-                                              (lanes == (1 << lpitch)))
+                    m.d.sync += whole_rows.eq((kv.row_bytes == pitch) & (lanes == pitch))
                 m.d.sync += [
                     bad_static.eq(static), bad_seq.eq(kv.seq >= self.seq_count),
                     pool_end.eq(kv.pool + kv.heads),
@@ -265,15 +289,18 @@ class KvController(wiring.Component):
                     page_tokens.eq(1 << lpt), pos_slot.eq(kv.pos & ((1 << lpt) - 1)),
                     last_pos.eq(kv.pos + kv.count - 1), end_pos.eq(kv.pos + kv.count),
                     heads_m1.eq(kv.heads - 1), heads_m2.eq(kv.heads - 2),
-                    word_bad.eq(0), validating.eq(0),
+                    word_bad.eq(0), validating.eq(0), want.eq(0),
                 ]
                 m.next = "VERDICT"
             with m.State("VERDICT"):
                 # pools << sh_area in two shifts (lpp in CHECK, lpt + lpitch here).
                 m.d.sync += [area_off.eq(pools_p << sh_page), pool_step.eq(1 << sh_area),
                              desc_end.eq(desc + DESCRIPTOR_BYTES)]
+                m.d.sync += bad_pool.eq(pool_end > g.pools)
+                m.next = "POOL"
+            with m.State("POOL"):
                 verdict((bad_static, ErrorCode.MALFORMED), (bad_seq, ErrorCode.KV_SEQUENCE),
-                        (pool_end > g.pools, ErrorCode.KV_PAGE))
+                        (bad_pool, ErrorCode.KV_PAGE))
                 m.next = "AREA_SUM"
             with m.State("AREA_SUM"):
                 m.d.sync += area_end.eq(self.pool_base + area_off)
@@ -294,7 +321,6 @@ class KvController(wiring.Component):
                     m.next = "DESC"
             with m.State("DESC"):
                 # A bus error is reported at RANGE_CHECK (word_bad), before the other checks.
-                m.d.comb += reader.o_word.ready.eq(1)
                 with m.If(reader.o_word.valid):
                     took_word()
                     m.d.sync += [table_addr.eq(pages), pages.eq(reader.o_word.payload.word)]
@@ -332,7 +358,6 @@ class KvController(wiring.Component):
                     m.d.sync += validating.eq(1)
                     m.next = "VALIDATE"
             with m.State("VALIDATE"):
-                m.d.comb += reader.o_word.ready.eq(1)
                 with m.If(reader.o_word.valid):
                     took_word()
                     with m.If(left_one):
@@ -353,10 +378,9 @@ class KvController(wiring.Component):
                              spad_seg.eq(kv.spad_addr if load else kv.acc_addr)]
                 m.next = "SEGMENT"
             with m.State("SEGMENT"):
-                m.d.comb += reader.o_word.ready.eq(1)
                 with m.If(reader.o_word.valid):
                     m.d.sync += [
-                        head.eq(0), head_zero.eq(1), last_head.eq(heads_m1 == 0),
+                        head.eq(0), head_zero.eq(1), last_head.eq(heads_m1 == 0), want.eq(0),
                         seg_len.eq(Mux(tokens_left < room, tokens_left, room)),
                         last_seg.eq(tokens_left <= room),
                         page_index.eq(pool_sh | reader.o_word.payload.word),
@@ -379,8 +403,8 @@ class KvController(wiring.Component):
                 m.next = "HAND"
             with m.State("HAND"):
                 # The last head's hand-over also advances the scratchpad: wait for the product.
-                m.d.comb += self.o_instr.valid.eq(~stop & ~(last_head & advance.busy))
-                with m.If(self.o_instr.valid & self.o_instr.ready):
+                m.d.comb += o_instr.valid.eq(~stop & ~(last_head & advance.busy))
+                with m.If(o_instr.valid & o_instr.ready):
                     m.d.sync += [head.eq(head + 1), head_zero.eq(0),
                                  last_head.eq(head == heads_m2), dram.eq(dram + pool_step),
                                  spad.eq(spad + (kv.spad_head_step if load
@@ -396,30 +420,33 @@ class KvController(wiring.Component):
                         with m.If(last_seg):
                             m.next = "IDLE"
                         with m.Else():
+                            m.d.sync += want.eq(1)
                             m.next = "SEGMENT"
                 with m.If(stop):
                     m.next = "HALT"
             with m.State("REPORT"):
                 # Report once everything before this instruction has finished (registered:
                 # once true it stays true, as the unit is idle and gets no more work).
-                m.d.comb += reader.flush.eq(1)
+                m.d.comb += flush.eq(1)
                 # (From registered inputs: no more work reaches the unit in REPORT.)
-                m.d.sync += can.eq(~unit_busy_q & (~pop | token_q))
+                m.d.sync += can.eq(~unit_busy_q & ~stage_busy_q & ~stage.busy &
+                                   (~pop | token_q))
                 m.d.comb += self.waiting.eq(~self.unit_busy & pop & ~self.token_available &
-                                            ~reader.busy)
+                                            ~reader.busy & ~stage.busy)
                 with m.If(self.halt):
                     m.next = "HALT"
                 with m.Elif(can):
                     m.d.sync += [halted.eq(1), err_code.eq(pending), self.error.pc.eq(pc)]
                     m.next = "HALT"
             with m.State("HALT"):
-                m.d.comb += reader.flush.eq(1)
+                m.d.comb += flush.eq(1)
         with m.If(stop & ~fsm.ongoing("REPORT")):
-            m.d.comb += reader.flush.eq(1)
+            m.d.comb += flush.eq(1)
 
         m.d.comb += [
-            self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") | reader.busy),
-            self.blocked.eq((fsm.ongoing("HAND") & ~self.o_instr.ready) |
+            self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") | reader.busy |
+                         stage.busy),
+            self.blocked.eq((fsm.ongoing("HAND") & ~o_instr.ready) | stage.busy |
                             fsm.ongoing("REPORT")),
         ]
         return m
