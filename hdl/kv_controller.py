@@ -1,8 +1,9 @@
 """KV-cache controller: paged K/V address translation in front of the load or store unit.
 
-It sits between the fetch unit's queue and one unit. Instructions of that unit pass straight
-through (combinationally); a KV instruction (KV_LOAD in front of the load unit, KV_APPEND in
-front of the store unit) is taken by the controller, which
+It sits between the fetch unit's queue and one unit. Instructions of that unit pass through
+(into a registered stage in front of the unit, at full rate); a KV instruction (KV_LOAD in
+front of the load unit, KV_APPEND in front of the store unit) is taken by the controller,
+which
 
 1. checks its fields and the KV registers (MALFORMED, KV_SEQUENCE, KV_PAGE, DRAM_RANGE for a
    KV area beyond MEM_LIMIT),
