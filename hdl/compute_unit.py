@@ -130,16 +130,21 @@ class ComputeUnit(wiring.Component):
                 ok = (~hdr.pop_prev | self.prev_available) & (~hdr.pop_next |
                                                                self.next_available)
                 m.d.comb += self.waiting.eq(~ok & ~self._engines_busy(m, queues, array))
-                with m.If(stop):
+                # The halt from a register here too (halt_seen), so that the accelerator's
+                # error OR does not reach the token counters; CHECK0 stops on it.
+                with m.If(halt_seen | halted):
                     m.next = "HALT"
                 with m.Elif(ok):
                     m.d.comb += [self.pop_prev.eq(hdr.pop_prev), self.pop_next.eq(hdr.pop_next)]
                     m.next = "CHECK0"
             with m.State("CHECK0"):
+                with m.If(stop):
+                    m.next = "HALT"
+                with m.Else():
+                    m.next = "CHECK1"
                 m.d.sync += [less["m"].eq(ins.m - 1), less["k"].eq(ins.k_tiles - 1),
                              less["n"].eq(ins.n_tiles - 1),
                              empty.eq((ins.m == 0) | (ins.k_tiles == 0) | (ins.n_tiles == 0))]
-                m.next = "CHECK1"
             with m.State("CHECK1"):
                 # (The products of CHECK1 are only used when the instruction is not empty.)
                 with m.If(empty):

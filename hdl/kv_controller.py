@@ -114,7 +114,13 @@ class KvController(wiring.Component):
         err_code = Signal(ErrorCode)
         pending = Signal(ErrorCode)
         m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
-        stop = self.halt | halted
+        # Another unit's halt is acted on a cycle late (halt_q), so that the accelerator's
+        # error OR does not run on into this controller's state; only the output stage's
+        # handshake with the unit stops at once (stop_now), so nothing more reaches the unit.
+        halt_q = Signal()
+        m.d.sync += halt_q.eq(self.halt)
+        stop = halt_q | halted
+        stop_now = self.halt | halted
 
         # Per instruction, computed a step at a time (a shift, an add or a compare per cycle).
         bad_static, bad_seq, bad_pool = Signal(), Signal(), Signal()
@@ -233,9 +239,9 @@ class KvController(wiring.Component):
         # Instructions for the unit pass a registered stage, so that the unit's ready logic
         # ends there (o_instr below is the stage's input; its output stops on halt).
         m.submodules.out_stage = stage = SkidBuffer(self.o_instr.payload.shape())
-        m.d.comb += [self.o_instr.valid.eq(stage.o_stream.valid & ~stop),
+        m.d.comb += [self.o_instr.valid.eq(stage.o_stream.valid & ~stop_now),
                      self.o_instr.payload.eq(stage.o_stream.payload),
-                     stage.o_stream.ready.eq(self.o_instr.ready & ~stop)]
+                     stage.o_stream.ready.eq(self.o_instr.ready & ~stop_now)]
         o_instr = stage.i_stream
         out = Signal(256)
         m.d.comb += [o_instr.payload.word.eq(out), o_instr.payload.pc.eq(pc)]
@@ -434,7 +440,7 @@ class KvController(wiring.Component):
                                    (~pop | token_q))
                 m.d.comb += self.waiting.eq(~self.unit_busy & pop & ~self.token_available &
                                             ~reader.busy & ~stage.busy)
-                with m.If(self.halt):
+                with m.If(halt_q):
                     m.next = "HALT"
                 with m.Elif(can):
                     m.d.sync += [halted.eq(1), err_code.eq(pending), self.error.pc.eq(pc)]
