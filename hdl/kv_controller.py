@@ -230,7 +230,7 @@ class KvController(wiring.Component):
         m.d.sync += flush_q.eq(flush)
         m.d.comb += [reader.o_word.ready.eq(want), reader.flush.eq(flush_q)]
 
-        # Wide compares, valid a cycle after their operands (the *_COMPARE states wait).
+        # Wide compares, valid two cycles after their operands (the *_COMPARE states wait).
         bad_area = chunked_greater(m, area_end, self.mem_limit, "area")
         bad_desc_end = chunked_greater(m, desc_end, self.mem_limit, "desc")
         bad_range = chunked_greater(m, end_pos, pages_end, "range")
@@ -316,6 +316,8 @@ class KvController(wiring.Component):
                 with m.Else():
                     m.next = "AREA_COMPARE"
             with m.State("AREA_COMPARE"):
+                m.next = "AREA_COMPARE2"
+            with m.State("AREA_COMPARE2"):
                 m.next = "AREA"
             with m.State("AREA"):
                 verdict((bad_area | bad_desc_end, ErrorCode.DRAM_RANGE))
@@ -341,6 +343,8 @@ class KvController(wiring.Component):
             with m.State("RANGE_COMPARE"):
                 m.d.sync += [n_pages.eq(last_page - first_page + 1),
                              lo.eq(table_addr + ENTRY_BYTES * first_page)]
+                m.next = "RANGE_COMPARE2"
+            with m.State("RANGE_COMPARE2"):
                 m.next = "RANGE_CHECK"
             with m.State("RANGE_CHECK"):
                 verdict((word_bad, word_code), (bad_desc, ErrorCode.KV_SEQUENCE),
@@ -353,6 +357,8 @@ class KvController(wiring.Component):
                 with m.Else():
                     m.next = "TABLE_COMPARE"
             with m.State("TABLE_COMPARE"):
+                m.next = "TABLE_COMPARE2"
+            with m.State("TABLE_COMPARE2"):
                 m.next = "TABLE"
             with m.State("TABLE"):
                 verdict((bad_table, ErrorCode.DRAM_RANGE))
