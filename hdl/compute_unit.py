@@ -116,6 +116,7 @@ class ComputeUnit(wiring.Component):
                  for name in ("a_k", "a_m", "w_k", "w_n", "w_r", "acc_n")}
         max_in, max_w, max_acc = (Signal(34, name=f"max_{n}") for n in ("in", "w", "acc"))
         out_of_range = Signal()
+        empty = Signal()                  # m, k_tiles or n_tiles is 0 (MALFORMED)
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 # A halt is seen one cycle late here (an instruction taken meanwhile stops in
@@ -129,26 +130,33 @@ class ComputeUnit(wiring.Component):
                 ok = (~hdr.pop_prev | self.prev_available) & (~hdr.pop_next |
                                                                self.next_available)
                 m.d.comb += self.waiting.eq(~ok & ~self._engines_busy(m, queues, array))
-                with m.If(stop):
+                # The halt from a register here too (halt_seen), so that the accelerator's
+                # error OR does not reach the token counters; CHECK0 stops on it.
+                with m.If(halt_seen | halted):
                     m.next = "HALT"
                 with m.Elif(ok):
                     m.d.comb += [self.pop_prev.eq(hdr.pop_prev), self.pop_next.eq(hdr.pop_next)]
                     m.next = "CHECK0"
             with m.State("CHECK0"):
-                m.d.sync += [less["m"].eq(ins.m - 1), less["k"].eq(ins.k_tiles - 1),
-                             less["n"].eq(ins.n_tiles - 1)]
-                with m.If((ins.m == 0) | (ins.k_tiles == 0) | (ins.n_tiles == 0)):
-                    fail(ErrorCode.MALFORMED)
+                with m.If(stop):
+                    m.next = "HALT"
                 with m.Else():
                     m.next = "CHECK1"
+                m.d.sync += [less["m"].eq(ins.m - 1), less["k"].eq(ins.k_tiles - 1),
+                             less["n"].eq(ins.n_tiles - 1),
+                             empty.eq((ins.m == 0) | (ins.k_tiles == 0) | (ins.n_tiles == 0))]
             with m.State("CHECK1"):
+                # (The products of CHECK1 are only used when the instruction is not empty.)
+                with m.If(empty):
+                    fail(ErrorCode.MALFORMED)
+                with m.Else():
+                    m.next = "CHECK2"
                 m.d.sync += [prods["a_k"].eq(less["k"] * ins.a_k_step),
                              prods["a_m"].eq(less["m"] * ins.a_stride),
                              prods["w_k"].eq(less["k"] * ins.w_k_step),
                              prods["w_n"].eq(less["n"] * ins.w_n_step),
                              prods["w_r"].eq((R - 1) * ins.w_stride),
                              prods["acc_n"].eq(less["n"] * ins.acc_n_step)]
-                m.next = "CHECK2"
             with m.State("CHECK2"):
                 m.d.sync += [
                     max_in.eq(ins.a_addr + prods["a_k"] + prods["a_m"]),

@@ -98,7 +98,13 @@ class FetchUnit(wiring.Component):
         halted = Signal()
         err_code = Signal(ErrorCode)
         m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
-        stop = self.halt | halted
+        # Another unit's halt is seen a cycle late (from a register), so that the
+        # accelerator's error OR does not run on into the queues and error registers; an
+        # instruction a unit takes meanwhile is stopped there (every unit checks its halt
+        # before acting on an instruction).
+        halt_q = Signal()
+        m.d.sync += halt_q.eq(self.halt)
+        stop = halt_q | halted
 
         queues = {}
         for which, port in ((Unit.LOAD, self.o_load), (Unit.COMPUTE, self.o_compute),
@@ -140,27 +146,33 @@ class FetchUnit(wiring.Component):
         complete = Cat(assembly, self.i_data.payload.data)[8 * B:]
         # Reserved bits of the word's beats so far are zero (all ones before its first beat).
         spare_zero = Signal(len(ops), init=(1 << len(ops)) - 1)
-        beat_zero = Signal(len(ops))         # ... of this beat
+        # Each beat position's compare is registered with the beat (zero_q[j][i]: reserved
+        # bits of opcode i that lie in beat j are zero in this beat), and the beat's position
+        # (beats_q) picks one after the register.
+        zero_q = [Signal(len(ops), name=f"beat{j}_zero_q") for j in range(per)]
         for i, op in enumerate(ops):
             reserved = LAYOUTS[op]["reserved"]
-            with m.Switch(beats):
-                for j in range(per):
-                    lo = max(reserved.offset, 8 * B * j)
-                    hi = min(reserved.offset + reserved.width, 8 * B * (j + 1))
-                    with m.Case(j):
-                        if lo < hi:
-                            bits = self.i_data.payload.data[lo - 8 * B * j:hi - 8 * B * j]
-                            m.d.comb += beat_zero[i].eq(bits == 0)
-                        else:
-                            m.d.comb += beat_zero[i].eq(1)
+            for j in range(per):
+                lo = max(reserved.offset, 8 * B * j)
+                hi = min(reserved.offset + reserved.width, 8 * B * (j + 1))
+                if lo < hi:
+                    bits = self.i_data.payload.data[lo - 8 * B * j:hi - 8 * B * j]
+                    m.d.sync += zero_q[j][i].eq(bits == 0)
+                else:
+                    m.d.sync += zero_q[j][i].eq(1)
+        beats_q = Signal.like(beats)
+        beat_zero_q = Signal(len(ops))
+        with m.Switch(beats_q):
+            for j in range(per):
+                with m.Case(j):
+                    m.d.comb += beat_zero_q.eq(zero_q[j])
         # The flags are registered with the beat, and a complete word goes into the buffer
         # in the cycle after its last beat (from ``assembly``, which then holds it); it
         # counts as in flight until then.
-        beat_zero_q = Signal(len(ops))
         beat_seen = Signal()                 # a beat arrived in the cycle before
         word_done = Signal()                 # ... the last of a word
         word_kept = Signal()                 # ... which goes into the buffer
-        m.d.sync += [beat_zero_q.eq(beat_zero), beat_seen.eq(got),
+        m.d.sync += [beats_q.eq(beats), beat_seen.eq(got),
                      word_done.eq(got & (beats == per - 1)),
                      word_kept.eq(got & (beats == per - 1) & ~self.ended & ~stop)]
         all_zero = spare_zero & beat_zero_q

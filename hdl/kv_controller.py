@@ -1,8 +1,9 @@
 """KV-cache controller: paged K/V address translation in front of the load or store unit.
 
-It sits between the fetch unit's queue and one unit. Instructions of that unit pass straight
-through (combinationally); a KV instruction (KV_LOAD in front of the load unit, KV_APPEND in
-front of the store unit) is taken by the controller, which
+It sits between the fetch unit's queue and one unit. Instructions of that unit pass through
+(into a registered stage in front of the unit, at full rate); a KV instruction (KV_LOAD in
+front of the load unit, KV_APPEND in front of the store unit) is taken by the controller,
+which
 
 1. checks its fields and the KV registers (MALFORMED, KV_SEQUENCE, KV_PAGE, DRAM_RANGE for a
    KV area beyond MEM_LIMIT),
@@ -29,7 +30,9 @@ from octet.config import AcceleratorConfig
 from octet.isa import LAYOUTS, ErrorCode, Opcode, StoreMode
 from octet.kv_format import DESCRIPTOR_BYTES, ENTRY_BYTES, GEOMETRY
 
-from .serial_multiplier import SerialMultiplier, staged_greater
+from .serial_multiplier import SerialMultiplier
+from .skid_buffer import SkidBuffer
+from .staged_compare import chunked_greater
 from .unit_ports import BusRequest, ErrorReport, InstructionStream
 from .word_reader import WordReader
 
@@ -111,13 +114,20 @@ class KvController(wiring.Component):
         err_code = Signal(ErrorCode)
         pending = Signal(ErrorCode)
         m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
-        stop = self.halt | halted
+        # Another unit's halt is acted on a cycle late (halt_q), so that the accelerator's
+        # error OR does not run on into this controller's state; only the output stage's
+        # handshake with the unit stops at once (stop_now), so nothing more reaches the unit.
+        halt_q = Signal()
+        m.d.sync += halt_q.eq(self.halt)
+        stop = halt_q | halted
+        stop_now = self.halt | halted
 
         # Per instruction, computed a step at a time (a shift, an add or a compare per cycle).
-        bad_static, bad_seq = Signal(), Signal()
+        bad_static, bad_seq, bad_pool = Signal(), Signal(), Signal()
         pool_end = Signal(13)
         sh_area = Signal(6)               # log2 of one pool's bytes
         sh_page = Signal(5)               # log2 of one page's bytes
+        pools_p = Signal(43)              # pools * pool_pages
         area_off = Signal(80)
         area_end = Signal(80)
         desc = Signal(34)
@@ -138,6 +148,7 @@ class KvController(wiring.Component):
         first_page = Signal(17)
         last_page = Signal(17)
         n_pages = Signal(18)
+        n_pages_one = Signal()
         lo = Signal(34)                   # first block-table entry to read
         hi = Signal(35)
         left = Signal(18)                 # table words still to check
@@ -161,27 +172,98 @@ class KvController(wiring.Component):
         m.submodules.advance = advance = SerialMultiplier(16, 16, 16)
 
         def fail(code):
-            m.d.sync += pending.eq(code)
+            m.d.sync += [pending.eq(code), want.eq(0)]
             m.next = "REPORT"
 
-        # Wide compares, valid a cycle after their operands (the *_COMPARE states wait).
-        bad_area = staged_greater(m, area_end, self.mem_limit, "area")
-        bad_desc_end = staged_greater(m, desc_end, self.mem_limit, "desc")
-        bad_range = staged_greater(m, end_pos, pages_end, "range")
-        bad_table = staged_greater(m, hi, self.mem_limit, "table")
+        # Each check state registers its verdict (chk_bad, chk_code); the state after it acts
+        # on that flip-flop, so no state decides on a compare or a bus word in the same cycle.
+        chk_bad = Signal()
+        chk_code = Signal(ErrorCode)
 
+        def verdict(*checks):
+            """Register the first failing ``(condition, code)`` of ``checks``."""
+            code = 0
+            for cond, c in reversed(checks):
+                code = Mux(cond, c, code)
+            bad = 0
+            for cond, _ in checks:
+                bad = bad | cond
+            m.d.sync += [chk_bad.eq(bad), chk_code.eq(code)]
+
+        # Words of DESC and VALIDATE are checked a cycle after they are taken (took_*), and
+        # the first bad one is kept (word_bad, word_code) until the state after the last word.
+        took, took_err, took_page = Signal(), Signal(), Signal()
+        validating = Signal()
+        word_bad = Signal()
+        word_code = Signal(ErrorCode)
+        m.d.sync += [took.eq(reader.o_word.valid & reader.o_word.ready),
+                     took_err.eq(reader.o_word.payload.error),
+                     took_page.eq(validating &
+                                  ((reader.o_word.payload.word & page_mask) != 0))]
+        with m.If(took & ~word_bad & (took_err | took_page)):
+            m.d.sync += [word_bad.eq(1),
+                         word_code.eq(Mux(took_err, ErrorCode.BUS_ERROR, ErrorCode.KV_PAGE))]
+        left_one = Signal()               # left == 1, kept as a flag
+        # The word reader's start, registered (its run begins the cycle after the state).
+        rd_start = Signal()
+        rd_addr = Signal(32)
+        rd_count = Signal(18)
+        m.d.sync += rd_start.eq(0)
+        m.d.comb += [reader.start.eq(rd_start), reader.addr.eq(rd_addr),
+                     reader.count.eq(rd_count)]
+
+        def read(addr, count, count_is_one):
+            m.d.sync += [rd_start.eq(1), rd_addr.eq(addr), rd_count.eq(count),
+                         left.eq(count), left_one.eq(count_is_one), want.eq(1)]
+
+        def took_word():
+            m.d.sync += [left.eq(left - 1), left_one.eq(left == 2)]
+            with m.If(left_one):
+                m.d.sync += want.eq(0)
+
+        # The reader's o_word.ready and flush come from flip-flops: ``want`` is set when the
+        # FSM enters a state that takes words (DESC, VALIDATE, SEGMENT) and cleared as it
+        # leaves; ``flush`` is a cycle late (a word offered meanwhile is not taken).
+        want = Signal()
+        flush = Signal()
+        flush_q = Signal()
+        m.d.sync += flush_q.eq(flush)
+        m.d.comb += [reader.o_word.ready.eq(want), reader.flush.eq(flush_q)]
+
+        # Wide compares, valid two cycles after their operands (the *_COMPARE states wait).
+        bad_area = chunked_greater(m, area_end, self.mem_limit, "area")
+        bad_desc_end = chunked_greater(m, desc_end, self.mem_limit, "desc")
+        bad_range = chunked_greater(m, end_pos, pages_end, "range")
+        bad_table = chunked_greater(m, hi, self.mem_limit, "table")
+
+        # Instructions for the unit pass a registered stage, so that the unit's ready logic
+        # ends there (o_instr below is the stage's input; its output stops on halt).
+        m.submodules.out_stage = stage = SkidBuffer(self.o_instr.payload.shape())
+        m.d.comb += [self.o_instr.valid.eq(stage.o_stream.valid & ~stop_now),
+                     self.o_instr.payload.eq(stage.o_stream.payload),
+                     stage.o_stream.ready.eq(self.o_instr.ready & ~stop_now)]
+        o_instr = stage.i_stream
         out = Signal(256)
-        m.d.comb += [self.o_instr.payload.word.eq(out), self.o_instr.payload.pc.eq(pc)]
-        last_head = head == heads_m1
-        first = first_seg & (head == 0)
+        m.d.comb += [o_instr.payload.word.eq(out), o_instr.payload.pc.eq(pc)]
+        # 1 << log2_row_pitch, registered (the KV registers do not change while a program
+        # runs).
+        pitch = Signal(17)
+        m.d.sync += pitch.eq(1 << lpitch)
+        last_head = Signal()              # head == heads_m1, kept as a flag
+        head_zero = Signal()              # head == 0, kept as a flag
+        heads_m2 = Signal(9)
+        first = first_seg & head_zero
         last = last_seg & last_head
         whole = Signal()
         seg_bytes = Signal(16)
         self._sub_instruction(m, out, kv, first & pop, last & push, seg_len, dram, spad,
-                              param, 1 << lpitch, whole, seg_bytes, param_slot)
+                              param, pitch, whole, seg_bytes, param_slot)
 
-        can = Signal()                    # REPORT may report (a cycle late)
+        can = Signal()                    # REPORT may report (two cycles late)
         m.d.sync += can.eq(0)
+        unit_busy_q, stage_busy_q, token_q = Signal(), Signal(), Signal()
+        m.d.sync += [unit_busy_q.eq(self.unit_busy), stage_busy_q.eq(stage.busy),
+                     token_q.eq(self.token_available)]
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 is_kv = self.i_instr.payload.word[:4] == self._op
@@ -192,62 +274,66 @@ class KvController(wiring.Component):
                                      pc.eq(self.i_instr.payload.pc)]
                         m.next = "CHECK"
                 with m.Else():
-                    m.d.comb += [self.o_instr.valid.eq(self.i_instr.valid & ~stop),
+                    m.d.comb += [o_instr.valid.eq(self.i_instr.valid & ~stop),
                                  out.eq(self.i_instr.payload.word),
-                                 self.o_instr.payload.pc.eq(self.i_instr.payload.pc),
-                                 self.i_instr.ready.eq(self.o_instr.ready & ~stop)]
+                                 o_instr.payload.pc.eq(self.i_instr.payload.pc),
+                                 self.i_instr.ready.eq(o_instr.ready & ~stop)]
             with m.State("CHECK"):
                 width = kv.row_bytes if load else kv.cols
                 static = ((kv.count == 0) | (kv.heads == 0) | (width == 0) |
-                          (width > (1 << lpitch)))
+                          (width > pitch))
                 if load:
                     static |= kv.target.as_value() > 1
                     lanes = Mux(kv.target.as_value() == 1, kv.spad_stride * self._cfg.cols,
                                 kv.spad_stride * self._cfg.rows)
-                    m.d.sync += whole_rows.eq((kv.row_bytes == (1 << lpitch)) &
-                                              (lanes == (1 << lpitch)))
+                    m.d.sync += whole_rows.eq((kv.row_bytes == pitch) & (lanes == pitch))
                 m.d.sync += [
                     bad_static.eq(static), bad_seq.eq(kv.seq >= self.seq_count),
                     pool_end.eq(kv.pool + kv.heads),
                     sh_area.eq(lpp + lpt + lpitch), sh_page.eq(lpt + lpitch),
                     desc.eq((self.seq_table & ~7) + DESCRIPTOR_BYTES * kv.seq),
-                    pool_sh.eq(kv.pool << lpp), page_mask.eq(~((1 << lpp) - 1)),
+                    pool_sh.eq(kv.pool << lpp), pools_p.eq(g.pools << lpp), page_mask.eq(~((1 << lpp) - 1)),
                     page_tokens.eq(1 << lpt), pos_slot.eq(kv.pos & ((1 << lpt) - 1)),
                     last_pos.eq(kv.pos + kv.count - 1), end_pos.eq(kv.pos + kv.count),
-                    heads_m1.eq(kv.heads - 1),
+                    heads_m1.eq(kv.heads - 1), heads_m2.eq(kv.heads - 2),
+                    word_bad.eq(0), validating.eq(0), want.eq(0),
                 ]
                 m.next = "VERDICT"
             with m.State("VERDICT"):
-                m.d.sync += [area_off.eq(g.pools << sh_area), pool_step.eq(1 << sh_area),
+                # pools << sh_area in two shifts (lpp in CHECK, lpt + lpitch here).
+                m.d.sync += [area_off.eq(pools_p << sh_page), pool_step.eq(1 << sh_area),
                              desc_end.eq(desc + DESCRIPTOR_BYTES)]
-                with m.If(bad_static):
-                    fail(ErrorCode.MALFORMED)
-                with m.Elif(bad_seq):
-                    fail(ErrorCode.KV_SEQUENCE)
-                with m.Elif(pool_end > g.pools):
-                    fail(ErrorCode.KV_PAGE)
-                with m.Else():
-                    m.next = "AREA_SUM"
+                m.d.sync += bad_pool.eq(pool_end > g.pools)
+                m.next = "POOL"
+            with m.State("POOL"):
+                verdict((bad_static, ErrorCode.MALFORMED), (bad_seq, ErrorCode.KV_SEQUENCE),
+                        (bad_pool, ErrorCode.KV_PAGE))
+                m.next = "AREA_SUM"
             with m.State("AREA_SUM"):
                 m.d.sync += area_end.eq(self.pool_base + area_off)
-                m.next = "AREA_COMPARE"
+                with m.If(chk_bad):
+                    fail(chk_code)
+                with m.Else():
+                    m.next = "AREA_COMPARE"
             with m.State("AREA_COMPARE"):
+                m.next = "AREA_COMPARE2"
+            with m.State("AREA_COMPARE2"):
                 m.next = "AREA"
             with m.State("AREA"):
-                with m.If(bad_area | bad_desc_end):
-                    fail(ErrorCode.DRAM_RANGE)
+                verdict((bad_area | bad_desc_end, ErrorCode.DRAM_RANGE))
+                m.next = "AREA_VERDICT"
+            with m.State("AREA_VERDICT"):
+                with m.If(chk_bad):
+                    fail(chk_code)
                 with m.Else():
-                    m.d.comb += [reader.start.eq(1), reader.addr.eq(desc), reader.count.eq(2)]
-                    m.d.sync += left.eq(2)
+                    read(desc, 2, 0)
                     m.next = "DESC"
             with m.State("DESC"):
-                m.d.comb += reader.o_word.ready.eq(1)
+                # A bus error is reported at RANGE_CHECK (word_bad), before the other checks.
                 with m.If(reader.o_word.valid):
-                    m.d.sync += [left.eq(left - 1), table_addr.eq(pages),
-                                 pages.eq(reader.o_word.payload.word)]
-                    with m.If(reader.o_word.payload.error):
-                        fail(ErrorCode.BUS_ERROR)
-                    with m.Elif(left == 1):
+                    took_word()
+                    m.d.sync += [table_addr.eq(pages), pages.eq(reader.o_word.payload.word)]
+                    with m.If(left_one):
                         m.next = "RANGE"
             with m.State("RANGE"):
                 m.d.sync += [bad_desc.eq((pages == 0) | (table_addr[:2] != 0)),
@@ -257,48 +343,57 @@ class KvController(wiring.Component):
             with m.State("RANGE_COMPARE"):
                 m.d.sync += [n_pages.eq(last_page - first_page + 1),
                              lo.eq(table_addr + ENTRY_BYTES * first_page)]
+                m.next = "RANGE_COMPARE2"
+            with m.State("RANGE_COMPARE2"):
                 m.next = "RANGE_CHECK"
             with m.State("RANGE_CHECK"):
-                with m.If(bad_desc):
-                    fail(ErrorCode.KV_SEQUENCE)
-                with m.Elif(bad_range):
-                    fail(ErrorCode.KV_RANGE)
-                with m.Else():
-                    m.next = "TABLE_END"
+                verdict((word_bad, word_code), (bad_desc, ErrorCode.KV_SEQUENCE),
+                        (bad_range, ErrorCode.KV_RANGE))
+                m.next = "TABLE_END"
             with m.State("TABLE_END"):
-                m.d.sync += hi.eq(lo + ENTRY_BYTES * n_pages)
-                m.next = "TABLE_COMPARE"
+                m.d.sync += [hi.eq(lo + ENTRY_BYTES * n_pages), n_pages_one.eq(n_pages == 1)]
+                with m.If(chk_bad):
+                    fail(chk_code)
+                with m.Else():
+                    m.next = "TABLE_COMPARE"
             with m.State("TABLE_COMPARE"):
+                m.next = "TABLE_COMPARE2"
+            with m.State("TABLE_COMPARE2"):
                 m.next = "TABLE"
             with m.State("TABLE"):
-                with m.If(bad_table):
-                    fail(ErrorCode.DRAM_RANGE)
+                verdict((bad_table, ErrorCode.DRAM_RANGE))
+                m.next = "TABLE_VERDICT"
+            with m.State("TABLE_VERDICT"):
+                with m.If(chk_bad):
+                    fail(chk_code)
                 with m.Else():
-                    m.d.comb += [reader.start.eq(1), reader.addr.eq(lo),
-                                 reader.count.eq(n_pages)]
-                    m.d.sync += left.eq(n_pages)
+                    read(lo, n_pages, n_pages_one)
+                    m.d.sync += validating.eq(1)
                     m.next = "VALIDATE"
             with m.State("VALIDATE"):
-                m.d.comb += reader.o_word.ready.eq(1)
                 with m.If(reader.o_word.valid):
-                    m.d.sync += left.eq(left - 1)
-                    with m.If(reader.o_word.payload.error):
-                        fail(ErrorCode.BUS_ERROR)
-                    with m.Elif((reader.o_word.payload.word & page_mask) != 0):
-                        fail(ErrorCode.KV_PAGE)
-                    with m.Elif(left == 1):
-                        m.next = "REREAD"
+                    took_word()
+                    with m.If(left_one):
+                        m.next = "VALIDATE_LAST"
+            with m.State("VALIDATE_LAST"):
+                # The last word's flags (took_*) are in; word_bad is final a cycle later.
+                m.next = "VALIDATE_VERDICT"
+            with m.State("VALIDATE_VERDICT"):
+                m.d.sync += validating.eq(0)
+                with m.If(word_bad):
+                    fail(word_code)
+                with m.Else():
+                    m.next = "REREAD"
             with m.State("REREAD"):
-                m.d.comb += [reader.start.eq(1), reader.addr.eq(lo), reader.count.eq(n_pages)]
+                read(lo, n_pages, n_pages_one)
                 m.d.sync += [first_seg.eq(1), room.eq(page_tokens - pos_slot),
                              slot_offset.eq(pos_slot << lpitch), tokens_left.eq(kv.count),
                              spad_seg.eq(kv.spad_addr if load else kv.acc_addr)]
                 m.next = "SEGMENT"
             with m.State("SEGMENT"):
-                m.d.comb += reader.o_word.ready.eq(1)
                 with m.If(reader.o_word.valid):
                     m.d.sync += [
-                        head.eq(0),
+                        head.eq(0), head_zero.eq(1), last_head.eq(heads_m1 == 0), want.eq(0),
                         seg_len.eq(Mux(tokens_left < room, tokens_left, room)),
                         last_seg.eq(tokens_left <= room),
                         page_index.eq(pool_sh | reader.o_word.payload.word),
@@ -321,9 +416,10 @@ class KvController(wiring.Component):
                 m.next = "HAND"
             with m.State("HAND"):
                 # The last head's hand-over also advances the scratchpad: wait for the product.
-                m.d.comb += self.o_instr.valid.eq(~stop & ~(last_head & advance.busy))
-                with m.If(self.o_instr.valid & self.o_instr.ready):
-                    m.d.sync += [head.eq(head + 1), dram.eq(dram + pool_step),
+                m.d.comb += o_instr.valid.eq(~stop & ~(last_head & advance.busy))
+                with m.If(o_instr.valid & o_instr.ready):
+                    m.d.sync += [head.eq(head + 1), head_zero.eq(0),
+                                 last_head.eq(head == heads_m2), dram.eq(dram + pool_step),
                                  spad.eq(spad + (kv.spad_head_step if load
                                                  else kv.acc_head_step)),
                                  param.eq(param + (0 if load else kv.param_head_step)),
@@ -337,29 +433,33 @@ class KvController(wiring.Component):
                         with m.If(last_seg):
                             m.next = "IDLE"
                         with m.Else():
+                            m.d.sync += want.eq(1)
                             m.next = "SEGMENT"
                 with m.If(stop):
                     m.next = "HALT"
             with m.State("REPORT"):
                 # Report once everything before this instruction has finished (registered:
                 # once true it stays true, as the unit is idle and gets no more work).
-                m.d.comb += reader.flush.eq(1)
-                m.d.sync += can.eq(~self.unit_busy & (~pop | self.token_available))
+                m.d.comb += flush.eq(1)
+                # (From registered inputs: no more work reaches the unit in REPORT.)
+                m.d.sync += can.eq(~unit_busy_q & ~stage_busy_q & ~stage.busy &
+                                   (~pop | token_q))
                 m.d.comb += self.waiting.eq(~self.unit_busy & pop & ~self.token_available &
-                                            ~reader.busy)
-                with m.If(self.halt):
+                                            ~reader.busy & ~stage.busy)
+                with m.If(halt_q):
                     m.next = "HALT"
                 with m.Elif(can):
                     m.d.sync += [halted.eq(1), err_code.eq(pending), self.error.pc.eq(pc)]
                     m.next = "HALT"
             with m.State("HALT"):
-                m.d.comb += reader.flush.eq(1)
+                m.d.comb += flush.eq(1)
         with m.If(stop & ~fsm.ongoing("REPORT")):
-            m.d.comb += reader.flush.eq(1)
+            m.d.comb += flush.eq(1)
 
         m.d.comb += [
-            self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") | reader.busy),
-            self.blocked.eq((fsm.ongoing("HAND") & ~self.o_instr.ready) |
+            self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") | reader.busy |
+                         stage.busy),
+            self.blocked.eq((fsm.ongoing("HAND") & ~o_instr.ready) | stage.busy |
                             fsm.ongoing("REPORT")),
         ]
         return m

@@ -63,38 +63,43 @@ def connect_reads(m, reader, requesters, consumers):
     wiring.connect(m, reader.o_data, beats.i_stream)
     pending = Signal(name="read_pending")
 
-    # The choice is registered too: a one-hot round-robin grant over the stages' registered
-    # valids picks the request that goes into ``chosen``, which drives the reader.
-    last = Signal(n, name="read_last", init=1 << (n - 1))   # one-hot: the last granted
+    # The choice is registered too, in two steps: a one-hot round-robin grant over the
+    # stages' registered valids goes into ``granted`` (a stage's valid holds until it is
+    # taken, so the granted request is still there a cycle later); the granted request then
+    # goes into ``chosen``, which drives the reader. A request being taken is left out of
+    # the next grant. (The reader takes a request at most every other cycle, so the extra
+    # step costs no request rate.)
+    last = Signal(n, name="read_last", init=1 << (n - 1))   # one-hot: the last taken
     grant = Signal(n, name="read_grant")
-    valids = [s.o_stream.valid for s in staged]
-    for k in range(n):
-        # k wins if it is valid and no stage between the last granted one and k is.
-        after = []
-        for p in range(n):
-            between = [(p + 1 + j) % n for j in range((k - p - 1) % n)]
-            after.append(last[p] & Cat(*(~valids[j] for j in between), Const(1, 1)).all())
-        m.d.comb += grant[k].eq(valids[k] & Cat(*after).any())
+    granted = Signal(n, name="read_granted")
     chosen_valid = Signal(name="read_chosen_valid")
     chosen = Signal.like(reader.i_req.payload, name="read_chosen")
     take = Signal(name="read_take")
     m.d.comb += [take.eq(~chosen_valid | reader.i_req.ready),
                  reader.i_req.valid.eq(chosen_valid), reader.i_req.payload.eq(chosen)]
+    valids = [s.o_stream.valid & ~(take & granted[k]) for k, s in enumerate(staged)]
+    for k in range(n):
+        # k wins if it is valid and no stage between the last taken one and k is.
+        after = []
+        for p in range(n):
+            between = [(p + 1 + j) % n for j in range((k - p - 1) % n)]
+            after.append(last[p] & Cat(*(~valids[j] for j in between), Const(1, 1)).all())
+        m.d.comb += grant[k].eq(valids[k] & Cat(*after).any())
+    m.d.sync += granted.eq(grant)
     picked = Signal.like(reader.i_req.payload, name="read_picked")
     fields = []
     for k, stage in enumerate(staged):
         rq = stage.o_stream
-        m.d.comb += rq.ready.eq(take & grant[k])
+        m.d.comb += rq.ready.eq(take & granted[k])
         one = Signal.like(reader.i_req.payload, name=f"read_offer{k}")
         m.d.comb += [one.addr.eq(rq.payload.addr), one.beats.eq(rq.payload.beats),
                      one.tag.eq(k)]
-        fields.append(Mux(grant[k], one.as_value(), 0))
+        fields.append(Mux(granted[k], one.as_value(), 0))
     m.d.comb += picked.eq(_or_all(fields))
-    anyone = Cat(*valids).any()          # the same as grant.any(), without the grant logic
     with m.If(take):
-        m.d.sync += [chosen_valid.eq(anyone), chosen.eq(picked)]
-        with m.If(anyone):
-            m.d.sync += last.eq(grant)
+        m.d.sync += [chosen_valid.eq(granted.any()), chosen.eq(picked)]
+        with m.If(granted.any()):
+            m.d.sync += last.eq(granted)
     m.d.comb += pending.eq(Cat(*(s.busy for s in staged), beats.busy, chosen_valid).any())
 
     beat = beats.o_stream

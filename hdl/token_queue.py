@@ -40,14 +40,17 @@ class TokenQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         count = Signal(8)
-        m.d.comb += self.available.eq(count != 0)
+        # count != 0 and count == 255, kept as flags so that ``available`` and the overflow
+        # check come from flip-flops.
+        nonzero, full = Signal(), Signal()
+        m.d.comb += self.available.eq(nonzero)
         with m.If(self.clear):
-            m.d.sync += [count.eq(0), self.overflow.eq(0)]
-        with m.Elif(self.push & ~(self.pop & self.available)):
-            with m.If(count == 255):
+            m.d.sync += [count.eq(0), nonzero.eq(0), full.eq(0), self.overflow.eq(0)]
+        with m.Elif(self.push & ~(self.pop & nonzero)):
+            with m.If(full):
                 m.d.sync += self.overflow.eq(1)
             with m.Else():
-                m.d.sync += count.eq(count + 1)
-        with m.Elif(~self.push & self.pop & self.available):
-            m.d.sync += count.eq(count - 1)
+                m.d.sync += [count.eq(count + 1), nonzero.eq(1), full.eq(count == 254)]
+        with m.Elif(~self.push & self.pop & nonzero):
+            m.d.sync += [count.eq(count - 1), nonzero.eq(count != 1), full.eq(0)]
         return m
