@@ -4,6 +4,9 @@ A token queue only counts: the producer ``push`` es when an instruction that pro
 finishes, the consumer ``pop`` s before an instruction that needs one starts. Both may happen
 in the same cycle. More than 255 outstanding tokens is a program error (``overflow``).
 
+``available`` comes straight from a flip-flop (kept equal to "count != 0" by updating it with
+the count), so the units that wait on it do not see the count's comparator first.
+
 Tested by ``tests/test_accelerator_units.py`` (Amaranth simulator).
 """
 
@@ -40,14 +43,16 @@ class TokenQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         count = Signal(8)
-        m.d.comb += self.available.eq(count != 0)
+        available = Signal()                 # count != 0, registered
+        m.d.comb += self.available.eq(available)
         with m.If(self.clear):
-            m.d.sync += [count.eq(0), self.overflow.eq(0)]
-        with m.Elif(self.push & ~(self.pop & self.available)):
+            m.d.sync += [count.eq(0), available.eq(0), self.overflow.eq(0)]
+        with m.Elif(self.push & ~(self.pop & available)):
+            m.d.sync += available.eq(1)
             with m.If(count == 255):
                 m.d.sync += self.overflow.eq(1)
             with m.Else():
                 m.d.sync += count.eq(count + 1)
-        with m.Elif(~self.push & self.pop & self.available):
-            m.d.sync += count.eq(count - 1)
+        with m.Elif(~self.push & self.pop & available):
+            m.d.sync += [count.eq(count - 1), available.eq(count != 1)]
         return m
