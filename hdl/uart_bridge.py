@@ -184,6 +184,10 @@ class UartBridge(wiring.Component):
         status = Signal(3)
         count = Signal(range(MAX_DATA + 1))   # memory bytes of the request
         idle = Signal(range(self._timeout + 1))
+        # cmd == READ_MEM, registered: cmd is set by the frame's second byte, long before the
+        # length checks and the reply look at it.
+        read_mem = Signal()
+        m.d.sync += read_mem.eq(cmd == Command.READ_MEM)
 
         offset = addr[:shift]
         word = Signal(range(words + 1))       # bus word of the transfer in progress
@@ -234,8 +238,8 @@ class UartBridge(wiring.Component):
                     m.d.comb += length_ok.eq(length == n)
             with m.Case(Command.WRITE_MEM):
                 m.d.comb += length_ok.eq((length >= 5) & (length <= 4 + MAX_DATA))
-        mem_count = Mux(cmd == Command.READ_MEM, arg[:16], length - 4)
-        count_ok = (cmd != Command.READ_MEM) | ((arg[:16] != 0) & (arg[:16] <= MAX_DATA))
+        mem_count = Mux(read_mem, arg[:16], length - 4)
+        count_ok = ~read_mem | ((arg[:16] != 0) & (arg[:16] <= MAX_DATA))
         reg_cmd = (cmd == Command.READ_REG) | (cmd == Command.WRITE_REG)
         mem_cmd = (cmd == Command.READ_MEM) | (cmd == Command.WRITE_MEM)
         reg_ok = (addr[:2] == 0) & (addr[self._reg_width:] == 0) if self._reg_width < 32 \
@@ -271,14 +275,13 @@ class UartBridge(wiring.Component):
             m.d.sync += crc_byte.eq(tx_byte)
         with m.If(crc_due):
             m.d.sync += tx_crc.eq(crc16_step(tx_crc, crc_byte))
-        buf_pos = Signal(17)
-        m.d.comb += buf_pos.eq(sent + offset)
+        buf_pos = Signal(17)                 # sent + offset, kept in step with sent
 
         to_send = Signal(16)                 # reply payload bytes still to send
 
         def reply(code, n=0):
             m.d.sync += [status.eq(code), reply_len.eq(n), to_send.eq(n), sent.eq(0),
-                         fetched.eq(0)]
+                         buf_pos.eq(offset), fetched.eq(0)]
             m.next = "REPLY_SYNC"
 
         m.d.comb += [buf_r.en.eq(0), buf_r.addr.eq(word)]
@@ -411,7 +414,7 @@ class UartBridge(wiring.Component):
                 with m.If(bus_error):
                     reply(Status.BUS_ERROR)
                 with m.Else():
-                    reply(Status.OK, Mux(cmd == Command.READ_MEM, count, 0))
+                    reply(Status.OK, Mux(read_mem, count, 0))
 
             # --- Memory writes: one beat per word from the buffer ---
             with m.State("MEM_WRITE_FETCH"):
@@ -453,7 +456,7 @@ class UartBridge(wiring.Component):
                         m.next = "REPLY_CRC0"
             with m.State("REPLY_DATA"):
                 m.d.comb += crc_out.eq(1)
-                with m.If(cmd == Command.READ_MEM):
+                with m.If(read_mem):
                     # Three cycles per byte: address the buffer, take the byte from what it
                     # shows, then send it.
                     m.d.comb += [buf_r.addr.eq(buf_pos >> shift), buf_r.en.eq(fetched == 0),
@@ -465,7 +468,8 @@ class UartBridge(wiring.Component):
                 with m.Else():
                     m.d.comb += [tx.valid.eq(1), tx_byte.eq(reply_word.word_select(sent[:3], 8))]
                 with m.If(tx_done):
-                    m.d.sync += [sent.eq(sent + 1), to_send.eq(to_send - 1), fetched.eq(0)]
+                    m.d.sync += [sent.eq(sent + 1), buf_pos.eq(buf_pos + 1),
+                                 to_send.eq(to_send - 1), fetched.eq(0)]
                     with m.If(to_send == 1):
                         m.next = "REPLY_CRC0"
             with m.State("REPLY_CRC0"):
