@@ -11,9 +11,8 @@ Block diagram::
                      s_axil    m_axi
 
 The register slice keeps the bridge's state machine and the accelerator's register bank out of
-each other's timing paths (a register access takes a few cycles more). For the same reason the
-reply bytes pass a register stage (a :class:`~octet.hdl.skid_buffer.SkidBuffer`) on their way
-to the transmitter, and ``link_error`` is registered (a cycle later; it only drives an LED).
+each other's timing paths (a register access takes a few cycles more). ``link_error`` is
+registered (a cycle later; it only drives an LED).
 
 The host (:class:`~octet.host.board.BoardDevice`) reaches the accelerator's registers and the
 device memory through the bridge; the accelerator fetches its programs and data from the same
@@ -34,7 +33,6 @@ from .accelerator import Accelerator
 from .axi_arbiter import AxiArbiter
 from .axi_bram import AxiBram
 from .axil_slice import AxiLiteSlice
-from .skid_buffer import SkidBuffer
 from .uart import UartRx, UartTx
 from .uart_bridge import UartBridge
 
@@ -102,7 +100,6 @@ class Soc(wiring.Component):
         self.uart_rx = UartRx(divisor)
         self.uart_tx = UartTx(divisor)
         self.reg_slice = AxiLiteSlice(8, 32)
-        self.tx_stage = SkidBuffer(8)
         super().__init__()
 
     @property
@@ -111,15 +108,13 @@ class Soc(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        for name in ("accel", "memory", "arbiter", "bridge", "uart_rx", "uart_tx", "reg_slice",
-                     "tx_stage"):
+        for name in ("accel", "memory", "arbiter", "bridge", "uart_rx", "uart_tx", "reg_slice"):
             m.submodules[name] = getattr(self, name)
         m.d.comb += [self.uart_rx.rx.eq(self.rx), self.tx.eq(self.uart_tx.tx),
                      self.irq.eq(self.accel.irq)]
         m.d.sync += self.link_error.eq(self.bridge.error)
         wiring.connect(m, self.uart_rx.o_stream, self.bridge.i_stream)
-        wiring.connect(m, self.bridge.o_stream, self.tx_stage.i_stream)
-        wiring.connect(m, self.tx_stage.o_stream, self.uart_tx.i_stream)
+        wiring.connect(m, self.bridge.o_stream, self.uart_tx.i_stream)
         wiring.connect(m, self.bridge.m_axil, self.reg_slice.s)
         wiring.connect(m, self.reg_slice.m, self.accel.s_axil)
         wiring.connect(m, self.accel.m_axi, self.arbiter.s_axi[0])

@@ -147,9 +147,10 @@ class UartBridge(wiring.Component):
                 m.d.sync += in_data.eq(1)
             with m.If(received == 3 + MAX_DATA):
                 m.d.sync += in_data.eq(0)
-            m.d.comb += env["buf_w"].en.eq(
-                Mux(env["write_data"], 1 << env["data_index"][:env["shift"]], 0))
             with m.If(env["to_go"] == 1):
+                # in_data is only set within the payload (the buffer's write enable uses it
+                # without the state).
+                m.d.sync += in_data.eq(0)
                 m.next = after
             return
         elif state == "CRC1":
@@ -223,8 +224,14 @@ class UartBridge(wiring.Component):
         with m.If(take & (received >= 4) & (received < 8)):
             m.d.sync += arg.word_select(received[:2], 8).eq(byte)
         write_data = take & in_data
-        m.d.comb += [buf_w.addr.eq(data_index >> shift),
-                     buf_w.data.eq(byte.replicate(B))]
+        # The buffer is written by payload bytes, or by memory read beats while r_pend (both
+        # registers: no state decode in the write enables).
+        r_pend = Signal(name="r_pend")
+        r_beat = axi.rvalid & r_pend
+        lanes = Mux(write_data, 1 << data_index[:shift], 0)
+        m.d.comb += [buf_w.addr.eq(Mux(r_pend, word, data_index >> shift)),
+                     buf_w.data.eq(Mux(r_pend, axi.rdata, byte.replicate(B))),
+                     buf_w.en.eq(Mux(r_beat, (1 << B) - 1, lanes))]
 
         # --- Checks (in the cycle after the last CRC byte) -------------------------------
         expected = {Command.INFO: 0, Command.READ_REG: 4, Command.WRITE_REG: 8,
@@ -255,26 +262,32 @@ class UartBridge(wiring.Component):
         settle = Signal(range(3))
 
         # --- Reply bytes -----------------------------------------------------------------
+        # The reply byte waits in a register (tx_valid, tx_byte) until taken: each reply state
+        # loads one byte when the register is free, so nothing in the state machine waits
+        # for the consumer's ready in the same cycle.
         reply_len = Signal(16)
         reply_word = Signal(64)              # INFO / READ_REG payload
         sent = Signal(16)                    # payload bytes sent
         tx_crc = Signal(16)
         tx_byte = Signal(8)
+        tx_valid = Signal()
         fetched = Signal(2)                  # READ_MEM: 1: buf_r.data holds the word,
                                              # 2: mem_byte holds the byte to send
         mem_byte = Signal(8)
-        m.d.comb += tx.payload.eq(tx_byte)
-        tx_done = tx.valid & tx.ready
-        crc_out = Signal()                   # the byte sent is covered by the reply CRC
-        # The CRC takes a sent byte in the cycle after (from a register); the CRC bytes wait
+        m.d.comb += [tx.payload.eq(tx_byte), tx.valid.eq(tx_valid)]
+        with m.If(tx.valid & tx.ready):
+            m.d.sync += tx_valid.eq(0)
+        free = ~tx_valid
+        # The CRC takes a loaded byte in the cycle after (from tx_byte); the CRC bytes wait
         # for it.
         crc_due = Signal()
-        crc_byte = Signal(8)
-        m.d.sync += crc_due.eq(tx_done & crc_out)
-        with m.If(tx_done & crc_out):
-            m.d.sync += crc_byte.eq(tx_byte)
+        m.d.sync += crc_due.eq(0)
         with m.If(crc_due):
-            m.d.sync += tx_crc.eq(crc16_step(tx_crc, crc_byte))
+            m.d.sync += tx_crc.eq(crc16_step(tx_crc, tx_byte))
+
+        def send(value, crc_out=True):
+            m.d.sync += [tx_byte.eq(value), tx_valid.eq(1), crc_due.eq(crc_out)]
+
         buf_pos = Signal(17)                 # sent + offset, kept in step with sent
 
         to_send = Signal(16)                 # reply payload bytes still to send
@@ -298,8 +311,8 @@ class UartBridge(wiring.Component):
         w_done = Signal()
         # The AXI4 handshake signals come straight from registers (set on entering the state
         # that waits for the handshake, cleared by it), not from the state decode.
-        ar_pend, r_pend, aw_pend, w_pend, b_pend = (Signal(name=n) for n in (
-            "ar_pend", "r_pend", "aw_pend", "w_pend", "b_pend"))
+        ar_pend, aw_pend, w_pend, b_pend = (Signal(name=n) for n in (
+            "ar_pend", "aw_pend", "w_pend", "b_pend"))
         m.d.comb += [axi.arvalid.eq(ar_pend), axi.rready.eq(r_pend), axi.awvalid.eq(aw_pend),
                      axi.wvalid.eq(w_pend), axi.bready.eq(b_pend)]
         with m.If(axi.arvalid & axi.arready):
@@ -401,9 +414,7 @@ class UartBridge(wiring.Component):
                 with m.If(axi.arready):
                     m.next = "MEM_READ_DATA"
             with m.State("MEM_READ_DATA"):
-                m.d.comb += [buf_w.addr.eq(word), buf_w.data.eq(axi.rdata)]
                 with m.If(axi.rvalid):
-                    m.d.comb += buf_w.en.eq((1 << B) - 1)
                     m.d.sync += [word.eq(word + 1), bus_error.eq(bus_error | axi.rresp[1])]
                     with m.If(last_read):
                         m.next = "MEM_END"
@@ -436,49 +447,53 @@ class UartBridge(wiring.Component):
 
             # --- Reply ---
             with m.State("REPLY_SYNC"):
-                m.d.comb += [tx.valid.eq(1), tx_byte.eq(SYNC_REPLY),
-                             self.error.eq(tx_done & (status != Status.OK))]
-                with m.If(tx_done):
+                m.d.comb += self.error.eq(free & (status != Status.OK))
+                with m.If(free):
+                    send(SYNC_REPLY, crc_out=False)
                     m.d.sync += tx_crc.eq(CRC_INIT)
                     m.next = "REPLY_STATUS"
             for state, value, after in (("REPLY_STATUS", status, "REPLY_SEQ"),
                                         ("REPLY_SEQ", seq, "REPLY_LEN0"),
                                         ("REPLY_LEN0", reply_len[:8], "REPLY_LEN1")):
                 with m.State(state):
-                    m.d.comb += [tx.valid.eq(1), tx_byte.eq(value), crc_out.eq(1)]
-                    with m.If(tx_done):
+                    with m.If(free):
+                        send(value)
                         m.next = after
             with m.State("REPLY_LEN1"):
-                m.d.comb += [tx.valid.eq(1), tx_byte.eq(reply_len[8:]), crc_out.eq(1)]
-                with m.If(tx_done):
+                with m.If(free):
+                    send(reply_len[8:])
                     m.next = "REPLY_DATA"
                     with m.If(reply_len == 0):
                         m.next = "REPLY_CRC0"
             with m.State("REPLY_DATA"):
-                m.d.comb += crc_out.eq(1)
+                load = Signal()
                 with m.If(read_mem):
                     # Three cycles per byte: address the buffer, take the byte from what it
                     # shows, then send it.
                     m.d.comb += [buf_r.addr.eq(buf_pos >> shift), buf_r.en.eq(fetched == 0),
-                                 tx.valid.eq(fetched == 2), tx_byte.eq(mem_byte)]
+                                 load.eq(free & (fetched == 2))]
                     with m.If(fetched == 1):
                         m.d.sync += mem_byte.eq(buf_r.data[buf_pos[:shift]])
                     with m.If(fetched != 2):
                         m.d.sync += fetched.eq(fetched + 1)
+                    with m.If(load):
+                        send(mem_byte)
                 with m.Else():
-                    m.d.comb += [tx.valid.eq(1), tx_byte.eq(reply_word.word_select(sent[:3], 8))]
-                with m.If(tx_done):
+                    m.d.comb += load.eq(free)
+                    with m.If(load):
+                        send(reply_word.word_select(sent[:3], 8))
+                with m.If(load):
                     m.d.sync += [sent.eq(sent + 1), buf_pos.eq(buf_pos + 1),
                                  to_send.eq(to_send - 1), fetched.eq(0)]
                     with m.If(to_send == 1):
                         m.next = "REPLY_CRC0"
             with m.State("REPLY_CRC0"):
-                m.d.comb += [tx.valid.eq(~crc_due), tx_byte.eq(tx_crc[8:])]
-                with m.If(tx_done):
+                with m.If(free & ~crc_due):
+                    send(tx_crc[8:], crc_out=False)
                     m.next = "REPLY_CRC1"
             with m.State("REPLY_CRC1"):
-                m.d.comb += [tx.valid.eq(1), tx_byte.eq(tx_crc[:8])]
-                with m.If(tx_done):
+                with m.If(free):
+                    send(tx_crc[:8], crc_out=False)
                     m.d.sync += listening.eq(1)
                     m.next = "HUNT"
 
