@@ -185,10 +185,12 @@ class UartBridge(wiring.Component):
         status = Signal(3)
         count = Signal(range(MAX_DATA + 1))   # memory bytes of the request
         idle = Signal(range(self._timeout + 1))
-        # cmd == READ_MEM, registered: cmd is set by the frame's second byte, long before the
-        # length checks and the reply look at it.
-        read_mem = Signal()
-        m.d.sync += read_mem.eq(cmd == Command.READ_MEM)
+        # The command decoded into one flag per command, registered: cmd is set by the frame's
+        # second byte, long before the checks and the reply look at it.
+        is_cmd = {c: Signal(name=f"is_{c.name.lower()}") for c in Command}
+        for c, flag in is_cmd.items():
+            m.d.sync += flag.eq(cmd == c)
+        read_mem = is_cmd[Command.READ_MEM]
 
         offset = addr[:shift]
         word = Signal(range(words + 1))       # bus word of the transfer in progress
@@ -238,17 +240,14 @@ class UartBridge(wiring.Component):
                     Command.READ_MEM: 6}
         known = Signal()
         length_ok = Signal()
-        m.d.comb += known.eq(Cat(*(cmd == c for c in Command)).any())
-        with m.Switch(cmd):
-            for c, n in expected.items():
-                with m.Case(c):
-                    m.d.comb += length_ok.eq(length == n)
-            with m.Case(Command.WRITE_MEM):
-                m.d.comb += length_ok.eq((length >= 5) & (length <= 4 + MAX_DATA))
+        m.d.comb += [known.eq(Cat(*is_cmd.values()).any()),
+                     length_ok.eq(Cat(*(is_cmd[c] & (length == n) for c, n in expected.items()),
+                                      is_cmd[Command.WRITE_MEM] & (length >= 5) &
+                                      (length <= 4 + MAX_DATA)).any())]
         mem_count = Mux(read_mem, arg[:16], length - 4)
         count_ok = ~read_mem | ((arg[:16] != 0) & (arg[:16] <= MAX_DATA))
-        reg_cmd = (cmd == Command.READ_REG) | (cmd == Command.WRITE_REG)
-        mem_cmd = (cmd == Command.READ_MEM) | (cmd == Command.WRITE_MEM)
+        reg_cmd = is_cmd[Command.READ_REG] | is_cmd[Command.WRITE_REG]
+        mem_cmd = is_cmd[Command.READ_MEM] | is_cmd[Command.WRITE_MEM]
         reg_ok = (addr[:2] == 0) & (addr[self._reg_width:] == 0) if self._reg_width < 32 \
             else (addr[:2] == 0)
         # The checks are registered in two steps (the end address, then every verdict) while
@@ -375,20 +374,19 @@ class UartBridge(wiring.Component):
                 with m.Elif(addr_bad):
                     reply(Status.ADDRESS)
                 with m.Else():
-                    with m.Switch(cmd):
-                        with m.Case(Command.INFO):
-                            m.d.sync += reply_word.eq(
-                                PROTOCOL_VERSION | B << 8 | MAX_DATA << 16 | self._clock << 32)
-                            reply(Status.OK, 8)
-                        with m.Case(Command.READ_REG):
-                            m.next = "REG_READ"
-                        with m.Case(Command.WRITE_REG):
-                            m.next = "REG_WRITE"
-                        with m.Case(Command.READ_MEM):
-                            m.d.sync += ar_pend.eq(1)
-                            m.next = "MEM_READ_ADDR"
-                        with m.Case(Command.WRITE_MEM):
-                            m.next = "MEM_WRITE_FETCH"
+                    with m.If(is_cmd[Command.INFO]):
+                        m.d.sync += reply_word.eq(
+                            PROTOCOL_VERSION | B << 8 | MAX_DATA << 16 | self._clock << 32)
+                        reply(Status.OK, 8)
+                    with m.Elif(is_cmd[Command.READ_REG]):
+                        m.next = "REG_READ"
+                    with m.Elif(is_cmd[Command.WRITE_REG]):
+                        m.next = "REG_WRITE"
+                    with m.Elif(is_cmd[Command.READ_MEM]):
+                        m.d.sync += ar_pend.eq(1)
+                        m.next = "MEM_READ_ADDR"
+                    with m.Elif(is_cmd[Command.WRITE_MEM]):
+                        m.next = "MEM_WRITE_FETCH"
 
             # --- Registers ---
             with m.State("REG_READ"):
