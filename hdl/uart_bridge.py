@@ -291,10 +291,15 @@ class UartBridge(wiring.Component):
 
         to_send = Signal(16)                 # reply payload bytes still to send
 
+        # The reply is sent by a second state machine (below), so that neither one's state
+        # decode has to cover the other's states: the request machine sets status and length,
+        # starts it and waits in REPLY for its end.
+        reply_go = Signal()
+        reply_end = Signal()
+
         def reply(code, n=0):
-            m.d.sync += [status.eq(code), reply_len.eq(n), to_send.eq(n), sent.eq(0),
-                         buf_pos.eq(offset), fetched.eq(0)]
-            m.next = "REPLY_SYNC"
+            m.d.sync += [status.eq(code), reply_len.eq(n), reply_go.eq(1)]
+            m.next = "REPLY"
 
         m.d.comb += [buf_r.en.eq(0), buf_r.addr.eq(word)]
 
@@ -443,7 +448,18 @@ class UartBridge(wiring.Component):
                     with m.Else():
                         m.next = "MEM_WRITE_FETCH"
 
-            # --- Reply ---
+            with m.State("REPLY"):
+                with m.If(reply_end):
+                    m.d.sync += listening.eq(1)
+                    m.next = "HUNT"
+
+        m.d.sync += reply_end.eq(0)
+        with m.FSM(name="reply_fsm"):
+            with m.State("REPLY_IDLE"):
+                with m.If(reply_go):
+                    m.d.sync += [reply_go.eq(0), to_send.eq(reply_len), sent.eq(0),
+                                 buf_pos.eq(offset), fetched.eq(0)]
+                    m.next = "REPLY_SYNC"
             with m.State("REPLY_SYNC"):
                 m.d.comb += self.error.eq(free & (status != Status.OK))
                 with m.If(free):
@@ -492,7 +508,7 @@ class UartBridge(wiring.Component):
             with m.State("REPLY_CRC1"):
                 with m.If(free):
                     send(tx_crc[:8], crc_out=False)
-                    m.d.sync += listening.eq(1)
-                    m.next = "HUNT"
+                    m.d.sync += reply_end.eq(1)
+                    m.next = "REPLY_IDLE"
 
         return m
