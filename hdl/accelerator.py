@@ -363,12 +363,16 @@ class Accelerator(wiring.Component):
         strobes = writer.i_data.payload.strb
         written = Signal(range(B + 1))
         m.d.comb += written.eq(sum(strobes[i] for i in range(B)))
-        dma_busy = read_busy | write_busy
+        # The DMA flags come from the reader's and writer's logic: registered once more (with
+        # running) before they are combined, so those two counts land a cycle later still.
+        dma_running, dma_busy, dma_beat = Signal(), Signal(), Signal()
+        m.d.sync += [dma_running.eq(running), dma_busy.eq(read_busy | write_busy),
+                     dma_beat.eq(reader.beat | writer.beat)]
         increments = {
             "CYCLES": running,
             "COMPUTE_CYCLES": running & compute.computing,
-            "DMA_BUSY_CYCLES": running & dma_busy,
-            "DMA_STALL_CYCLES": running & dma_busy & ~reader.beat & ~writer.beat,
+            "DMA_BUSY_CYCLES": dma_running & dma_busy,
+            "DMA_STALL_CYCLES": dma_running & dma_busy & ~dma_beat,
             "BYTES_READ": Mux(running & reader.beat, B, 0),
             "BYTES_WRITTEN": Mux(running & writer.i_data.valid & writer.i_data.ready,
                                  written, 0),

@@ -10,7 +10,7 @@ the count), so the units that wait on it do not see the count's comparator first
 Tested by ``tests/test_accelerator_units.py`` (Amaranth simulator).
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -45,14 +45,20 @@ class TokenQueue(wiring.Component):
         count = Signal(8)
         available = Signal()                 # count != 0, registered
         m.d.comb += self.available.eq(available)
+        # Written flat, so that push and pop (late: they come from the units' state machines)
+        # pass one LUT into each flip-flop: the count's +1/-1 and compares are ready early.
+        took = self.pop & available
+        inc = self.push & ~took
+        dec = ~self.push & took
+        full = count == 255
+        with m.If((inc & ~full) | dec):
+            m.d.sync += count.eq(Mux(self.push, count + 1, count - 1))
+        with m.If(inc):
+            m.d.sync += available.eq(1)
+        with m.Elif(dec):
+            m.d.sync += available.eq(count != 1)
+        with m.If(inc & full):
+            m.d.sync += self.overflow.eq(1)
         with m.If(self.clear):
             m.d.sync += [count.eq(0), available.eq(0), self.overflow.eq(0)]
-        with m.Elif(self.push & ~(self.pop & available)):
-            m.d.sync += available.eq(1)
-            with m.If(count == 255):
-                m.d.sync += self.overflow.eq(1)
-            with m.Else():
-                m.d.sync += count.eq(count + 1)
-        with m.Elif(~self.push & self.pop & available):
-            m.d.sync += [count.eq(count - 1), available.eq(count != 1)]
         return m
