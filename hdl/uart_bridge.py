@@ -301,7 +301,14 @@ class UartBridge(wiring.Component):
             m.d.sync += [status.eq(code), reply_len.eq(n), reply_go.eq(1)]
             m.next = "REPLY"
 
-        m.d.comb += [buf_r.en.eq(0), buf_r.addr.eq(word)]
+        # The buffer's read port reads all the time (its data is only used in MEM_WRITE and
+        # REPLY_DATA, each a cycle after addressing it), at buf_pos while replying.
+        replying = Signal()
+        m.d.comb += [buf_r.en.eq(1), buf_r.addr.eq(Mux(replying, buf_pos >> shift, word))]
+        # Compares on counters, registered: each is used a cycle or more after its counter
+        # last changed (reply_len before REPLY_LEN1, to_send two cycles after a load).
+        reply_empty, last_to_send = Signal(), Signal()
+        m.d.sync += [reply_empty.eq(reply_len == 0), last_to_send.eq(to_send == 1)]
 
         # --- Bus defaults ----------------------------------------------------------------
         m.d.comb += [axi.arlen.eq(0), axi.arsize.eq(shift), axi.arburst.eq(AxiBurst.INCR),
@@ -345,6 +352,13 @@ class UartBridge(wiring.Component):
                                       (1 << B) - 1))]
         last = Signal()                      # MEM_WRITE: ... and whether it is the last
 
+        # A frame state giving up (in_frame is high exactly in those states): the TIMEOUT reply
+        # is started here rather than from each state, so the reply's inputs do not decode them.
+        frame_timeout = timed_out & in_frame & ~take
+        with m.If(frame_timeout):
+            m.d.sync += [in_frame.eq(0), listening.eq(0), status.eq(Status.TIMEOUT),
+                         reply_len.eq(0), reply_go.eq(1)]
+
         with m.FSM():
             with m.State("HUNT"):
                 with m.If(take & (byte == SYNC_REQUEST)):
@@ -361,8 +375,7 @@ class UartBridge(wiring.Component):
                         m.d.sync += crc.eq(crc_in)
                         self._frame_byte(m, state, after, locals())
                     with m.Elif(timed_out):
-                        m.d.sync += [in_frame.eq(0), listening.eq(0)]
-                        reply(Status.TIMEOUT)
+                        m.next = "REPLY"     # the TIMEOUT reply itself: frame_timeout
             with m.State("SETTLE"):
                 # count (set by the last byte), then end, then the verdicts.
                 m.d.sync += settle.eq(settle + 1)
@@ -435,7 +448,6 @@ class UartBridge(wiring.Component):
                 # The word's strobes and "last" are worked out here, registered for MEM_WRITE.
                 lo = Mux(word == 0, strb_first, (1 << B) - 1)
                 hi = Mux(last_word, strb_last, (1 << B) - 1)
-                m.d.comb += [buf_r.addr.eq(word), buf_r.en.eq(1)]
                 m.d.sync += [aw_pend.eq(1), w_pend.eq(1), b_pend.eq(1), strb.eq(lo & hi),
                              last.eq(last_word)]
                 m.next = "MEM_WRITE"
@@ -458,7 +470,7 @@ class UartBridge(wiring.Component):
             with m.State("REPLY_IDLE"):
                 with m.If(reply_go):
                     m.d.sync += [reply_go.eq(0), to_send.eq(reply_len), sent.eq(0),
-                                 buf_pos.eq(offset), fetched.eq(0)]
+                                 buf_pos.eq(offset), fetched.eq(0), replying.eq(1)]
                     m.next = "REPLY_SYNC"
             with m.State("REPLY_SYNC"):
                 m.d.comb += self.error.eq(free & (status != Status.OK))
@@ -477,15 +489,14 @@ class UartBridge(wiring.Component):
                 with m.If(free):
                     send(reply_len[8:])
                     m.next = "REPLY_DATA"
-                    with m.If(reply_len == 0):
+                    with m.If(reply_empty):
                         m.next = "REPLY_CRC0"
             with m.State("REPLY_DATA"):
                 load = Signal()
                 with m.If(read_mem):
                     # Three cycles per byte: address the buffer, take the byte from what it
                     # shows, then send it.
-                    m.d.comb += [buf_r.addr.eq(buf_pos >> shift), buf_r.en.eq(fetched == 0),
-                                 load.eq(free & (fetched == 2))]
+                    m.d.comb += load.eq(free & (fetched == 2))
                     with m.If(fetched == 1):
                         m.d.sync += mem_byte.eq(buf_r.data[buf_pos[:shift]])
                     with m.If(fetched != 2):
@@ -499,7 +510,7 @@ class UartBridge(wiring.Component):
                 with m.If(load):
                     m.d.sync += [sent.eq(sent + 1), buf_pos.eq(buf_pos + 1),
                                  to_send.eq(to_send - 1), fetched.eq(0)]
-                    with m.If(to_send == 1):
+                    with m.If(last_to_send):
                         m.next = "REPLY_CRC0"
             with m.State("REPLY_CRC0"):
                 with m.If(free & ~crc_due):
@@ -508,7 +519,7 @@ class UartBridge(wiring.Component):
             with m.State("REPLY_CRC1"):
                 with m.If(free):
                     send(tx_crc[:8], crc_out=False)
-                    m.d.sync += reply_end.eq(1)
+                    m.d.sync += [reply_end.eq(1), replying.eq(0)]
                     m.next = "REPLY_IDLE"
 
         return m
