@@ -250,19 +250,30 @@ class Accelerator(wiring.Component):
                     m.d.sync += [err_latched.eq(1), err_code.eq(code), err_pc.eq(pc)]
 
         # The units' busy/waiting flags, registered (cleared by start) before the deadlock and
-        # completion checks use them, so the units' logic ends in flip-flops here.
-        def late(value, name):
+        # completion checks use them: each unit's term in its own flip-flop first, so the
+        # units' logic ends there, then their AND / OR in a second one (a cycle later).
+        # A term sampled while ``start`` is high is dropped in the second step (start_d is
+        # start a cycle later), so the first needs no gate.
+        start_d = Signal()
+        m.d.sync += start_d.eq(start)
+
+        def late(terms, name, reduce):
+            qs = []
+            for i, term in enumerate(terms):
+                q = Signal(name=f"{name}_{i}")
+                m.d.sync += q.eq(term)
+                qs.append(q)
             q = Signal(name=name)
-            m.d.sync += q.eq(value & ~start)
+            m.d.sync += q.eq(reduce(Cat(*qs)) & ~start & ~start_d)
             return q
 
         waiters = (load, compute, store, kv_load, kv_store)
-        quiet = late(Cat((~load.busy | load.waiting), (~compute.busy | compute.waiting),
-                         (~store.busy | store.waiting),
-                         *(~c.busy | c.blocked | c.waiting for c in (kv_load, kv_store)),
-                         (fetch.ended | fetch.blocked), ~fetch.busy, ~read_busy,
-                         ~write_busy).all(), "quiet_q")
-        someone_waits = late(Cat(*(u.waiting for u in waiters)).any(), "someone_waits_q")
+        quiet = late([(~load.busy | load.waiting), (~compute.busy | compute.waiting),
+                      (~store.busy | store.waiting),
+                      *(~c.busy | c.blocked | c.waiting for c in (kv_load, kv_store)),
+                      (fetch.ended | fetch.blocked), ~fetch.busy, ~read_busy, ~write_busy],
+                     "quiet_q", lambda v: v.all())
+        someone_waits = late([u.waiting for u in waiters], "someone_waits_q", lambda v: v.any())
 
         # Deadlock: nothing can move for several cycles while someone waits for a token.
         stuck = Signal()
@@ -297,9 +308,9 @@ class Accelerator(wiring.Component):
         m.d.comb += deadlock.eq(stuck_for == _DEADLOCK_CYCLES)
 
         # Completion.
-        all_idle = late(~load.busy & ~compute.busy & ~store.busy & ~fetch.busy &
-                        ~kv_load.busy & ~kv_store.busy & fetch.queues_empty & ~read_busy &
-                        ~write_busy & fetch.ended & ~any_error, "all_idle_q")
+        all_idle = late([~load.busy, ~compute.busy, ~store.busy, ~fetch.busy, ~kv_load.busy,
+                         ~kv_store.busy, fetch.queues_empty, ~read_busy, ~write_busy,
+                         fetch.ended, ~any_error], "all_idle_q", lambda v: v.all())
         # Both ways to finish are registered conditions, so completion is seen a cycle or two
         # later. Once true they stay true: idle units start nothing, and the bus is sampled
         # while the units are already halted (err_latched), so no request can slip in.
@@ -318,8 +329,6 @@ class Accelerator(wiring.Component):
         # come straight from flip-flops.
         start_request = reg("ctrl", "w_stb") & reg("ctrl", "w_data")[0] & ~running
         m.d.sync += [start.eq(start_request), unit_reset.eq(start_request)]
-        start_d = Signal()
-        m.d.sync += start_d.eq(start)
         m.d.comb += fetch.start.eq(start_d)
         with m.If(reg("ctrl", "w_stb")):
             m.d.sync += irq_enable.eq(reg("ctrl", "w_data")[1])
@@ -354,12 +363,16 @@ class Accelerator(wiring.Component):
         strobes = writer.i_data.payload.strb
         written = Signal(range(B + 1))
         m.d.comb += written.eq(sum(strobes[i] for i in range(B)))
-        dma_busy = read_busy | write_busy
+        # The DMA flags come from the reader's and writer's logic: registered once more (with
+        # running) before they are combined, so those two counts land a cycle later still.
+        dma_running, dma_busy, dma_beat = Signal(), Signal(), Signal()
+        m.d.sync += [dma_running.eq(running), dma_busy.eq(read_busy | write_busy),
+                     dma_beat.eq(reader.beat | writer.beat)]
         increments = {
             "CYCLES": running,
             "COMPUTE_CYCLES": running & compute.computing,
-            "DMA_BUSY_CYCLES": running & dma_busy,
-            "DMA_STALL_CYCLES": running & dma_busy & ~reader.beat & ~writer.beat,
+            "DMA_BUSY_CYCLES": dma_running & dma_busy,
+            "DMA_STALL_CYCLES": dma_running & dma_busy & ~dma_beat,
             "BYTES_READ": Mux(running & reader.beat, B, 0),
             "BYTES_WRITTEN": Mux(running & writer.i_data.valid & writer.i_data.ready,
                                  written, 0),

@@ -11,7 +11,8 @@ Block diagram::
                      s_axil    m_axi
 
 The register slice keeps the bridge's state machine and the accelerator's register bank out of
-each other's timing paths (a register access takes a few cycles more).
+each other's timing paths (a register access takes a few cycles more). ``link_error`` is
+registered (a cycle later; it only drives an LED).
 
 The host (:class:`~octet.host.board.BoardDevice`) reaches the accelerator's registers and the
 device memory through the bridge; the accelerator fetches its programs and data from the same
@@ -110,7 +111,8 @@ class Soc(wiring.Component):
         for name in ("accel", "memory", "arbiter", "bridge", "uart_rx", "uart_tx", "reg_slice"):
             m.submodules[name] = getattr(self, name)
         m.d.comb += [self.uart_rx.rx.eq(self.rx), self.tx.eq(self.uart_tx.tx),
-                     self.irq.eq(self.accel.irq), self.link_error.eq(self.bridge.error)]
+                     self.irq.eq(self.accel.irq)]
+        m.d.sync += self.link_error.eq(self.bridge.error)
         wiring.connect(m, self.uart_rx.o_stream, self.bridge.i_stream)
         wiring.connect(m, self.bridge.o_stream, self.uart_tx.i_stream)
         wiring.connect(m, self.bridge.m_axil, self.reg_slice.s)

@@ -147,9 +147,10 @@ class UartBridge(wiring.Component):
                 m.d.sync += in_data.eq(1)
             with m.If(received == 3 + MAX_DATA):
                 m.d.sync += in_data.eq(0)
-            m.d.comb += env["buf_w"].en.eq(
-                Mux(env["write_data"], 1 << env["data_index"][:env["shift"]], 0))
             with m.If(env["to_go"] == 1):
+                # in_data is only set within the payload (the buffer's write enable uses it
+                # without the state).
+                m.d.sync += in_data.eq(0)
                 m.next = after
             return
         elif state == "CRC1":
@@ -184,6 +185,12 @@ class UartBridge(wiring.Component):
         status = Signal(3)
         count = Signal(range(MAX_DATA + 1))   # memory bytes of the request
         idle = Signal(range(self._timeout + 1))
+        # The command decoded into one flag per command, registered: cmd is set by the frame's
+        # second byte, long before the checks and the reply look at it.
+        is_cmd = {c: Signal(name=f"is_{c.name.lower()}") for c in Command}
+        for c, flag in is_cmd.items():
+            m.d.sync += flag.eq(cmd == c)
+        read_mem = is_cmd[Command.READ_MEM]
 
         offset = addr[:shift]
         word = Signal(range(words + 1))       # bus word of the transfer in progress
@@ -219,25 +226,28 @@ class UartBridge(wiring.Component):
         with m.If(take & (received >= 4) & (received < 8)):
             m.d.sync += arg.word_select(received[:2], 8).eq(byte)
         write_data = take & in_data
-        m.d.comb += [buf_w.addr.eq(data_index >> shift),
-                     buf_w.data.eq(byte.replicate(B))]
+        # The buffer is written by payload bytes, or by memory read beats while r_pend (both
+        # registers: no state decode in the write enables).
+        r_pend = Signal(name="r_pend")
+        r_beat = axi.rvalid & r_pend
+        lanes = Mux(write_data, 1 << data_index[:shift], 0)
+        m.d.comb += [buf_w.addr.eq(Mux(r_pend, word, data_index >> shift)),
+                     buf_w.data.eq(Mux(r_pend, axi.rdata, byte.replicate(B))),
+                     buf_w.en.eq(Mux(r_beat, (1 << B) - 1, lanes))]
 
         # --- Checks (in the cycle after the last CRC byte) -------------------------------
         expected = {Command.INFO: 0, Command.READ_REG: 4, Command.WRITE_REG: 8,
                     Command.READ_MEM: 6}
         known = Signal()
         length_ok = Signal()
-        m.d.comb += known.eq(Cat(*(cmd == c for c in Command)).any())
-        with m.Switch(cmd):
-            for c, n in expected.items():
-                with m.Case(c):
-                    m.d.comb += length_ok.eq(length == n)
-            with m.Case(Command.WRITE_MEM):
-                m.d.comb += length_ok.eq((length >= 5) & (length <= 4 + MAX_DATA))
-        mem_count = Mux(cmd == Command.READ_MEM, arg[:16], length - 4)
-        count_ok = (cmd != Command.READ_MEM) | ((arg[:16] != 0) & (arg[:16] <= MAX_DATA))
-        reg_cmd = (cmd == Command.READ_REG) | (cmd == Command.WRITE_REG)
-        mem_cmd = (cmd == Command.READ_MEM) | (cmd == Command.WRITE_MEM)
+        m.d.comb += [known.eq(Cat(*is_cmd.values()).any()),
+                     length_ok.eq(Cat(*(is_cmd[c] & (length == n) for c, n in expected.items()),
+                                      is_cmd[Command.WRITE_MEM] & (length >= 5) &
+                                      (length <= 4 + MAX_DATA)).any())]
+        mem_count = Mux(read_mem, arg[:16], length - 4)
+        count_ok = ~read_mem | ((arg[:16] != 0) & (arg[:16] <= MAX_DATA))
+        reg_cmd = is_cmd[Command.READ_REG] | is_cmd[Command.WRITE_REG]
+        mem_cmd = is_cmd[Command.READ_MEM] | is_cmd[Command.WRITE_MEM]
         reg_ok = (addr[:2] == 0) & (addr[self._reg_width:] == 0) if self._reg_width < 32 \
             else (addr[:2] == 0)
         # The checks are registered in two steps (the end address, then every verdict) while
@@ -251,37 +261,54 @@ class UartBridge(wiring.Component):
         settle = Signal(range(3))
 
         # --- Reply bytes -----------------------------------------------------------------
+        # The reply byte waits in a register (tx_valid, tx_byte) until taken: each reply state
+        # loads one byte when the register is free, so nothing in the state machine waits
+        # for the consumer's ready in the same cycle.
         reply_len = Signal(16)
         reply_word = Signal(64)              # INFO / READ_REG payload
         sent = Signal(16)                    # payload bytes sent
         tx_crc = Signal(16)
         tx_byte = Signal(8)
+        tx_valid = Signal()
         fetched = Signal(2)                  # READ_MEM: 1: buf_r.data holds the word,
                                              # 2: mem_byte holds the byte to send
         mem_byte = Signal(8)
-        m.d.comb += tx.payload.eq(tx_byte)
-        tx_done = tx.valid & tx.ready
-        crc_out = Signal()                   # the byte sent is covered by the reply CRC
-        # The CRC takes a sent byte in the cycle after (from a register); the CRC bytes wait
+        m.d.comb += [tx.payload.eq(tx_byte), tx.valid.eq(tx_valid)]
+        with m.If(tx.valid & tx.ready):
+            m.d.sync += tx_valid.eq(0)
+        free = ~tx_valid
+        # The CRC takes a loaded byte in the cycle after (from tx_byte); the CRC bytes wait
         # for it.
         crc_due = Signal()
-        crc_byte = Signal(8)
-        m.d.sync += crc_due.eq(tx_done & crc_out)
-        with m.If(tx_done & crc_out):
-            m.d.sync += crc_byte.eq(tx_byte)
+        m.d.sync += crc_due.eq(0)
         with m.If(crc_due):
-            m.d.sync += tx_crc.eq(crc16_step(tx_crc, crc_byte))
-        buf_pos = Signal(17)
-        m.d.comb += buf_pos.eq(sent + offset)
+            m.d.sync += tx_crc.eq(crc16_step(tx_crc, tx_byte))
+
+        def send(value, crc_out=True):
+            m.d.sync += [tx_byte.eq(value), tx_valid.eq(1), crc_due.eq(crc_out)]
+
+        buf_pos = Signal(17)                 # sent + offset, kept in step with sent
 
         to_send = Signal(16)                 # reply payload bytes still to send
 
-        def reply(code, n=0):
-            m.d.sync += [status.eq(code), reply_len.eq(n), to_send.eq(n), sent.eq(0),
-                         fetched.eq(0)]
-            m.next = "REPLY_SYNC"
+        # The reply is sent by a second state machine (below), so that neither one's state
+        # decode has to cover the other's states: the request machine sets status and length,
+        # starts it and waits in REPLY for its end.
+        reply_go = Signal()
+        reply_end = Signal()
 
-        m.d.comb += [buf_r.en.eq(0), buf_r.addr.eq(word)]
+        def reply(code, n=0):
+            m.d.sync += [status.eq(code), reply_len.eq(n), reply_go.eq(1)]
+            m.next = "REPLY"
+
+        # The buffer's read port reads all the time (its data is only used in MEM_WRITE and
+        # REPLY_DATA, each a cycle after addressing it), at buf_pos while replying.
+        replying = Signal()
+        m.d.comb += [buf_r.en.eq(1), buf_r.addr.eq(Mux(replying, buf_pos >> shift, word))]
+        # Compares on counters, registered: each is used a cycle or more after its counter
+        # last changed (reply_len before REPLY_LEN1, to_send two cycles after a load).
+        reply_empty, last_to_send = Signal(), Signal()
+        m.d.sync += [reply_empty.eq(reply_len == 0), last_to_send.eq(to_send == 1)]
 
         # --- Bus defaults ----------------------------------------------------------------
         m.d.comb += [axi.arlen.eq(0), axi.arsize.eq(shift), axi.arburst.eq(AxiBurst.INCR),
@@ -295,8 +322,8 @@ class UartBridge(wiring.Component):
         w_done = Signal()
         # The AXI4 handshake signals come straight from registers (set on entering the state
         # that waits for the handshake, cleared by it), not from the state decode.
-        ar_pend, r_pend, aw_pend, w_pend, b_pend = (Signal(name=n) for n in (
-            "ar_pend", "r_pend", "aw_pend", "w_pend", "b_pend"))
+        ar_pend, aw_pend, w_pend, b_pend = (Signal(name=n) for n in (
+            "ar_pend", "aw_pend", "w_pend", "b_pend"))
         m.d.comb += [axi.arvalid.eq(ar_pend), axi.rready.eq(r_pend), axi.awvalid.eq(aw_pend),
                      axi.wvalid.eq(w_pend), axi.bready.eq(b_pend)]
         with m.If(axi.arvalid & axi.arready):
@@ -325,6 +352,13 @@ class UartBridge(wiring.Component):
                                       (1 << B) - 1))]
         last = Signal()                      # MEM_WRITE: ... and whether it is the last
 
+        # A frame state giving up (in_frame is high exactly in those states): the TIMEOUT reply
+        # is started here rather than from each state, so the reply's inputs do not decode them.
+        frame_timeout = timed_out & in_frame & ~take
+        with m.If(frame_timeout):
+            m.d.sync += [in_frame.eq(0), listening.eq(0), status.eq(Status.TIMEOUT),
+                         reply_len.eq(0), reply_go.eq(1)]
+
         with m.FSM():
             with m.State("HUNT"):
                 with m.If(take & (byte == SYNC_REQUEST)):
@@ -341,8 +375,7 @@ class UartBridge(wiring.Component):
                         m.d.sync += crc.eq(crc_in)
                         self._frame_byte(m, state, after, locals())
                     with m.Elif(timed_out):
-                        m.d.sync += [in_frame.eq(0), listening.eq(0)]
-                        reply(Status.TIMEOUT)
+                        m.next = "REPLY"     # the TIMEOUT reply itself: frame_timeout
             with m.State("SETTLE"):
                 # count (set by the last byte), then end, then the verdicts.
                 m.d.sync += settle.eq(settle + 1)
@@ -359,20 +392,19 @@ class UartBridge(wiring.Component):
                 with m.Elif(addr_bad):
                     reply(Status.ADDRESS)
                 with m.Else():
-                    with m.Switch(cmd):
-                        with m.Case(Command.INFO):
-                            m.d.sync += reply_word.eq(
-                                PROTOCOL_VERSION | B << 8 | MAX_DATA << 16 | self._clock << 32)
-                            reply(Status.OK, 8)
-                        with m.Case(Command.READ_REG):
-                            m.next = "REG_READ"
-                        with m.Case(Command.WRITE_REG):
-                            m.next = "REG_WRITE"
-                        with m.Case(Command.READ_MEM):
-                            m.d.sync += ar_pend.eq(1)
-                            m.next = "MEM_READ_ADDR"
-                        with m.Case(Command.WRITE_MEM):
-                            m.next = "MEM_WRITE_FETCH"
+                    with m.If(is_cmd[Command.INFO]):
+                        m.d.sync += reply_word.eq(
+                            PROTOCOL_VERSION | B << 8 | MAX_DATA << 16 | self._clock << 32)
+                        reply(Status.OK, 8)
+                    with m.Elif(is_cmd[Command.READ_REG]):
+                        m.next = "REG_READ"
+                    with m.Elif(is_cmd[Command.WRITE_REG]):
+                        m.next = "REG_WRITE"
+                    with m.Elif(is_cmd[Command.READ_MEM]):
+                        m.d.sync += ar_pend.eq(1)
+                        m.next = "MEM_READ_ADDR"
+                    with m.Elif(is_cmd[Command.WRITE_MEM]):
+                        m.next = "MEM_WRITE_FETCH"
 
             # --- Registers ---
             with m.State("REG_READ"):
@@ -398,9 +430,7 @@ class UartBridge(wiring.Component):
                 with m.If(axi.arready):
                     m.next = "MEM_READ_DATA"
             with m.State("MEM_READ_DATA"):
-                m.d.comb += [buf_w.addr.eq(word), buf_w.data.eq(axi.rdata)]
                 with m.If(axi.rvalid):
-                    m.d.comb += buf_w.en.eq((1 << B) - 1)
                     m.d.sync += [word.eq(word + 1), bus_error.eq(bus_error | axi.rresp[1])]
                     with m.If(last_read):
                         m.next = "MEM_END"
@@ -411,14 +441,13 @@ class UartBridge(wiring.Component):
                 with m.If(bus_error):
                     reply(Status.BUS_ERROR)
                 with m.Else():
-                    reply(Status.OK, Mux(cmd == Command.READ_MEM, count, 0))
+                    reply(Status.OK, Mux(read_mem, count, 0))
 
             # --- Memory writes: one beat per word from the buffer ---
             with m.State("MEM_WRITE_FETCH"):
                 # The word's strobes and "last" are worked out here, registered for MEM_WRITE.
                 lo = Mux(word == 0, strb_first, (1 << B) - 1)
                 hi = Mux(last_word, strb_last, (1 << B) - 1)
-                m.d.comb += [buf_r.addr.eq(word), buf_r.en.eq(1)]
                 m.d.sync += [aw_pend.eq(1), w_pend.eq(1), b_pend.eq(1), strb.eq(lo & hi),
                              last.eq(last_word)]
                 m.next = "MEM_WRITE"
@@ -431,51 +460,66 @@ class UartBridge(wiring.Component):
                     with m.Else():
                         m.next = "MEM_WRITE_FETCH"
 
-            # --- Reply ---
+            with m.State("REPLY"):
+                with m.If(reply_end):
+                    m.d.sync += listening.eq(1)
+                    m.next = "HUNT"
+
+        m.d.sync += reply_end.eq(0)
+        with m.FSM(name="reply_fsm"):
+            with m.State("REPLY_IDLE"):
+                with m.If(reply_go):
+                    m.d.sync += [reply_go.eq(0), to_send.eq(reply_len), sent.eq(0),
+                                 buf_pos.eq(offset), fetched.eq(0), replying.eq(1)]
+                    m.next = "REPLY_SYNC"
             with m.State("REPLY_SYNC"):
-                m.d.comb += [tx.valid.eq(1), tx_byte.eq(SYNC_REPLY),
-                             self.error.eq(tx_done & (status != Status.OK))]
-                with m.If(tx_done):
+                m.d.comb += self.error.eq(free & (status != Status.OK))
+                with m.If(free):
+                    send(SYNC_REPLY, crc_out=False)
                     m.d.sync += tx_crc.eq(CRC_INIT)
                     m.next = "REPLY_STATUS"
             for state, value, after in (("REPLY_STATUS", status, "REPLY_SEQ"),
                                         ("REPLY_SEQ", seq, "REPLY_LEN0"),
                                         ("REPLY_LEN0", reply_len[:8], "REPLY_LEN1")):
                 with m.State(state):
-                    m.d.comb += [tx.valid.eq(1), tx_byte.eq(value), crc_out.eq(1)]
-                    with m.If(tx_done):
+                    with m.If(free):
+                        send(value)
                         m.next = after
             with m.State("REPLY_LEN1"):
-                m.d.comb += [tx.valid.eq(1), tx_byte.eq(reply_len[8:]), crc_out.eq(1)]
-                with m.If(tx_done):
+                with m.If(free):
+                    send(reply_len[8:])
                     m.next = "REPLY_DATA"
-                    with m.If(reply_len == 0):
+                    with m.If(reply_empty):
                         m.next = "REPLY_CRC0"
             with m.State("REPLY_DATA"):
-                m.d.comb += crc_out.eq(1)
-                with m.If(cmd == Command.READ_MEM):
+                load = Signal()
+                with m.If(read_mem):
                     # Three cycles per byte: address the buffer, take the byte from what it
                     # shows, then send it.
-                    m.d.comb += [buf_r.addr.eq(buf_pos >> shift), buf_r.en.eq(fetched == 0),
-                                 tx.valid.eq(fetched == 2), tx_byte.eq(mem_byte)]
+                    m.d.comb += load.eq(free & (fetched == 2))
                     with m.If(fetched == 1):
                         m.d.sync += mem_byte.eq(buf_r.data[buf_pos[:shift]])
                     with m.If(fetched != 2):
                         m.d.sync += fetched.eq(fetched + 1)
+                    with m.If(load):
+                        send(mem_byte)
                 with m.Else():
-                    m.d.comb += [tx.valid.eq(1), tx_byte.eq(reply_word.word_select(sent[:3], 8))]
-                with m.If(tx_done):
-                    m.d.sync += [sent.eq(sent + 1), to_send.eq(to_send - 1), fetched.eq(0)]
-                    with m.If(to_send == 1):
+                    m.d.comb += load.eq(free)
+                    with m.If(load):
+                        send(reply_word.word_select(sent[:3], 8))
+                with m.If(load):
+                    m.d.sync += [sent.eq(sent + 1), buf_pos.eq(buf_pos + 1),
+                                 to_send.eq(to_send - 1), fetched.eq(0)]
+                    with m.If(last_to_send):
                         m.next = "REPLY_CRC0"
             with m.State("REPLY_CRC0"):
-                m.d.comb += [tx.valid.eq(~crc_due), tx_byte.eq(tx_crc[8:])]
-                with m.If(tx_done):
+                with m.If(free & ~crc_due):
+                    send(tx_crc[8:], crc_out=False)
                     m.next = "REPLY_CRC1"
             with m.State("REPLY_CRC1"):
-                m.d.comb += [tx.valid.eq(1), tx_byte.eq(tx_crc[:8])]
-                with m.If(tx_done):
-                    m.d.sync += listening.eq(1)
-                    m.next = "HUNT"
+                with m.If(free):
+                    send(tx_crc[:8], crc_out=False)
+                    m.d.sync += [reply_end.eq(1), replying.eq(0)]
+                    m.next = "REPLY_IDLE"
 
         return m
