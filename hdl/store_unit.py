@@ -44,6 +44,7 @@ from octet.isa import LAYOUTS, PARAM_RECORD_BYTES, ErrorCode, Opcode, ParamSourc
 from octet.numerics import SHIFT_MAX, SHIFT_MIN
 
 from .requantizer import Requantizer
+from .skid_buffer import SkidBuffer
 from .spad_reader import SpadReader
 from .store_checks import StoreChecks
 from .unit_ports import BusRequest, ErrorReport, InstructionStream, MemRead
@@ -109,6 +110,8 @@ class StoreUnit(wiring.Component):
         # The mode decoded as the word is taken: it selects the row path (requantizer or
         # straight) in front of the write packer, so it is a register of its own.
         int8 = Signal()
+        # A copy of it for the row path's wide data mux, so the control copy fans out little.
+        int8_rows = Signal()
         keep = int8 & (ins.param_src == ParamSource.KEEP)
         from_slots = int8 & (ins.param_src == ParamSource.SLOTS)
 
@@ -126,6 +129,13 @@ class StoreUnit(wiring.Component):
             m.d.sync += params_held.eq(0)
         m.submodules.acc_reader = reader = SpadReader(32 * C, cfg.acc_rows)
         wiring.connect(m, reader.mem, wiring.flipped(self.acc_r))
+        # The rows leave the reader through a skid buffer, so the reader's FIFO (whose output
+        # register is a whole row) is enabled from a register, not from the requantizer's or
+        # the packer's handshake. rows_busy: a row is in the reader or in that stage.
+        m.submodules.row_stage = row_stage = SkidBuffer(reader.o_row.payload.shape())
+        wiring.connect(m, reader.o_row, row_stage.i_stream)
+        rows_o = row_stage.o_stream
+        rows_busy = reader.busy | row_stage.busy
         m.submodules.packer = packer = WritePacker(B, 4 * C)
         wiring.connect(m, packer.o_req, wiring.flipped(self.o_wreq))
         wiring.connect(m, packer.o_beat, wiring.flipped(self.o_wdata))
@@ -202,7 +212,7 @@ class StoreUnit(wiring.Component):
         # reader only drains there, and a row issued in ROWS makes it busy in the next cycle
         # (TILE), so this is ~reader.busy one cycle late and never early.
         rows_idle = Signal()
-        m.d.sync += rows_idle.eq(~reader.busy)
+        m.d.sync += rows_idle.eq(~rows_busy)
         tile_params = C * PARAM_RECORD_BYTES
         rec = Signal(8 * PARAM_RECORD_BYTES)
         rec_beats = Signal(range(PARAM_RECORD_BYTES // min(B, 16) + 1))
@@ -274,13 +284,12 @@ class StoreUnit(wiring.Component):
                     m.d.sync += [word.eq(self.i_instr.payload.word),
                                  int8.eq(STORE(self.i_instr.payload.word).mode ==
                                          StoreMode.INT8),
+                                 int8_rows.eq(STORE(self.i_instr.payload.word).mode ==
+                                              StoreMode.INT8),
                                  pc.eq(self.i_instr.payload.pc), held.eq(0)]
                     m.next = "CHECK"
             with m.State("TOKEN"):
                 hdr = ins.header
-                m.d.comb += self.waiting.eq(hdr.pop_prev & ~self.prev_available &
-                                            ~outstanding_nz & ~packer.busy &
-                                            ~reader.busy & (dest.level == 0))
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(~hdr.pop_prev | self.prev_available):
@@ -438,7 +447,7 @@ class StoreUnit(wiring.Component):
                             m.next = "TILE"
             with m.State("DRAIN"):
                 # Registered: nothing enters the row path in DRAIN, so idle last cycle is idle.
-                m.d.sync += drained.eq(~reader.busy & (dest.level == 0) & ~dest.r_rdy &
+                m.d.sync += drained.eq(~rows_busy & (dest.level == 0) & ~dest.r_rdy &
                                        ~packer.busy & ~rq.busy & ~outstanding_nz & ~issued)
                 with m.If(drained):
                     m.d.comb += self.push_prev.eq(ins.header.push_prev & ~stop)
@@ -447,20 +456,19 @@ class StoreUnit(wiring.Component):
                 # Parameter beats already requested must still be taken off the bus, and a
                 # write run the rows in flight do not complete is finished unstrobed.
                 m.d.comb += [self.i_rdata.ready.eq(1),
-                             packer.flush.eq(~reader.busy & (dest.level == 0) & ~dest.r_rdy &
+                             packer.flush.eq(~rows_busy & (dest.level == 0) & ~dest.r_rdy &
                                              ~rq.busy)]
 
         m.d.sync += check_start.eq(fsm.ongoing("IDLE") & self.i_instr.valid & ~stop)
 
         # Rows: int32 straight to the packer, int8 through the requantizer.
-        m.d.comb += [rq.i_stream.payload.data.eq(reader.o_row.payload.data),
-                     rq.i_stream.payload.last.eq(reader.o_row.payload.last)]
-        m.d.comb += [rq.i_stream.valid.eq(reader.o_row.valid & int8),
-                     reader.o_row.ready.eq(Mux(int8, rq.i_stream.ready, packer.i_chunk.ready &
-                                               dest.r_rdy))]
-        row_bytes = Mux(int8, rq.o_stream.payload.data.as_value(),
-                        reader.o_row.payload.data)
-        row_valid = Mux(int8, rq.o_stream.valid, reader.o_row.valid)
+        m.d.comb += [rq.i_stream.payload.data.eq(rows_o.payload.data),
+                     rq.i_stream.payload.last.eq(rows_o.payload.last)]
+        m.d.comb += [rq.i_stream.valid.eq(rows_o.valid & int8),
+                     rows_o.ready.eq(Mux(int8, rq.i_stream.ready, packer.i_chunk.ready &
+                                         dest.r_rdy))]
+        row_bytes = Mux(int8_rows, rq.o_stream.payload.data.as_value(), rows_o.payload.data)
+        row_valid = Mux(int8, rq.o_stream.valid, rows_o.valid)
         m.d.comb += [packer.i_chunk.valid.eq(row_valid & dest.r_rdy),
                      packer.i_chunk.payload.data.eq(row_bytes),
                      packer.i_chunk.payload.addr.eq(dest.r_data[:32]),
@@ -472,9 +480,23 @@ class StoreUnit(wiring.Component):
                      rq.o_stream.ready.eq(packer.i_chunk.ready & dest.r_rdy & int8),
                      dest.r_en.eq(packer.i_chunk.valid & packer.i_chunk.ready)]
 
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") |
-                                 reader.busy | (dest.level != 0) | dest.r_rdy | packer.busy |
-                                 outstanding_nz | rq.busy)
+        # busy and waiting leave from flip-flops (the accelerator's deadlock and completion
+        # checks). busy: an instruction is being executed (the state register), or the row
+        # path or the writes were busy in the cycle before, or rows were issued then (ROWS):
+        # the row path only becomes busy after a ROWS cycle, and stays busy from one stage
+        # to the next, so this is never low while the unit's former busy was high (it may
+        # stay high a cycle longer after an error).
+        path_busy_q = Signal()
+        m.d.sync += path_busy_q.eq(rows_busy | (dest.level != 0) | dest.r_rdy | packer.busy |
+                                   outstanding_nz | rq.busy | fsm.ongoing("ROWS"))
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") | path_busy_q)
+        # waiting: the former condition a cycle late (a token arriving is seen a cycle later;
+        # the deadlock check needs several quiet cycles), and only while still in TOKEN.
+        waiting_q = Signal()
+        m.d.sync += waiting_q.eq(fsm.ongoing("TOKEN") & ins.header.pop_prev &
+                                 ~self.prev_available & ~outstanding_nz & ~packer.busy &
+                                 ~rows_busy & (dest.level == 0))
+        m.d.comb += self.waiting.eq(waiting_q & fsm.ongoing("TOKEN"))
         m.d.comb += self.bus_busy.eq(packer.busy | outstanding_nz)
         return m
 
