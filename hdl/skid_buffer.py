@@ -69,10 +69,5 @@ class SkidBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += [out.eq(i.payload), out_valid.eq(i.valid)]
         with m.Elif(take):
-            m.d.sync += skid_valid.eq(1)
-        # The skid register follows the input while it is empty (its contents only matter
-        # once skid_valid is set, and then it holds): its enable is the register skid_valid,
-        # not the consumer's ready, which would otherwise fan out to every payload bit.
-        with m.If(~skid_valid):
-            m.d.sync += skid.eq(i.payload)
+            m.d.sync += [skid.eq(i.payload), skid_valid.eq(1)]
         return m

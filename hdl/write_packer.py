@@ -134,7 +134,6 @@ class WritePacker(wiring.Component):
         s_mask = Signal(W + B)
         s_offset = Signal(max(lg, 1))
         s_nbytes = Signal(range(W + 1))
-        s_end = Signal(range(W + B + 1))      # s_offset + s_nbytes: the level after a first chunk
         s_first = Signal()
         s_last = Signal()
         s_addr = Signal(32)                  # the run's aligned address (first chunk)
@@ -145,17 +144,12 @@ class WritePacker(wiring.Component):
         idle = ~open_ & ~req_pending
         # A chunk is inserted when it starts a run and none is open, or continues the open one
         # while fewer than two beats wait (from registers only).
-        # B is a power of two: level >= B and level < 2B are tests of level's high bits (no
-        # carry chain between the level register and the handshakes).
-        level_ge_b = level[lg:].any()
-        level_lt_2b = ~level[lg + 1:].any()
-        take = s_valid & Mux(s_first, idle, open_ & ~closed & level_lt_2b)
+        take = s_valid & Mux(s_first, idle, open_ & ~closed & (level < 2 * B))
         m.d.comb += skid.o_stream.ready.eq(~s_valid | take)
         with m.If(skid.o_stream.valid & skid.o_stream.ready):
             m.d.sync += [s_valid.eq(1), s_data.eq(k.data << (k.offset * 8)),
                          s_mask.eq(k.mask << k.offset),
                          s_offset.eq(k.offset), s_nbytes.eq(k.nbytes),
-                         s_end.eq(k.offset + k.nbytes),
                          s_first.eq(k.first), s_last.eq(k.last),
                          s_addr.eq(k.addr), s_run_beats.eq(k.run_beats)]
         with m.Elif(take):
@@ -166,7 +160,7 @@ class WritePacker(wiring.Component):
 
         # A beat leaves when it is full, or when the run is closed (its last, partial beat,
         # or unstrobed beats after a flush).
-        m.d.comb += [self.o_beat.valid.eq(open_ & (level_ge_b | closed)),
+        m.d.comb += [self.o_beat.valid.eq(open_ & ((level >= B) | closed)),
                      self.o_beat.payload.data.eq(buf[:8 * B]),
                      self.o_beat.payload.strb.eq(strb[:B])]
         fire = self.o_beat.valid & self.o_beat.ready
@@ -174,26 +168,16 @@ class WritePacker(wiring.Component):
         # Insert the chunk at `at` (its offset in the first beat, or after the bytes held:
         # the same offset, in the second beat if a full one waits), then drop the beat that
         # left. So the byte shifter is a choice of two, not of 2B positions.
-        second = ~s_first & level_ge_b
+        at = Mux(s_first, s_offset, level)
+        second = ~s_first & (level >= B)
         base_buf = Mux(s_first, 0, buf)
         base_strb = Mux(s_first, 0, strb)
         new_buf = Mux(take, base_buf | Mux(second, s_data << (8 * B), s_data), buf)
         new_strb = Mux(take, base_strb | Mux(second, s_mask << B, s_mask), strb)
-        # The next level, from sums of registers computed side by side: the chunk's end
-        # (s_end for a first chunk, level + s_nbytes otherwise) or level, less a beat if one
-        # leaves (floored at 0; X >= B is a test of X's high bits, and X - B is 0 at X == B).
-        grown = Signal(range(size + W + 1))
-        m.d.comb += grown.eq(level + s_nbytes)
-
-        def less_beat(x):
-            return Mux(x[lg:].any(), x - B, 0)
-
-        new_level = Mux(take, Mux(s_first, s_end, grown), level)
-        new_level_fire = Mux(take, Mux(s_first, less_beat(s_end), less_beat(grown)),
-                             less_beat(level))
+        new_level = Mux(take, at + s_nbytes, level)
         with m.If(fire):
             m.d.sync += [buf.eq(new_buf >> (8 * B)), strb.eq(new_strb >> B),
-                         level.eq(new_level_fire),
+                         level.eq(Mux(new_level > B, new_level - B, 0)),
                          beats_left.eq(beats_left - 1), open_.eq(beats_left != 1)]
         with m.Else():
             m.d.sync += [buf.eq(new_buf), strb.eq(new_strb), level.eq(new_level)]
