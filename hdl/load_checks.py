@@ -79,11 +79,7 @@ class LoadChecks(wiring.Component):
         busy = Signal()
         m.d.comb += busy.eq(Cat(*(mul.busy for mul in muls)).any())
         p = [mul.product for mul in muls]
-        # The multipliers have been free since the cycle before: a flip-flop, so the starts
-        # (which reach each multiplier's ~100 operand and product flip-flops) are a LUT on
-        # registers. Cleared by a start, it rises a cycle after ``busy`` falls.
-        free = Signal()
-        m.d.sync += free.eq(~busy & ~muls[0].start)
+        free = ~busy
 
         # Every multiplier operand ``b`` is an instruction field (or ``cc``, from one), and
         # ``word`` is stable from the cycle before ``start``: their ``!= 0`` flags are
