@@ -44,6 +44,8 @@ class LoadChecks(wiring.Component):
     done : Out(1)
         One cycle (registered, never the cycle of ``start``): ``code`` is the result (``ErrorCode.NONE``: the instruction may run).
     code : Out(ErrorCode)
+    failed : Out(1)
+        ``code != ErrorCode.NONE``, registered with it.
     ix_start, iy_start : Out(signed(18))
         IM2COL: ox0*stride - pad and oy0*stride - pad.
     pix_start, line_start, wc, sc, swc : Out(32)
@@ -56,7 +58,7 @@ class LoadChecks(wiring.Component):
         self._cfg = config
         super().__init__({
             "start": In(1), "word": In(256), "mem_limit": In(33),
-            "done": Out(1), "code": Out(ErrorCode),
+            "done": Out(1), "code": Out(ErrorCode), "failed": Out(1),
             "ix_start": Out(signed(18)), "iy_start": Out(signed(18)),
             "pix_start": Out(32), "line_start": Out(32),
             "wc": Out(32), "sc": Out(32), "swc": Out(32),
@@ -70,20 +72,29 @@ class LoadChecks(wiring.Component):
         ic = LAYOUTS[Opcode.IM2COL](self.word)
         is_load = self.word[:4] == Opcode.LOAD
 
-        muls = [SerialMultiplier(48, 16, 48)] + [SerialMultiplier(40, 16, 40)
-                                                 for _ in range(4)]
+        muls = [SerialMultiplier(48, 16, 48, b_flag=True)] + [
+            SerialMultiplier(40, 16, 40, b_flag=True) for _ in range(4)]
         for i, mul in enumerate(muls):
             m.submodules[f"mul{i}"] = mul
         busy = Signal()
         m.d.comb += busy.eq(Cat(*(mul.busy for mul in muls)).any())
         p = [mul.product for mul in muls]
+        free = ~busy
+
+        # Every multiplier operand ``b`` is an instruction field (or ``cc``, from one), and
+        # ``word`` is stable from the cycle before ``start``: their ``!= 0`` flags are
+        # registered every cycle and given to the multipliers, so that no operand multiplexer
+        # and compare run in front of their ``busy``.
+        def nz(value, name):
+            q = Signal(name=f"{name}_nz")
+            m.d.sync += q.eq(value[:16] != 0)
+            return q
 
         # Each state's operands are driven whether or not the multipliers are free, and only
-        # ``start`` waits for them: the busy flags then select nothing in front of the
-        # multipliers' ``b != 0`` (their next busy), which has the operands' mux to itself.
+        # ``start`` waits for them.
         def operands(*jobs):
-            for mul, (a, b) in zip(muls, jobs):
-                m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
+            for mul, (a, b, b_nz) in zip(muls, jobs):
+                m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.b_nonzero.eq(b_nz)]
 
         def multiply(*jobs):
             for mul in muls[:len(jobs)]:
@@ -109,7 +120,8 @@ class LoadChecks(wiring.Component):
         bad_dram = staged_greater(m, dram_end, self.mem_limit, "dram")
 
         def finish(code):
-            m.d.sync += [self.done.eq(1), self.code.eq(code)]
+            m.d.sync += [self.done.eq(1), self.code.eq(code),
+                         self.failed.eq(code != ErrorCode.NONE)]
             m.next = "IDLE"
 
         def malformed():
@@ -123,14 +135,25 @@ class LoadChecks(wiring.Component):
                                 (ic.channels == 0) | (ic.kernel_h == 0) | (ic.kernel_w == 0) |
                                 (ic.stride == 0) | (ic.out_w == 0) | (ic.ox0 >= ic.out_w))]
 
+        rows_m1_nz = nz(ld.rows - 1, "rows_m1")
+        width_nz, kernel_w_nz, stride_nz = (nz(ic.width, "width"), nz(ic.kernel_w, "kernel_w"),
+                                            nz(ic.stride, "stride"))
+        height_nz, pad_nz = nz(ic.height, "height"), nz(ic.pad, "pad")
+        cc_nz = nz(_ceil_div(ic.channels, R)[:len(cc)], "cc")
+        count_nz, oy0_nz, ox0_nz = nz(ic.count, "count"), nz(ic.oy0, "oy0"), nz(ic.ox0, "ox0")
+
         with m.FSM():
             with m.State("IDLE"):
                 # The products start whatever the field checks say (a malformed instruction
                 # only ignores them), so the multipliers' start does not wait for the checks.
-                load_jobs = ((ld.dram_stride, ld.rows - 1), (ld.spad_stride, ld.rows - 1))
-                im2col_jobs = ((ic.channels, ic.width), (ic.kernel_h, ic.kernel_w),
-                               (ic.channels, ic.stride), (ic.ox0, ic.stride),
-                               (ic.oy0, ic.stride))
+                rows_m1 = ld.rows - 1
+                load_jobs = ((ld.dram_stride, rows_m1, rows_m1_nz),
+                             (ld.spad_stride, rows_m1, rows_m1_nz))
+                im2col_jobs = ((ic.channels, ic.width, width_nz),
+                               (ic.kernel_h, ic.kernel_w, kernel_w_nz),
+                               (ic.channels, ic.stride, stride_nz),
+                               (ic.ox0, ic.stride, stride_nz),
+                               (ic.oy0, ic.stride, stride_nz))
                 with m.If(is_load):
                     operands(*load_jobs)
                 with m.Else():
@@ -159,31 +182,33 @@ class LoadChecks(wiring.Component):
                 m.d.sync += spad_base.eq(ld.spad_addr + rows_per)
                 m.next = "LOAD_MUL"
             with m.State("LOAD_MUL"):
-                with m.If(~busy):
+                with m.If(free):
                     m.d.sync += [spad_end.eq(spad_base + p[1]), dram_end.eq(dram_base + p[0]),
                                  bad_stride.eq((ld.rows > 1) & (ld.spad_stride < rows_per))]
                     m.next = "COMPARE"
             with m.State("IM2COL_MUL1"):
-                jobs = ((p[0], ic.height), (p[1], cc), (p[0], ic.stride),
-                        (ic.channels, ic.pad), (p[0], ic.pad))
+                jobs = ((p[0], ic.height, height_nz), (p[1], cc, cc_nz),
+                        (p[0], ic.stride, stride_nz), (ic.channels, ic.pad, pad_nz),
+                        (p[0], ic.pad, pad_nz))
                 operands(*jobs)
-                with m.If(~busy):
+                with m.If(free):
                     m.d.sync += [self.wc.eq(p[0]), self.sc.eq(p[2]),
                                  self.ix_start.eq(p[3] - ic.pad),
                                  self.iy_start.eq(p[4] - ic.pad)]
                     multiply(*jobs)
                     m.next = "IM2COL_MUL2"
             with m.State("IM2COL_MUL2"):
-                jobs = ((p[1], ic.count), (p[2], ic.oy0), (self.sc, ic.ox0))
+                jobs = ((p[1], ic.count, count_nz), (p[2], ic.oy0, oy0_nz),
+                        (self.sc, ic.ox0, ox0_nz))
                 operands(*jobs)
-                with m.If(~busy):
+                with m.If(free):
                     m.d.sync += [hwc.eq(p[0]), self.swc.eq(p[2]),
                                  pad_c.eq(p[3]), pad_wc.eq(p[4])]
                     multiply(*jobs)
                     m.next = "IM2COL_MUL3"
             with m.State("IM2COL_MUL3"):
                 m.d.sync += pad_sum.eq(pad_c + pad_wc)
-                with m.If(~busy):
+                with m.If(free):
                     m.d.sync += [spad_end.eq(ic.spad_addr + p[0]), dram_end.eq(ic.x_addr + hwc),
                                  line_sum.eq(ic.x_addr + p[1]), bad_stride.eq(0)]
                     m.next = "IM2COL_SUM"

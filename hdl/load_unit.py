@@ -111,9 +111,11 @@ class LoadUnit(wiring.Component):
         n_reqs = Signal(range(_SEG_DEPTH + 1))
         m.d.sync += [n_segs.eq(n_segs + (segs.w_en & segs.w_rdy) - (segs.r_en & segs.r_rdy)),
                      n_reqs.eq(n_reqs + (reqs.w_en & reqs.w_rdy) - (reqs.r_en & reqs.r_rdy))]
+        # Registered (it gates every step of the generators): from the counts of the cycle
+        # before, so one segment fewer, as a segment may have been added since.
         room = Signal()
-        m.d.comb += room.eq((n_segs <= _SEG_DEPTH - PIPELINE_SLACK - 1) &
-                            (n_reqs <= _SEG_DEPTH - PIPELINE_SLACK - 1))
+        m.d.sync += room.eq((n_segs <= _SEG_DEPTH - PIPELINE_SLACK - 2) &
+                            (n_reqs <= _SEG_DEPTH - PIPELINE_SLACK - 2))
         m.d.comb += [load_gen.room.eq(room), im2col_gen.room.eq(room)]
 
         target = Signal()
@@ -142,19 +144,33 @@ class LoadUnit(wiring.Component):
                      im2col_gen.swc.eq(checks.swc)]
         err_code = Signal(ErrorCode)
         m.d.comb += [self.error.code.eq(err_code)]
+        # ``halted`` is used here; the report's ``valid`` is a copy of it in a flip-flop of its
+        # own, so what leaves the unit (towards every unit's halt) has a fan-out of two.
         halted = Signal()
-        m.d.comb += self.error.valid.eq(halted)
+        err_valid = Signal()
+        m.d.comb += self.error.valid.eq(err_valid)
+        check_fail = Signal()
 
-        def fail(code):
-            m.d.sync += [err_code.eq(code), self.error.pc.eq(pc), halted.eq(1)]
+        def fail():
+            m.d.comb += check_fail.eq(1)
             m.next = "HALT"
 
         bus_err = Signal()
         bus_err_pc = Signal(32)
         back_busy = self._back(m, segs, seg_layout, bus_err, bus_err_pc)
-        with m.If(bus_err & ~halted):
-            m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(bus_err_pc),
-                         halted.eq(1)]
+        # The back end's activity, registered for the busy and waiting outputs (the
+        # accelerator's completion and deadlock checks): a cycle late to fall, never late to
+        # rise, as the back end only fills from segments generated while ``full``, and its
+        # parts hand work on to each other without a gap.
+        back_q = Signal()
+        m.d.sync += back_q.eq(back_busy | (n_segs != 0))
+        # Until the unit halts, the report follows its would-be code and pc (a bus error
+        # wins over a failed check in the same cycle), so halting only sets the flags.
+        with m.If(~halted):
+            m.d.sync += [err_code.eq(Mux(bus_err, ErrorCode.BUS_ERROR, checks.code)),
+                         self.error.pc.eq(Mux(bus_err, bus_err_pc, pc))]
+        with m.If(bus_err | check_fail):
+            m.d.sync += [halted.eq(1), err_valid.eq(1)]
         # Another unit's error is acted on a cycle late (registered here, so the accelerator's
         # error OR does not run on into every start and enable of this unit); the scratchpad
         # writes still close at once on ``halt`` itself, so nothing is written after it.
@@ -167,10 +183,12 @@ class LoadUnit(wiring.Component):
         m.d.sync += check_go.eq(0)
         m.d.comb += checks.start.eq(check_go)
         # Likewise the generators start from a register, a cycle after the checks' verdict.
-        gen_go = Signal()
-        m.d.sync += gen_go.eq(0)
+        # One flip-flop per generator, so each start is a flip-flop.
+        gen_go_load, gen_go_im2col = Signal(), Signal()
+        gen_go = gen_go_load | gen_go_im2col
+        m.d.sync += [gen_go_load.eq(0), gen_go_im2col.eq(0)]
         is_load = opcode == Opcode.LOAD
-        m.d.comb += [load_gen.start.eq(gen_go & is_load), im2col_gen.start.eq(gen_go & ~is_load)]
+        m.d.comb += [load_gen.start.eq(gen_go_load), im2col_gen.start.eq(gen_go_im2col)]
         # The instruction is taken into ``word``/``pc`` whenever they are free (they load every
         # cycle until an instruction arrives, so ``valid`` only reaches ``full``), and kept
         # until the instruction has been generated; ``ready`` comes from flip-flops.
@@ -186,8 +204,7 @@ class LoadUnit(wiring.Component):
                 with m.Elif(full):
                     m.next = "TOKEN"
             with m.State("TOKEN"):
-                m.d.comb += self.waiting.eq(pop_next & ~self.token_available & ~back_busy &
-                                            (n_segs == 0))
+                m.d.comb += self.waiting.eq(pop_next & ~self.token_available & ~back_q)
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(~pop_next | self.token_available):
@@ -200,10 +217,10 @@ class LoadUnit(wiring.Component):
                 with m.If(stop):
                     m.next = "HALT"
                 with m.Elif(checks.done):
-                    with m.If(checks.code != ErrorCode.NONE):
-                        fail(checks.code)
+                    with m.If(checks.failed):
+                        fail()
                     with m.Else():
-                        m.d.sync += gen_go.eq(1)
+                        m.d.sync += [gen_go_load.eq(is_load), gen_go_im2col.eq(~is_load)]
                         m.next = "GEN"
             with m.State("GEN"):
                 with m.If(stop):
@@ -214,7 +231,7 @@ class LoadUnit(wiring.Component):
             with m.State("HALT"):
                 pass
 
-        m.d.comb += self.busy.eq(full & ~fsm.ongoing("HALT") | back_busy | (n_segs != 0))
+        m.d.comb += self.busy.eq(full & ~fsm.ongoing("HALT") | back_q)
         return m
 
     def _back(self, m, segs, seg_layout, bus_err, bus_err_pc):

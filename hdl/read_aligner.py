@@ -43,13 +43,6 @@ def row_layout(row_bytes, tag_width=0):
     return data.StructLayout({"data": 8 * row_bytes, "first": 1, "last": 1, "tag": tag_width})
 
 
-def _at_least(value, k):
-    """value >= k for a narrow unsigned value, as logic rather than a carry chain."""
-    if k <= 0:
-        return 1
-    return Cat(*(value == j for j in range(k, 1 << len(value)))).any()
-
-
 def _ring_rows(bus_bytes, row_bytes):
     """Rows in the ring: a power of two, holding at least row_bytes + bus_bytes - 1 bytes."""
     need = -(-(row_bytes + bus_bytes - 1) // row_bytes)
@@ -182,17 +175,26 @@ class ReadAligner(wiring.Component):
         m.d.comb += grown.eq(count + take)
         both = Signal(range(N + B + 1))
         m.d.comb += both.eq(grown - W)
+        # grown >= k is count >= k - take: the registered flags shifted by ``take`` (a
+        # multiplexer on flip-flops, with no adder in front of it).
+        def flag(j):
+            return 1 if j <= 0 else (at_least[j] if j <= N else 0)
+        grown_ge = {k: Signal(name=f"grown_ge{k}") for k in range(1, N + W + 1)}
+        with m.Switch(take):
+            for t in range(B + 1):
+                with m.Case(t):
+                    m.d.comb += [grown_ge[k].eq(flag(k - t)) for k in grown_ge]
         with m.Switch(Cat(absorb, emit)):
             with m.Case(0b01):
                 m.d.sync += count.eq(grown)
-                m.d.sync += [at_least[k].eq(_at_least(grown, k)) for k in levels]
+                m.d.sync += [at_least[k].eq(grown_ge[k]) for k in levels]
             with m.Case(0b10):
                 m.d.sync += count.eq(Mux(at_least[W], count - W, 0))
                 m.d.sync += [at_least[k].eq(at_least[k + W] if k + W <= N else 0)
                              for k in levels]
             with m.Case(0b11):
                 m.d.sync += count.eq(both)
-                m.d.sync += [at_least[k].eq(_at_least(both, k)) for k in levels]
+                m.d.sync += [at_least[k].eq(grown_ge[k + W]) for k in levels]
         with m.If(emit):
             m.d.sync += [rp.eq(rp + 1), to_emit.eq(to_emit - W), last_row.eq(to_emit <= 2 * W),
                          first_row.eq(0),
@@ -219,7 +221,9 @@ class ReadAligner(wiring.Component):
                          take.eq(p_take), take_nz.eq(p_take_nz),
                          rp.eq(0), wp.eq(0), wofs.eq(p_wofs)]
             m.d.sync += pend_valid.eq(0)
-        with m.Elif(~pend_valid):
+        # (A separate If, not an Elif: the slot loads exactly when it is empty, and the start
+        # decision, which needs ``pend_valid``, stays out of its registers' enables.)
+        with m.If(~pend_valid):
             # The empty slot loads every cycle; ``valid`` only reaches ``pend_valid``.
             seg = self.i_seg.payload
             # One subtraction: its sign says whether the segment ends in its first beat.

@@ -174,6 +174,10 @@ class Im2colGenerator(wiring.Component):
             "one_cc", "one_kx", "one_ky", "one_ox"))
         out_w_m1 = Signal(12)
         first_ox_left = Signal(12)
+        # kernel_w - 2 and kernel_h - 2 (mod 16): ``k + 2 == kernel`` is ``k == kernel - 2``
+        # while not on the last value (k <= kernel - 2, so nothing wraps).
+        kw_m2, kh_m2 = Signal(4), Signal(4)
+        m.d.sync += [kw_m2.eq(ins.kernel_w - 2), kh_m2.eq(ins.kernel_h - 2)]
         m.d.sync += [one_cc.eq(ins.channels <= R), one_kx.eq(ins.kernel_w == 1),
                      one_ky.eq(ins.kernel_h == 1), one_ox.eq(ins.out_w == 1),
                      out_w_m1.eq(ins.out_w - 1), first_ox_left.eq(ins.out_w - 1 - ins.ox0)]
@@ -200,13 +204,13 @@ class Im2colGenerator(wiring.Component):
             with m.If(last_cc):
                 m.d.sync += [kx.eq(Mux(last_kx, 0, kx + 1)), col_addr.eq(col_addr + ins.channels),
                              last_kx.eq(Mux(last_kx, one_kx,
-                                            kx + 2 == ins.kernel_w))]
+                                            kx == kw_m2))]
                 with m.If(last_kx):
                     next_row = row_addr + self.wc
                     m.d.sync += [ky.eq(Mux(last_ky, 0, ky + 1)), row_addr.eq(next_row),
                                  col_addr.eq(next_row),
                                  last_ky.eq(Mux(last_ky, one_ky,
-                                                ky + 2 == ins.kernel_h))]
+                                                ky == kh_m2))]
                     with m.If(last_ky):
                         m.d.sync += [remaining.eq(remaining - 1), more.eq(~last_px),
                                      last_px.eq(remaining == 2)]

@@ -23,6 +23,9 @@ class SerialMultiplier(wiring.Component):
     a_width, b_width, product_width : int
         Operand and product widths (unsigned; a negative ``a`` in two's complement gives the
         product modulo ``2**product_width`` when ``a_width >= product_width``).
+    b_flag : bool
+        If true, the caller supplies ``b != 0`` on ``b_nonzero`` (say from a flip-flop), so
+        that the test is not in front of ``busy``.
 
     Ports
     -----
@@ -30,6 +33,8 @@ class SerialMultiplier(wiring.Component):
         Sample ``a`` and ``b`` and begin.
     a : In(a_width)
     b : In(b_width)
+    b_nonzero : In(1)
+        Only with ``b_flag``: ``b != 0``, with ``start``.
     busy : Out(1)
         Still working (registered; low from the cycle after ``start`` once ``b`` has run
         out).
@@ -37,16 +42,20 @@ class SerialMultiplier(wiring.Component):
         Valid while not ``busy`` after a run, until the next ``start``.
     """
 
-    def __init__(self, a_width, b_width, product_width):
+    def __init__(self, a_width, b_width, product_width, b_flag=False):
         for name, v in (("a_width", a_width), ("b_width", b_width),
                         ("product_width", product_width)):
             if not isinstance(v, int) or v < 1:
                 raise TypeError(f"Multiplier {name} must be a positive integer, not {v!r}")
+        if not isinstance(b_flag, bool):
+            raise TypeError(f"Multiplier b_flag must be a bool, not {b_flag!r}")
         self._pw = product_width
-        super().__init__({
-            "start": In(1), "a": In(a_width), "b": In(b_width),
-            "busy": Out(1), "product": Out(product_width),
-        })
+        self._b_flag = b_flag
+        ports = {"start": In(1), "a": In(a_width), "b": In(b_width),
+                 "busy": Out(1), "product": Out(product_width)}
+        if b_flag:
+            ports["b_nonzero"] = In(1)
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -55,7 +64,7 @@ class SerialMultiplier(wiring.Component):
         # busy is a flip-flop (mplier != 0, kept a step ahead): callers decide on it at once.
         with m.If(self.start):
             m.d.sync += [mcand.eq(self.a), mplier.eq(self.b), self.product.eq(0),
-                         self.busy.eq(self.b != 0)]
+                         self.busy.eq(self.b_nonzero if self._b_flag else self.b != 0)]
         with m.Elif(self.busy):
             m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1),
                          self.busy.eq(mplier[1:] != 0)]
