@@ -226,9 +226,12 @@ class FetchUnit(wiring.Component):
                 m.d.sync += self.ended.eq(1)
         m.d.sync += in_flight.eq(in_flight + requested - word_done)
 
-        # Nothing more will arrive and the next instruction lies beyond memory.
-        with m.If(running & fresh & ~self.ended & ~stop & ~in_range & (in_flight == 0) &
-                  ~have_word & (ibuf.level == 0)):
+        # Nothing more will arrive and the next instruction lies beyond memory. "Nothing in
+        # flight or buffered" is registered: once true with no request made (``fresh``) it
+        # stays true, so the error is the same, a cycle later.
+        drained = Signal()
+        m.d.sync += drained.eq((in_flight == 0) & (ibuf.level == 0))
+        with m.If(running & fresh & ~self.ended & ~stop & ~in_range & drained & ~have_word):
             m.d.sync += [err_code.eq(ErrorCode.DRAM_RANGE), self.error.pc.eq(self.pc),
                          halted.eq(1)]
         m.d.comb += self.busy.eq((running & ~self.ended & ~stop) | (in_flight != 0))
