@@ -106,10 +106,17 @@ class FetchUnit(wiring.Component):
         m.d.sync += halt_q.eq(self.halt)
         stop = halt_q | halted
 
+        # Each queue holds _QUEUE_DEPTH instructions. Whether it has room is a flip-flop
+        # (room[u]), worked out from the level and this cycle's write only: a read in the
+        # same cycle frees the slot a cycle later. The FIFO has one entry more, so its own
+        # w_rdy is always true when room[u] is (its output register may be empty while its
+        # inner buffer holds _QUEUE_DEPTH).
         queues = {}
+        room = {}
         for which, port in ((Unit.LOAD, self.o_load), (Unit.COMPUTE, self.o_compute),
                            (Unit.STORE, self.o_store)):
-            q = fifo.SyncFIFOBuffered(width=256 + 32, depth=_QUEUE_DEPTH)
+            q = fifo.SyncFIFOBuffered(width=256 + 32, depth=_QUEUE_DEPTH + 1)
+            room[which] = Signal(init=1, name=f"{which.name.lower()}_room")
             m.submodules[f"{which.name.lower()}_queue"] = queues[which] = q
             m.d.comb += [port.valid.eq(q.r_rdy & ~stop), port.payload.word.eq(q.r_data[:256]),
                          port.payload.pc.eq(q.r_data[256:]), q.r_en.eq(port.ready & ~stop)]
@@ -203,13 +210,14 @@ class FetchUnit(wiring.Component):
                     allowed = sum(1 << _FLAG_BITS[f] for f in ALLOWED_FLAGS[op])
                     m.d.comb += [head_legal.eq(1), head_unit.eq(QUEUE_OF[op]),
                                  head_ok.eq(((flags & ~allowed & 0xF) == 0) & head_zero[i])]
-        target_ready = Mux(unit == Unit.LOAD, queues[Unit.LOAD].w_rdy,
-                           Mux(unit == Unit.COMPUTE, queues[Unit.COMPUTE].w_rdy,
-                               Mux(unit == Unit.STORE, queues[Unit.STORE].w_rdy, 1)))
+        target_ready = Mux(unit == Unit.LOAD, room[Unit.LOAD],
+                           Mux(unit == Unit.COMPUTE, room[Unit.COMPUTE],
+                               Mux(unit == Unit.STORE, room[Unit.STORE], 1)))
         decode = have_word & ~stop & ~self.ended & legal & flags_ok & target_ready
         m.d.comb += self.blocked.eq(have_word & ~self.ended & legal & flags_ok & ~target_ready)
         for u, q in queues.items():
             m.d.comb += [q.w_data.eq(Cat(word, self.pc)), q.w_en.eq(decode & (unit == u))]
+            m.d.sync += room[u].eq(q.level + q.w_en < _QUEUE_DEPTH)
         m.d.comb += self.dispatched.eq(decode)
         with m.If(have_word & ~stop & ~self.ended & ~(legal & flags_ok)):
             m.d.sync += [err_code.eq(Mux(legal, ErrorCode.MALFORMED,
@@ -226,9 +234,12 @@ class FetchUnit(wiring.Component):
                 m.d.sync += self.ended.eq(1)
         m.d.sync += in_flight.eq(in_flight + requested - word_done)
 
-        # Nothing more will arrive and the next instruction lies beyond memory.
-        with m.If(running & fresh & ~self.ended & ~stop & ~in_range & (in_flight == 0) &
-                  ~have_word & (ibuf.level == 0)):
+        # Nothing more will arrive and the next instruction lies beyond memory. "Nothing in
+        # flight or buffered" is registered: once true with no request made (``fresh``) it
+        # stays true, so the error is the same, a cycle later.
+        drained = Signal()
+        m.d.sync += drained.eq((in_flight == 0) & (ibuf.level == 0))
+        with m.If(running & fresh & ~self.ended & ~stop & ~in_range & drained & ~have_word):
             m.d.sync += [err_code.eq(ErrorCode.DRAM_RANGE), self.error.pc.eq(self.pc),
                          halted.eq(1)]
         m.d.comb += self.busy.eq((running & ~self.ended & ~stop) | (in_flight != 0))

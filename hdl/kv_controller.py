@@ -259,6 +259,28 @@ class KvController(wiring.Component):
         self._sub_instruction(m, out, kv, first & pop, last & push, seg_len, dram, spad,
                               param, pitch, whole, seg_bytes, param_slot)
 
+        # One-hot flags for the two states that drive the stage's input, kept in flip-flops
+        # beside the FSM (set on the transitions into the state, cleared on those out of it):
+        # the pass-through and hand-over handshakes, and the enables of the registers they
+        # advance, then do not wait for the decode of the FSM's state.
+        in_idle = Signal(init=1)
+        in_hand = Signal()
+        is_kv = self.i_instr.payload.word[:4] == self._op
+        pass_valid = in_idle & ~is_kv & self.i_instr.valid & ~stop
+        hand_valid = Signal()
+        m.d.comb += hand_valid.eq(in_hand & ~stop & ~(last_head & advance.busy))
+        hand_fire = hand_valid & o_instr.ready
+        m.d.comb += [
+            o_instr.valid.eq(pass_valid | hand_valid),
+            self.i_instr.ready.eq(in_idle & ~stop & (is_kv | o_instr.ready)),
+        ]
+        with m.If(in_idle):
+            m.d.comb += [out.eq(self.i_instr.payload.word),
+                         o_instr.payload.pc.eq(self.i_instr.payload.pc)]
+            # The instruction register follows the queue while idle (it matters only once
+            # a KV instruction is taken), so its enables come from a flip-flop.
+            m.d.sync += [word.eq(self.i_instr.payload.word), pc.eq(self.i_instr.payload.pc)]
+
         can = Signal()                    # REPORT may report (two cycles late)
         m.d.sync += can.eq(0)
         unit_busy_q, stage_busy_q, token_q = Signal(), Signal(), Signal()
@@ -266,18 +288,9 @@ class KvController(wiring.Component):
                      token_q.eq(self.token_available)]
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                is_kv = self.i_instr.payload.word[:4] == self._op
-                with m.If(is_kv):
-                    m.d.comb += self.i_instr.ready.eq(~stop)
-                    with m.If(self.i_instr.valid & ~stop):
-                        m.d.sync += [word.eq(self.i_instr.payload.word),
-                                     pc.eq(self.i_instr.payload.pc)]
-                        m.next = "CHECK"
-                with m.Else():
-                    m.d.comb += [o_instr.valid.eq(self.i_instr.valid & ~stop),
-                                 out.eq(self.i_instr.payload.word),
-                                 o_instr.payload.pc.eq(self.i_instr.payload.pc),
-                                 self.i_instr.ready.eq(o_instr.ready & ~stop)]
+                with m.If(is_kv & self.i_instr.valid & ~stop):
+                    m.d.sync += in_idle.eq(0)
+                    m.next = "CHECK"
             with m.State("CHECK"):
                 width = kv.row_bytes if load else kv.cols
                 static = ((kv.count == 0) | (kv.heads == 0) | (width == 0) |
@@ -412,30 +425,19 @@ class KvController(wiring.Component):
                 m.next = "ADDRESS_SUM"
             with m.State("ADDRESS_SUM"):
                 m.d.sync += [dram.eq(base_off + page_off), seg_bytes.eq(seg_bytes_full),
-                             whole.eq(whole_rows & (seg_bytes_full < (1 << 16)))]
+                             whole.eq(whole_rows & (seg_bytes_full < (1 << 16))),
+                             in_hand.eq(1)]
                 m.next = "HAND"
             with m.State("HAND"):
-                # The last head's hand-over also advances the scratchpad: wait for the product.
-                m.d.comb += o_instr.valid.eq(~stop & ~(last_head & advance.busy))
-                with m.If(o_instr.valid & o_instr.ready):
-                    m.d.sync += [head.eq(head + 1), head_zero.eq(0),
-                                 last_head.eq(head == heads_m2), dram.eq(dram + pool_step),
-                                 spad.eq(spad + (kv.spad_head_step if load
-                                                 else kv.acc_head_step)),
-                                 param.eq(param + (0 if load else kv.param_head_step)),
-                                 param_slot.eq(param_slot +
-                                               (0 if load else kv.param_head_step[4:]))]
-                    with m.If(last_head):
-                        m.d.sync += [first_seg.eq(0), slot_offset.eq(0), room.eq(page_tokens),
-                                     tokens_left.eq(tokens_left - seg_len),
-                                     spad_seg.eq(spad_seg + (advance.product if load
-                                                             else seg_len))]
-                        with m.If(last_seg):
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.d.sync += want.eq(1)
-                            m.next = "SEGMENT"
+                # (The hand-over's register updates are below, outside the FSM: hand_fire
+                # implies this state.)
+                with m.If(hand_fire & last_head):
+                    with m.If(last_seg):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "SEGMENT"
                 with m.If(stop):
+                    m.d.sync += in_hand.eq(0)
                     m.next = "HALT"
             with m.State("REPORT"):
                 # Report once everything before this instruction has finished (registered:
@@ -453,13 +455,29 @@ class KvController(wiring.Component):
                     m.next = "HALT"
             with m.State("HALT"):
                 m.d.comb += flush.eq(1)
+        # HAND: one sub-instruction per head; the last head's hand-over also advances the
+        # scratchpad (hand_valid waits for the product).
+        with m.If(hand_fire):
+            m.d.sync += [head.eq(head + 1), head_zero.eq(0),
+                         last_head.eq(head == heads_m2), dram.eq(dram + pool_step),
+                         spad.eq(spad + (kv.spad_head_step if load else kv.acc_head_step)),
+                         param.eq(param + (0 if load else kv.param_head_step)),
+                         param_slot.eq(param_slot + (0 if load else kv.param_head_step[4:]))]
+            with m.If(last_head):
+                m.d.sync += [in_hand.eq(0), first_seg.eq(0), slot_offset.eq(0),
+                             room.eq(page_tokens), tokens_left.eq(tokens_left - seg_len),
+                             spad_seg.eq(spad_seg + (advance.product if load else seg_len))]
+                with m.If(last_seg):
+                    m.d.sync += in_idle.eq(1)
+                with m.Else():
+                    m.d.sync += want.eq(1)
         with m.If(stop & ~fsm.ongoing("REPORT")):
             m.d.comb += flush.eq(1)
 
         m.d.comb += [
             self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") | reader.busy |
                          stage.busy),
-            self.blocked.eq((fsm.ongoing("HAND") & ~o_instr.ready) | stage.busy |
+            self.blocked.eq((in_hand & ~o_instr.ready) | stage.busy |
                             fsm.ongoing("REPORT")),
         ]
         return m

@@ -77,15 +77,21 @@ def connect_reads(m, reader, requesters, consumers):
     take = Signal(name="read_take")
     m.d.comb += [take.eq(~chosen_valid | reader.i_req.ready),
                  reader.i_req.valid.eq(chosen_valid), reader.i_req.payload.eq(chosen)]
-    valids = [s.o_stream.valid & ~(take & granted[k]) for k, s in enumerate(staged)]
-    for k in range(n):
-        # k wins if it is valid and no stage between the last taken one and k is.
-        after = []
-        for p in range(n):
-            between = [(p + 1 + j) % n for j in range((k - p - 1) % n)]
-            after.append(last[p] & Cat(*(~valids[j] for j in between), Const(1, 1)).all())
-        m.d.comb += grant[k].eq(valids[k] & Cat(*after).any())
-    m.d.sync += granted.eq(grant)
+    # The grant is worked out both ways from flip-flops (the granted request taken this
+    # cycle or not), and ``take`` only picks one: it does not run through the round robin.
+    grant_taken = Signal(n, name="read_grant_taken")
+    for grant_k, valids in ((grant, [s.o_stream.valid for s in staged]),
+                            (grant_taken, [s.o_stream.valid & ~granted[k]
+                                           for k, s in enumerate(staged)])):
+        for k in range(n):
+            # k wins if it is valid and no stage between the last taken one and k is.
+            after = []
+            for p in range(n):
+                between = [(p + 1 + j) % n for j in range((k - p - 1) % n)]
+                after.append(last[p] & Cat(*(~valids[j] for j in between),
+                                           Const(1, 1)).all())
+            m.d.comb += grant_k[k].eq(valids[k] & Cat(*after).any())
+    m.d.sync += granted.eq(Mux(take, grant_taken, grant))
     picked = Signal.like(reader.i_req.payload, name="read_picked")
     fields = []
     for k, stage in enumerate(staged):

@@ -69,5 +69,9 @@ class SkidBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += [out.eq(i.payload), out_valid.eq(i.valid)]
         with m.Elif(take):
-            m.d.sync += [skid.eq(i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
+        # The skid register follows the input while it is empty (its contents matter only
+        # once skid_valid is set), so its hundreds of enables come from one flip-flop.
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(i.payload)
         return m
