@@ -217,8 +217,15 @@ class Accelerator(wiring.Component):
         err_pc = Signal(32)
         deadlock = Signal()
         oldest_waiting = Signal(32)
+        # The halt the units see comes from flip-flops (a registered any-error, or the latched
+        # error): it reaches every unit's stall/enable logic, so it must not start from the
+        # units' own error logic. The other units stop a cycle later than the faulting one
+        # (which stops itself at once); a token pushed in that cycle is consumed no earlier
+        # than the next, when every unit is halted, and the first error still wins (below).
+        halt_q = Signal()
+        m.d.sync += halt_q.eq((halt_q | any_error) & ~start)
         for u in units:
-            m.d.comb += u.halt.eq(any_error | err_latched)
+            m.d.comb += u.halt.eq(halt_q | err_latched)
         # MEM_LIMIT 0 stands for 2**32 (the whole 32-bit address space). Registered: the units
         # compare addresses against it, and it is written well before a program starts.
         mem_limit = Signal(33, init=cfg.mem_bytes)
