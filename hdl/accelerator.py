@@ -190,9 +190,15 @@ class Accelerator(wiring.Component):
         ]
 
         # Reads: fetch (tag 0), load (1), store parameters (2), KV controllers (3, 4).
+        # The store unit's read data passes a register stage of its own: its ready comes from
+        # the store's state machine, and would otherwise run into the shared data stage's
+        # enables. (The other consumers' readies are constants or registers.)
+        m.submodules.store_rdata_stage = rdata_stage = SkidBuffer(
+            store.i_rdata.payload.shape())
+        wiring.connect(m, rdata_stage.o_stream, store.i_rdata)
         read_pending = connect_reads(
             m, reader, [fetch.o_req, load.o_req, store.o_rreq, kv_load.o_req, kv_store.o_req],
-            [fetch.i_data, load.i_data, store.i_rdata, kv_load.i_data, kv_store.i_data])
+            [fetch.i_data, load.i_data, rdata_stage.i_stream, kv_load.i_data, kv_store.i_data])
         # Writes: the store unit's request and data streams each pass a register stage, so its
         # logic ends there instead of running on through the writer onto the bus.
         m.submodules.write_req_stage = wreq_stage = SkidBuffer(writer.i_req.payload.shape())
@@ -205,7 +211,7 @@ class Accelerator(wiring.Component):
         # Something held in a stage keeps its side busy.
         read_busy = Signal()
         write_busy = Signal()
-        m.d.comb += [read_busy.eq(reader.busy | read_pending),
+        m.d.comb += [read_busy.eq(reader.busy | read_pending | rdata_stage.busy),
                      write_busy.eq(writer.busy | wreq_stage.busy | wdata_stage.busy)]
 
         # Errors: the first one wins and halts everyone.
