@@ -270,6 +270,14 @@ class UartBridge(wiring.Component):
                      length_bad.eq(~length_ok | ~count_ok),
                      addr_bad.eq((reg_cmd & ~reg_ok) | (mem_cmd & (end > self._mem)))]
         settle = Signal(range(3))
+        # The verdicts' outcome, registered once more (they are set by the second SETTLE
+        # cycle, these by CHECK), so CHECK's reply does not run through their priority chain.
+        check_fail = Signal()
+        check_status = Signal.like(status)
+        m.d.sync += [check_fail.eq(crc_bad | cmd_bad | length_bad | addr_bad),
+                     check_status.eq(Mux(crc_bad, Status.CRC, Mux(
+                         cmd_bad, Status.COMMAND, Mux(length_bad, Status.LENGTH,
+                                                      Status.ADDRESS))))]
 
         # --- Reply bytes -----------------------------------------------------------------
         # The reply byte waits in a register (tx_valid, tx_byte) until taken: each reply state
@@ -394,14 +402,8 @@ class UartBridge(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [word.eq(0), aw_done.eq(0), w_done.eq(0), bus_error.eq(0)]
-                with m.If(crc_bad):
-                    reply(Status.CRC)
-                with m.Elif(cmd_bad):
-                    reply(Status.COMMAND)
-                with m.Elif(length_bad):
-                    reply(Status.LENGTH)
-                with m.Elif(addr_bad):
-                    reply(Status.ADDRESS)
+                with m.If(check_fail):
+                    reply(check_status)
                 with m.Else():
                     with m.If(is_cmd[Command.INFO]):
                         m.d.sync += reply_word.eq(
