@@ -49,6 +49,14 @@ _COUNTERS = ["CYCLES", "COMPUTE_CYCLES", "DMA_BUSY_CYCLES", "DMA_STALL_CYCLES", 
 _DEADLOCK_CYCLES = 8
 
 
+def _or_all(values):
+    """The OR of ``values`` as a balanced tree."""
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
 def _registers(config):
     regs = [("id", Reg.ID, "ro"), ("version", Reg.VERSION, "ro"),
             ("config0", Reg.CONFIG0, "ro"), ("config1", Reg.CONFIG1, "ro"),
@@ -190,9 +198,15 @@ class Accelerator(wiring.Component):
         ]
 
         # Reads: fetch (tag 0), load (1), store parameters (2), KV controllers (3, 4).
+        # The store unit's read data passes a register stage of its own: its ready comes from
+        # the store's state machine, and would otherwise run into the shared data stage's
+        # enables. (The other consumers' readies are constants or registers.)
+        m.submodules.store_rdata_stage = rdata_stage = SkidBuffer(
+            store.i_rdata.payload.shape())
+        wiring.connect(m, rdata_stage.o_stream, store.i_rdata)
         read_pending = connect_reads(
             m, reader, [fetch.o_req, load.o_req, store.o_rreq, kv_load.o_req, kv_store.o_req],
-            [fetch.i_data, load.i_data, store.i_rdata, kv_load.i_data, kv_store.i_data])
+            [fetch.i_data, load.i_data, rdata_stage.i_stream, kv_load.i_data, kv_store.i_data])
         # Writes: the store unit's request and data streams each pass a register stage, so its
         # logic ends there instead of running on through the writer onto the bus.
         m.submodules.write_req_stage = wreq_stage = SkidBuffer(writer.i_req.payload.shape())
@@ -205,7 +219,7 @@ class Accelerator(wiring.Component):
         # Something held in a stage keeps its side busy.
         read_busy = Signal()
         write_busy = Signal()
-        m.d.comb += [read_busy.eq(reader.busy | read_pending),
+        m.d.comb += [read_busy.eq(reader.busy | read_pending | rdata_stage.busy),
                      write_busy.eq(writer.busy | wreq_stage.busy | wdata_stage.busy)]
 
         # Errors: the first one wins and halts everyone.
@@ -217,8 +231,15 @@ class Accelerator(wiring.Component):
         err_pc = Signal(32)
         deadlock = Signal()
         oldest_waiting = Signal(32)
+        # The halt the units see comes from flip-flops (a registered any-error, or the latched
+        # error): it reaches every unit's stall/enable logic, so it must not start from the
+        # units' own error logic. The other units stop a cycle later than the faulting one
+        # (which stops itself at once); a token pushed in that cycle is consumed no earlier
+        # than the next, when every unit is halted, and the first error still wins (below).
+        halt_q = Signal()
+        m.d.sync += halt_q.eq((halt_q | any_error) & ~start)
         for u in units:
-            m.d.comb += u.halt.eq(any_error | err_latched)
+            m.d.comb += u.halt.eq(halt_q | err_latched)
         # MEM_LIMIT 0 stands for 2**32 (the whole 32-bit address space). Registered: the units
         # compare addresses against it, and it is written well before a program starts.
         mem_limit = Signal(33, init=cfg.mem_bytes)
@@ -238,16 +259,30 @@ class Accelerator(wiring.Component):
             m.d.sync += [seen.eq(u.error.valid & ~start), code.eq(u.error.code),
                          pc.eq(u.error.pc)]
             reports.append((seen, code, pc))
-        with m.If(running & ~err_latched):
-            with m.If(overflow):
-                m.d.sync += [err_latched.eq(1), err_code.eq(ErrorCode.TOKEN_OVERFLOW),
-                             err_pc.eq(fetch.pc)]
-            with m.If(deadlock):
-                m.d.sync += [err_latched.eq(1), err_code.eq(ErrorCode.DEADLOCK),
-                             err_pc.eq(oldest_waiting)]
-            for seen, code, pc in reversed(reports):
-                with m.If(seen):
-                    m.d.sync += [err_latched.eq(1), err_code.eq(code), err_pc.eq(pc)]
+        # The choice is registered as a one-hot (lowest priority first: overflow, deadlock,
+        # then the units, fetch highest) and the winner's code and pc are loaded a cycle
+        # later from registers that hold them meanwhile (a halted unit's report does not
+        # change; the overflow and deadlock pcs are copied for it), so the choice does not run
+        # into a wide multiplexer. STATUS shows DONE no earlier than two cycles after the
+        # error is latched, with the code and pc loaded by then.
+        ovf_pc, dl_pc = Signal(32), Signal(32)
+        m.d.sync += [ovf_pc.eq(fetch.pc), dl_pc.eq(oldest_waiting)]
+        sources = [(overflow, ErrorCode.TOKEN_OVERFLOW, ovf_pc),
+                   (deadlock, ErrorCode.DEADLOCK, dl_pc), *reversed(reports)]
+        pick = Signal(len(sources))
+        capture = Signal()
+        m.d.sync += capture.eq(0)
+        with m.If(running & ~err_latched & Cat(*(s_[0] for s_ in sources)).any()):
+            m.d.sync += [err_latched.eq(1), capture.eq(1)]
+            for i, (cond, _, _) in enumerate(sources):
+                higher = Cat(*(s_[0] for s_ in sources[i + 1:]))
+                m.d.sync += pick[i].eq(cond & ~higher.any() if len(higher) else cond)
+        with m.If(capture):
+            m.d.sync += [
+                err_code.as_value().eq(_or_all([
+                    Mux(pick[i], code.value if isinstance(code, ErrorCode) else code.as_value(), 0)
+                    for i, (_, code, _) in enumerate(sources)])),
+                err_pc.eq(_or_all([Mux(pick[i], pc, 0) for i, (_, _, pc) in enumerate(sources)]))]
 
         # The units' busy/waiting flags, registered (cleared by start) before the deadlock and
         # completion checks use them: each unit's term in its own flip-flop first, so the

@@ -60,7 +60,9 @@ class AxiArbiter(wiring.Component):
         ports, out = self.s_axi, self.m_axi
         busy = Signal(name=f"{prefix}_busy")      # a burst owns the channel
         addr_sent = Signal(name=f"{prefix}_addr_sent")
-        owner = Signal(range(n), name=f"{prefix}_owner")
+        # The owner one-hot, in flip-flops, so that each channel's steering (which reaches
+        # the slave's handshake and the masters' ready logic) starts from one register.
+        grant = Signal(n, name=f"{prefix}_grant")
         last = Signal(range(n), name=f"{prefix}_last")
         valid_name = f"{addr[0][:2]}valid"
         ready_name = f"{addr[0][:2]}ready"
@@ -71,10 +73,10 @@ class AxiArbiter(wiring.Component):
                     order = [(prev + 1 + k) % n for k in range(n)]
                     for k in reversed(order):
                         with m.If(getattr(ports[k], valid_name)):
-                            m.d.sync += [owner.eq(k), busy.eq(1), addr_sent.eq(0)]
+                            m.d.sync += [grant.eq(1 << k), busy.eq(1), addr_sent.eq(0)]
         for k in range(n):
             port = ports[k]
-            mine = busy & (owner == k)
+            mine = grant[k]
             with m.If(mine):
                 m.d.comb += getattr(out, valid_name).eq(getattr(port, valid_name) & ~addr_sent)
                 m.d.comb += getattr(port, ready_name).eq(getattr(out, ready_name) & ~addr_sent)
@@ -97,7 +99,7 @@ class AxiArbiter(wiring.Component):
                 with m.If(getattr(out, valid_name) & getattr(out, ready_name)):
                     m.d.sync += addr_sent.eq(1)
                 with m.If(final(out)):
-                    m.d.sync += [busy.eq(0), last.eq(k)]
+                    m.d.sync += [busy.eq(0), grant.eq(0), last.eq(k)]
 
     def elaborate(self, platform):
         m = Module()

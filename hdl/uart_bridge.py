@@ -142,12 +142,12 @@ class UartBridge(wiring.Component):
             # data_index and in_data follow received (see elaborate).
             data_index, in_data = env["data_index"], env["in_data"]
             offset_m3 = Cat(byte[:env["shift"]], Const(0, 17 - env["shift"])) + (1 << 17) - 3
-            m.d.sync += data_index.eq(Mux(received == 0, offset_m3[:17], data_index + 1))
-            with m.If(received == 3):
+            m.d.sync += data_index.eq(Mux(env["rcv_zero"], offset_m3[:17], data_index + 1))
+            with m.If(env["rcv_three"]):
                 m.d.sync += in_data.eq(1)
-            with m.If(received == 3 + MAX_DATA):
+            with m.If(env["rcv_full"]):
                 m.d.sync += in_data.eq(0)
-            with m.If(env["to_go"] == 1):
+            with m.If(env["to_go_one"]):
                 # in_data is only set within the payload (the buffer's write enable uses it
                 # without the state).
                 m.d.sync += in_data.eq(0)
@@ -198,17 +198,28 @@ class UartBridge(wiring.Component):
         m.d.sync += n_words.eq((offset + count + B - 1) >> shift)
 
         # --- Request bytes ---------------------------------------------------------------
-        take = Signal()                        # a byte is taken from rx this cycle
-        byte = rx.payload
+        # A byte taken from rx is registered (take, byte) and handled in the next cycle, so
+        # the handshake does not run on into the frame logic. rx.ready comes from registers:
+        # set while hunting for a frame or taking its bytes (HUNT to CRC1, listening), low in
+        # the cycle a byte is handled (the state moves on in it) and when a timeout is due.
+        take = Signal()                        # a byte taken last cycle is handled now
+        byte = Signal(8)
         crc_in = crc16_step(crc, byte)
-        # rx.ready is a register: set while hunting for a frame or taking its bytes (from
-        # HUNT to CRC1), so taking a byte does not wait for the state decode.
         listening = Signal(init=1)
-        m.d.comb += [rx.ready.eq(listening), take.eq(rx.valid & rx.ready)]
+        timed_out = Signal()
+        m.d.comb += rx.ready.eq(listening & ~take & ~timed_out)
+        m.d.sync += [take.eq(rx.valid & rx.ready), byte.eq(rx.payload)]
+        # Compares on the payload counters, registered: a counter changes only when a byte is
+        # handled, and the next byte is handled two cycles later at the earliest.
+        rcv_zero, rcv_three, rcv_full, rcv_addr, rcv_arg, to_go_one = (
+            Signal(name=n) for n in ("rcv_zero", "rcv_three", "rcv_full", "rcv_addr", "rcv_arg",
+                                     "to_go_one"))
+        m.d.sync += [rcv_zero.eq(received == 0), rcv_three.eq(received == 3),
+                     rcv_full.eq(received == 3 + MAX_DATA), rcv_addr.eq(received < 4),
+                     rcv_arg.eq((received >= 4) & (received < 8)), to_go_one.eq(to_go == 1)]
 
         # The idle timer runs from the sync byte until the frame's last byte.
         in_frame = Signal()
-        timed_out = Signal()
         with m.If(take | ~in_frame):
             m.d.sync += idle.eq(0)
         with m.Elif(idle != self._timeout):
@@ -221,9 +232,9 @@ class UartBridge(wiring.Component):
         # only matter once received >= 4, when the offset is known).
         data_index = Signal(17)
         in_data = Signal()
-        with m.If(take & (received < 4)):
+        with m.If(take & rcv_addr):
             m.d.sync += addr.word_select(received[:2], 8).eq(byte)
-        with m.If(take & (received >= 4) & (received < 8)):
+        with m.If(take & rcv_arg):
             m.d.sync += arg.word_select(received[:2], 8).eq(byte)
         write_data = take & in_data
         # The buffer is written by payload bytes, or by memory read beats while r_pend (both
@@ -259,6 +270,14 @@ class UartBridge(wiring.Component):
                      length_bad.eq(~length_ok | ~count_ok),
                      addr_bad.eq((reg_cmd & ~reg_ok) | (mem_cmd & (end > self._mem)))]
         settle = Signal(range(3))
+        # The verdicts' outcome, registered once more (they are set by the second SETTLE
+        # cycle, these by CHECK), so CHECK's reply does not run through their priority chain.
+        check_fail = Signal()
+        check_status = Signal.like(status)
+        m.d.sync += [check_fail.eq(crc_bad | cmd_bad | length_bad | addr_bad),
+                     check_status.eq(Mux(crc_bad, Status.CRC, Mux(
+                         cmd_bad, Status.COMMAND, Mux(length_bad, Status.LENGTH,
+                                                      Status.ADDRESS))))]
 
         # --- Reply bytes -----------------------------------------------------------------
         # The reply byte waits in a register (tx_valid, tx_byte) until taken: each reply state
@@ -383,14 +402,8 @@ class UartBridge(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [word.eq(0), aw_done.eq(0), w_done.eq(0), bus_error.eq(0)]
-                with m.If(crc_bad):
-                    reply(Status.CRC)
-                with m.Elif(cmd_bad):
-                    reply(Status.COMMAND)
-                with m.Elif(length_bad):
-                    reply(Status.LENGTH)
-                with m.Elif(addr_bad):
-                    reply(Status.ADDRESS)
+                with m.If(check_fail):
+                    reply(check_status)
                 with m.Else():
                     with m.If(is_cmd[Command.INFO]):
                         m.d.sync += reply_word.eq(
