@@ -12,9 +12,9 @@ through and translate KV_LOAD / KV_APPEND into LOADs / STOREs of the sequence's 
 
 Scratchpads: input (R int8 per row), weight (C int8 per row) and the int32 accumulator (C per
 row), all ``lib.memory.Memory``. The units run concurrently and synchronise through four
-token queues (``octet.hdl.token_queue``). The first unit error stops every unit; bus
-transfers already started complete, then STATUS shows DONE|ERROR with the code and the
-faulting instruction's address. A state in which every unit waits for a token nobody can
+token queues (``octet.hdl.token_queue``). The first unit error stops every unit (the others
+a cycle later: the halt comes from a flip-flop); bus transfers already started complete, then
+STATUS shows DONE|ERROR with the code and the faulting instruction's address. A state in which every unit waits for a token nobody can
 produce is reported as DEADLOCK, so the accelerator never hangs.
 
 Tested by ``tests/test_accelerator_rtl.py`` (cocotb + Verilator against
