@@ -9,6 +9,8 @@ routing grows with its fan-out: 1.2 + 0.07 * sqrt(fan-out - 1) ns (nextpnr, 2026
 fan-out 2, 8, 50, 957 routed in 1.2, 1.6, 2.5, 5.2 ns; the worst routed path, 16.6 ns, estimates
 16.9), except a net on a global buffer (DCCA), 2.0 ns. Without the fan-out term it ranked the same
 worst path as nextpnr (28.5 ns estimated, 26.7 ns routed). Aim for <= 9 ns at 100 MHz.
+It does not know where cells are placed: a net between blocks that placement puts far apart
+(a unit and a memory's capture registers) can route in 4-10 ns where it estimates 1.2-2.2.
 
 Usage (netlist from tools/fpga_synth.py):
     python tools/fpga_sta.py OUT/top.json [PERIOD_NS [GROUPS]]
