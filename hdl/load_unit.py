@@ -144,11 +144,8 @@ class LoadUnit(wiring.Component):
                      im2col_gen.swc.eq(checks.swc)]
         err_code = Signal(ErrorCode)
         m.d.comb += [self.error.code.eq(err_code)]
-        # ``halted`` is used here; the report's ``valid`` is a copy of it in a flip-flop of its
-        # own, so what leaves the unit (towards every unit's halt) has a fan-out of two.
         halted = Signal()
-        err_valid = Signal()
-        m.d.comb += self.error.valid.eq(err_valid)
+        m.d.comb += self.error.valid.eq(halted)
         check_fail = Signal()
 
         def fail():
@@ -170,7 +167,7 @@ class LoadUnit(wiring.Component):
             m.d.sync += [err_code.eq(Mux(bus_err, ErrorCode.BUS_ERROR, checks.code)),
                          self.error.pc.eq(Mux(bus_err, bus_err_pc, pc))]
         with m.If(bus_err | check_fail):
-            m.d.sync += [halted.eq(1), err_valid.eq(1)]
+            m.d.sync += halted.eq(1)
         # Another unit's error is acted on a cycle late (registered here, so the accelerator's
         # error OR does not run on into every start and enable of this unit); the scratchpad
         # writes still close at once on ``halt`` itself, so nothing is written after it.
