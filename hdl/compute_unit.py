@@ -290,7 +290,9 @@ class ComputeUnit(wiring.Component):
         s2 = {key: Signal.like(sig, name=f"s2_{key}") for key, sig in s1.items()}
         s1_forward = Signal()   # stage 2 writes s1's row in the cycle s1's read arrives
         s2_old = Signal(32 * cfg.cols)
-        m.d.comb += [self.acc_r.addr.eq(loops.addr), self.acc_r.en.eq(take)]
+        # The read port is always enabled (its data is only used in the cycle after ``take``), so
+        # the array's handshake does not fan out to the read port's capture flip-flops.
+        m.d.comb += [self.acc_r.addr.eq(loops.addr), self.acc_r.en.eq(1)]
         m.d.sync += [s1["valid"].eq(take), s1["addr"].eq(loops.addr),
                      s1["acc"].eq(ins.accumulate | ~loops.first_kt),
                      s1["data"].eq(out.payload.data.as_value()),

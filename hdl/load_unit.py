@@ -264,10 +264,14 @@ class LoadUnit(wiring.Component):
         other_idle = Mux(head.target, idle_q[0], idle_q[1])
         target_ready = Mux(head.target, aligners[1].i_seg.ready, aligners[0].i_seg.ready)
         dispatch = Signal()
+        beat_taken = Signal()
+        last_beat = Signal()        # beats_left == 1, kept as a flag
         # Rows reach the scratchpads in program order: switch aligners only when both are
         # idle, so a token pushed after an instruction's last row covers all earlier loads.
-        m.d.comb += dispatch.eq(segs.r_rdy & ~beating & target_ready &
-                                ((head.target == route) | other_idle))
+        # The next segment is dispatched in the cycle the current one's last beat is taken,
+        # so back-to-back short segments (IM2COL's) lose no cycle between them.
+        m.d.comb += dispatch.eq(segs.r_rdy & (~beating | (beat_taken & last_beat)) &
+                                target_ready & ((head.target == route) | other_idle))
         m.d.comb += segs.r_en.eq(dispatch)
         m.d.sync += [idle_q[t].eq(~al.busy & ~(dispatch & (head.target == t)))
                      for t, al in enumerate(aligners)]
@@ -295,19 +299,23 @@ class LoadUnit(wiring.Component):
                 m.d.sync += next_addr.eq(addr + 1)
             m.d.comb += [al.i_data.payload.eq(beat.payload.data),
                          al.i_data.valid.eq(beat.valid & beating & (route == t))]
-        with m.If(dispatch):
-            m.d.sync += [route.eq(head.target),
-                         beats_left.eq(Mux(head.seg.zero, 0, head.seg.beats)),
-                         beating.eq(~head.seg.zero & (head.seg.beats != 0)),
-                         seg_pc.eq(head.pc)]
         m.d.sync += push_pend.eq(Cat(*(a.o_row.valid & a.o_row.payload.last &
                                        a.o_row.payload.tag[-1] for a in aligners)).any())
         m.d.comb += beat.ready.eq(beating & Mux(route, aligners[1].i_data.ready,
                                                 aligners[0].i_data.ready))
         m.d.sync += err_pend.eq(0)
-        with m.If(beat.valid & beat.ready):
-            m.d.sync += [beats_left.eq(beats_left - 1), beating.eq(beats_left != 1)]
+        m.d.comb += beat_taken.eq(beat.valid & beat.ready)
+        with m.If(beat_taken):
+            m.d.sync += [beats_left.eq(beats_left - 1), beating.eq(~last_beat),
+                         last_beat.eq(beats_left == 2)]
             with m.If(beat.payload.error):
                 m.d.sync += [err_pend.eq(1), err_pend_pc.eq(seg_pc)]
+        # (After the beat's updates, so a segment dispatched with the last beat wins.)
+        with m.If(dispatch):
+            m.d.sync += [route.eq(head.target),
+                         beats_left.eq(Mux(head.seg.zero, 0, head.seg.beats)),
+                         beating.eq(~head.seg.zero & (head.seg.beats != 0)),
+                         last_beat.eq(~head.seg.zero & (head.seg.beats == 1)),
+                         seg_pc.eq(head.pc)]
         return (beating | stage.busy | aligners[0].busy | aligners[1].busy | err_pend |
                 push_pend)

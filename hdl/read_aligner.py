@@ -71,7 +71,7 @@ class ReadAligner(wiring.Component):
         ceil(nbytes / row_bytes) rows per segment; ``first`` and ``last`` on a segment's
         first and final row, ``tag`` the segment's.
     busy : Out(1)
-        A segment is being processed or waits in the slot (registered).
+        A segment is being processed or waits in the queue (registered).
     """
 
     def __init__(self, bus_bytes, row_bytes, tag_width=0):
@@ -202,37 +202,50 @@ class ReadAligner(wiring.Component):
             with m.If(last_row):
                 m.d.sync += active.eq(0)
 
-        # Every segment waits in the slot first, with its start values computed on the way
-        # in; it starts when none is active or in the cycle the last row leaves (these
-        # assignments come last, so they win over the ones above).
-        pend = Signal(segment_layout(B, self._tag))
-        pend_valid = Signal()
-        p_take, p_rest = Signal.like(take), Signal.like(rest)
-        p_take_nz, p_last_row, p_emit_left = Signal(), Signal(), Signal()
-        p_wofs = Signal.like(wofs)
-        m.d.comb += [self.i_seg.ready.eq(~pend_valid), self.busy.eq(active | pend_valid)]
+        # Every segment is taken into a two-entry queue with its start values computed on
+        # the way in. ``i_seg.ready`` is a flip-flop (the second entry is free); the head
+        # starts when none is active or in the cycle the last row leaves, and refills in
+        # that same cycle (from the second entry, or straight from ``i_seg``), so one-row
+        # segments leave one per cycle. These assignments come last, so they win over the
+        # ones above.
+        start_layout = data.StructLayout({
+            "seg": segment_layout(B, self._tag), "take": range(B + 1), "rest": 17,
+            "take_nz": 1, "last_row": 1, "emit_left": 1, "wofs": range(N)})
+        seg = self.i_seg.payload
+        # One subtraction: its sign says whether the segment ends in its first beat.
+        beyond = Signal(signed(19))
+        m.d.comb += beyond.eq(seg.nbytes - (B - seg.offset))
+        first_take = Mux(beyond < 0, seg.nbytes, B - seg.offset)
+        incoming = Signal(start_layout)
+        m.d.comb += [incoming.seg.eq(seg), incoming.take.eq(first_take),
+                     incoming.rest.eq(Mux(beyond < 0, 0, beyond)),
+                     incoming.take_nz.eq(first_take != 0), incoming.last_row.eq(seg.nbytes <= W),
+                     incoming.emit_left.eq(seg.nbytes != 0), incoming.wofs.eq(wrap(N - seg.offset))]
+        head, head_valid = Signal(start_layout), Signal()
+        spare, spare_valid = Signal(start_layout), Signal()
+        m.d.comb += [self.i_seg.ready.eq(~spare_valid),
+                     self.busy.eq(active | head_valid | spare_valid)]
         can_start = ~active | (emit & last_row)
+        consume = Signal()
+        m.d.comb += consume.eq(can_start & head_valid)
 
-        with m.If(can_start & pend_valid):
-            m.d.sync += [active.eq(1), zero.eq(pend.zero), rest.eq(p_rest),
-                         first_row.eq(1), tag.eq(pend.tag),
-                         to_emit.eq(pend.nbytes), last_row.eq(p_last_row),
-                         emit_left.eq(p_emit_left),
-                         take.eq(p_take), take_nz.eq(p_take_nz),
-                         rp.eq(0), wp.eq(0), wofs.eq(p_wofs)]
-            m.d.sync += pend_valid.eq(0)
-        # (A separate If, not an Elif: the slot loads exactly when it is empty, and the start
-        # decision, which needs ``pend_valid``, stays out of its registers' enables.)
-        with m.If(~pend_valid):
-            # The empty slot loads every cycle; ``valid`` only reaches ``pend_valid``.
-            seg = self.i_seg.payload
-            # One subtraction: its sign says whether the segment ends in its first beat.
-            beyond = Signal(signed(19))
-            m.d.comb += beyond.eq(seg.nbytes - (B - seg.offset))
-            first_take = Mux(beyond < 0, seg.nbytes, B - seg.offset)
-            m.d.sync += [pend.eq(seg), pend_valid.eq(self.i_seg.valid),
-                         p_take.eq(first_take), p_take_nz.eq(first_take != 0),
-                         p_rest.eq(Mux(beyond < 0, 0, beyond)),
-                         p_last_row.eq(seg.nbytes <= W), p_emit_left.eq(seg.nbytes != 0),
-                         p_wofs.eq(wrap(N - seg.offset))]
+        with m.If(consume):
+            m.d.sync += [active.eq(1), zero.eq(head.seg.zero), rest.eq(head.rest),
+                         first_row.eq(1), tag.eq(head.seg.tag),
+                         to_emit.eq(head.seg.nbytes), last_row.eq(head.last_row),
+                         emit_left.eq(head.emit_left),
+                         take.eq(head.take), take_nz.eq(head.take_nz),
+                         rp.eq(0), wp.eq(0), wofs.eq(head.wofs)]
+        # The head refills when it is empty or being started: from the second entry if it
+        # holds one (then ``i_seg`` is not ready), else from ``i_seg``.
+        with m.If(~head_valid | consume):
+            m.d.sync += [head.eq(Mux(spare_valid, spare, incoming)),
+                         head_valid.eq(spare_valid | self.i_seg.valid)]
+        # The empty second entry loads every cycle; it holds a segment only when one arrives
+        # while the head is kept.
+        with m.If(~spare_valid):
+            m.d.sync += [spare.eq(incoming),
+                         spare_valid.eq(self.i_seg.valid & head_valid & ~consume)]
+        with m.Else():
+            m.d.sync += spare_valid.eq(~(~head_valid | consume))
         return m

@@ -2,7 +2,10 @@
 
 A synchronous memory read port delivers data one cycle after the address. This block issues
 a read only when its output FIFO has room for every read still in flight, so it never drops a
-row and never stalls the memory. Used by the compute unit's weight and activation feeders.
+row and never stalls the memory. The read port is always enabled: a row is only taken in the
+cycle after it was addressed, so reads of other cycles are simply not used, and no stall or
+error signal fans out to the capture flip-flops of a wide memory (on the FPGA, a whole row of
+block RAM outputs). Used by the compute unit's weight and activation feeders.
 
 Tested through the accelerator tests (:mod:`octet.sim.isa_sim` as reference).
 """
@@ -59,7 +62,7 @@ class SpadReader(wiring.Component):
         popped = self.o_row.valid & self.o_row.ready
         m.d.sync += outstanding.eq(outstanding + issue - popped)
         m.d.comb += [self.i_addr.ready.eq(room), self.mem.addr.eq(self.i_addr.payload.addr),
-                     self.mem.en.eq(issue)]
+                     self.mem.en.eq(1)]
         m.d.sync += [in_flight.eq(issue), in_flight_last.eq(self.i_addr.payload.last)]
         m.d.comb += [queue.w_en.eq(in_flight),
                      queue.w_data.eq(self.mem.data | (in_flight_last << self._width)),

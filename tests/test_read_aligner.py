@@ -4,7 +4,8 @@ Reference: a Python model that cuts each segment's bytes out of its beats and pa
 zero-padded rows (with the segment's tag, and first / last flags). Separate testbenches feed segments, feed beats and take rows, each with
 random stalls; rows must come out in order with the right data and ``last`` flags. A run
 without stalls checks that one beat per cycle is absorbed when rows are at least as wide as
-the bus, and one row every two cycles for one-beat segments.
+the bus, one row every two cycles for one-beat segments and one per cycle for
+zero (padding) segments.
 """
 
 import random
@@ -103,7 +104,12 @@ def test_throughput_without_stalls(seed):
     beats = [rng.getrandbits(64) for _ in range(32)]
     cycles = _run(8, 8, [(0, 256, 0, beats)], 0.0, seed)
     assert cycles[-1] - cycles[0] == len(cycles) - 1
-    # One-beat, one-row segments back to back: a row every two cycles.
+    # One-beat, one-row segments back to back: a row every two cycles (the beat is
+    # absorbed, then its row leaves while the next segment starts).
     segs = [(0, 4, 0, [rng.getrandbits(64)]) for _ in range(20)]
     cycles = _run(8, 4, segs, 0.0, seed)
     assert cycles[-1] - cycles[0] <= 2 * (len(cycles) - 1)
+    # Zero (padding) segments of one row back to back, as a padded convolution's IM2COL
+    # makes them: a row per cycle.
+    cycles = _run(8, 4, [(0, 4, 1, [])] * 20, 0.0, seed)
+    assert cycles[-1] - cycles[0] == len(cycles) - 1
