@@ -174,10 +174,19 @@ class Accelerator(wiring.Component):
             m.d.comb += [rp.addr.eq(r.addr), rp.en.eq(r.en), r.data.eq(rp.data)]
 
         # Instruction queues (KV instructions through their controllers) and tokens.
-        wiring.connect(m, fetch.o_load, kv_load.i_instr)
+        # The fetch unit's queues reach their units through registered stages, so a unit's
+        # ``ready`` (its state and halt) does not run on into the fetch unit's queue and
+        # decode registers across the chip, nor their ``valid`` into the unit's enables.
+        instr_stages = []
+        for name, src, dst in (("load", fetch.o_load, kv_load.i_instr),
+                               ("compute", fetch.o_compute, compute.i_instr),
+                               ("store", fetch.o_store, kv_store.i_instr)):
+            stage = SkidBuffer(src.payload.shape())
+            m.submodules[f"{name}_instr_stage"] = stage
+            wiring.connect(m, src, stage.i_stream)
+            wiring.connect(m, stage.o_stream, dst)
+            instr_stages.append(stage)
         wiring.connect(m, kv_load.o_instr, load.i_instr)
-        wiring.connect(m, fetch.o_compute, compute.i_instr)
-        wiring.connect(m, fetch.o_store, kv_store.i_instr)
         wiring.connect(m, kv_store.o_instr, store.i_instr)
         for ctl, unit_, queue in ((kv_load, load, "c2l"), (kv_store, store, "c2s")):
             m.d.comb += [ctl.seq_table.eq(reg("kv_seq_table", "value")),
@@ -236,9 +245,14 @@ class Accelerator(wiring.Component):
         # units' own error logic. The other units stop a cycle later than the faulting one
         # (which stops itself at once); a token pushed in that cycle is consumed no earlier
         # than the next, when every unit is halted, and the first error still wins (below).
-        halt_q = Signal()
-        m.d.sync += halt_q.eq((halt_q | any_error) & ~start)
-        for u in units:
+        # One sticky flag per unit, set by the *other* units' errors (a unit that fails has
+        # halted itself): the units then register different signals, which Yosys cannot merge
+        # into one flip-flop driving every unit's stop logic across the chip.
+        unit_names = ["fetch", "kv_load", "load", "compute", "kv_store", "store"]
+        for name, u in zip(unit_names, units, strict=True):
+            others = Cat(*(v.error.valid for v in units if v is not u)).any()
+            halt_q = Signal(name=f"halt_{name}_q")
+            m.d.sync += halt_q.eq((halt_q | others) & ~start)
             m.d.comb += u.halt.eq(halt_q | err_latched)
         # MEM_LIMIT 0 stands for 2**32 (the whole 32-bit address space). Registered: the units
         # compare addresses against it, and it is written well before a program starts.
@@ -344,7 +358,8 @@ class Accelerator(wiring.Component):
 
         # Completion.
         all_idle = late([~load.busy, ~compute.busy, ~store.busy, ~fetch.busy, ~kv_load.busy,
-                         ~kv_store.busy, fetch.queues_empty, ~read_busy, ~write_busy,
+                         ~kv_store.busy, fetch.queues_empty,
+                         *(~stage.busy for stage in instr_stages), ~read_busy, ~write_busy,
                          fetch.ended, ~any_error], "all_idle_q", lambda v: v.all())
         # Both ways to finish are registered conditions, so completion is seen a cycle or two
         # later. Once true they stay true: idle units start nothing, and the bus is sampled

@@ -13,9 +13,20 @@ second or so, 7: PLL locked).
 
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, Signal
+from amaranth.hdl import (
+    ClockDomain,
+    ClockSignal,
+    Const,
+    Elaboratable,
+    Instance,
+    Module,
+    ResetSignal,
+    Signal,
+)
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
+
+from .global_buffer import GlobalBuffer
 
 __all__ = ["Board", "BOARDS", "BoardTop", "PllSolution", "ecp5_pll"]
 
@@ -144,7 +155,15 @@ class BoardTop(Elaboratable):
         m.domains.units = ClockDomain("units", reset_less=True)
         m.d.comb += ClockSignal("units").eq(clk_out)
         platform.add_clock_constraint(clk_out, self.clock_hz)
-        m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
+        # The system reset is synchronised in a domain of its own and reaches the ``sync``
+        # flip-flops (bridge, CSRs, bus, memory: thousands of set/reset pins) through a
+        # global buffer, like the units' reset, instead of a fabric net from one flip-flop.
+        m.domains.reset_sync = ClockDomain("reset_sync")
+        m.d.comb += ClockSignal("reset_sync").eq(clk_out)
+        m.submodules.reset = ResetSynchronizer(~locked, domain="reset_sync")
+        m.submodules.reset_buffer = reset_buffer = GlobalBuffer()
+        m.d.comb += [reset_buffer.i.eq(ResetSignal("reset_sync")),
+                     ResetSignal("sync").eq(reset_buffer.o)]
         del sync
 
         m.submodules.soc = soc = self.soc

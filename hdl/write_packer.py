@@ -132,26 +132,40 @@ class WritePacker(wiring.Component):
         s_valid = Signal()
         s_data = Signal(8 * (W + B))
         s_mask = Signal(W + B)
-        s_offset = Signal(max(lg, 1))
         s_nbytes = Signal(range(W + 1))
         s_first = Signal()
         s_last = Signal()
         s_addr = Signal(32)                  # the run's aligned address (first chunk)
         s_run_beats = Signal(17)             # the run's beats (first chunk)
+        s_run_one = Signal()                 # s_run_beats == 1
+        s_run_nz = Signal()                  # s_run_beats != 0
+        # A first chunk's fill level (offset + nbytes), with its level flags, precomputed.
+        first_level = _Level(m, "first", size)
+
+        # The fill level is kept with registered flags (level >= B, level < 2B), and each next
+        # value comes from candidates computed in parallel from registers (the level kept, the
+        # first chunk's, the level plus the staged chunk's bytes, each less a beat if one
+        # leaves): the insertion decision and the beat's departure only select.
+        level_ge_b = Signal()                # level >= B
+        level_lt_2b = Signal(init=1)         # level < 2B
+        last_beat = Signal()                 # beats_left == 1
 
         # Whether a run is open (beats_left != 0), kept as a register.
         open_ = Signal()
         idle = ~open_ & ~req_pending
         # A chunk is inserted when it starts a run and none is open, or continues the open one
         # while fewer than two beats wait (from registers only).
-        take = s_valid & Mux(s_first, idle, open_ & ~closed & (level < 2 * B))
+        take = Signal()
+        m.d.comb += take.eq(s_valid & Mux(s_first, idle, open_ & ~closed & level_lt_2b))
         m.d.comb += skid.o_stream.ready.eq(~s_valid | take)
         with m.If(skid.o_stream.valid & skid.o_stream.ready):
             m.d.sync += [s_valid.eq(1), s_data.eq(k.data << (k.offset * 8)),
                          s_mask.eq(k.mask << k.offset),
-                         s_offset.eq(k.offset), s_nbytes.eq(k.nbytes),
+                         s_nbytes.eq(k.nbytes),
                          s_first.eq(k.first), s_last.eq(k.last),
-                         s_addr.eq(k.addr), s_run_beats.eq(k.run_beats)]
+                         s_addr.eq(k.addr), s_run_beats.eq(k.run_beats),
+                         s_run_one.eq(k.run_beats == 1), s_run_nz.eq(k.run_beats != 0)]
+            first_level.load(k.offset + k.nbytes, B)
         with m.Elif(take):
             m.d.sync += s_valid.eq(0)
         # A chunk in the input stages belongs to the open run (or a later one): it goes in
@@ -160,30 +174,44 @@ class WritePacker(wiring.Component):
 
         # A beat leaves when it is full, or when the run is closed (its last, partial beat,
         # or unstrobed beats after a flush).
-        m.d.comb += [self.o_beat.valid.eq(open_ & ((level >= B) | closed)),
+        m.d.comb += [self.o_beat.valid.eq(open_ & (level_ge_b | closed)),
                      self.o_beat.payload.data.eq(buf[:8 * B]),
                      self.o_beat.payload.strb.eq(strb[:B])]
         fire = self.o_beat.valid & self.o_beat.ready
 
-        # Insert the chunk at `at` (its offset in the first beat, or after the bytes held:
-        # the same offset, in the second beat if a full one waits), then drop the beat that
-        # left. So the byte shifter is a choice of two, not of 2B positions.
-        at = Mux(s_first, s_offset, level)
-        second = ~s_first & (level >= B)
+        # Insert the chunk at its offset in the first beat (a run's first chunk), or after the
+        # bytes held: the same offset, in the second beat if a full one waits. Then drop the
+        # beat that left. So the byte shifter is a choice of two, not of 2B positions.
+        second = ~s_first & level_ge_b
         base_buf = Mux(s_first, 0, buf)
         base_strb = Mux(s_first, 0, strb)
         new_buf = Mux(take, base_buf | Mux(second, s_data << (8 * B), s_data), buf)
         new_strb = Mux(take, base_strb | Mux(second, s_mask << B, s_mask), strb)
-        new_level = Mux(take, at + s_nbytes, level)
         with m.If(fire):
             m.d.sync += [buf.eq(new_buf >> (8 * B)), strb.eq(new_strb >> B),
-                         level.eq(Mux(new_level > B, new_level - B, 0)),
-                         beats_left.eq(beats_left - 1), open_.eq(beats_left != 1)]
+                         beats_left.eq(beats_left - 1), open_.eq(~last_beat),
+                         last_beat.eq(beats_left == 2)]
         with m.Else():
-            m.d.sync += [buf.eq(new_buf), strb.eq(new_strb), level.eq(new_level)]
+            m.d.sync += [buf.eq(new_buf), strb.eq(new_strb)]
+
+        # The next level: kept, or the first chunk's, or grown by the staged chunk; a beat
+        # less when one leaves (never below zero: a run's last beat takes what is left).
+        kept = _Level(m, "kept", size)
+        kept.compute(level, B)
+        grown = _Level(m, "grown", size)
+        grown.compute(level + s_nbytes, B)
+        chosen = Mux(take, Mux(s_first, 1, 2), 0)
+        for idx, cand in enumerate((kept, first_level, grown)):
+            with m.If(chosen == idx):
+                with m.If(fire):
+                    m.d.sync += [level.eq(cand.less), level_ge_b.eq(cand.less_ge_b),
+                                 level_lt_2b.eq(cand.less_lt_2b)]
+                with m.Else():
+                    m.d.sync += [level.eq(cand.value), level_ge_b.eq(cand.ge_b),
+                                 level_lt_2b.eq(cand.lt_2b)]
 
         with m.If(take & s_first):
-            m.d.sync += [beats_left.eq(s_run_beats), open_.eq(s_run_beats != 0),
+            m.d.sync += [beats_left.eq(s_run_beats), open_.eq(s_run_nz), last_beat.eq(s_run_one),
                          req_pending.eq(1), req_addr.eq(s_addr), req_beats.eq(s_run_beats),
                          closed.eq(s_last)]
         with m.Elif(take & s_last):
@@ -197,3 +225,29 @@ class WritePacker(wiring.Component):
             m.d.sync += req_pending.eq(0)
         m.d.comb += self.busy.eq(staged | open_ | req_pending)
         return m
+
+
+class _Level:
+    """A candidate fill level with its flags, and the same less a beat (saturating at 0)."""
+
+    def __init__(self, m, name, size):
+        self._m = m
+        self.value = Signal(range(size + 1), name=f"{name}_level")
+        self.ge_b, self.lt_2b = Signal(name=f"{name}_ge_b"), Signal(name=f"{name}_lt_2b")
+        self.less = Signal(range(size + 1), name=f"{name}_less")
+        self.less_ge_b = Signal(name=f"{name}_less_ge_b")
+        self.less_lt_2b = Signal(name=f"{name}_less_lt_2b")
+
+    def _values(self, v, bus):
+        less = Mux(v > bus, v - bus, 0)
+        return [self.value.eq(v), self.ge_b.eq(v >= bus), self.lt_2b.eq(v < 2 * bus),
+                self.less.eq(less), self.less_ge_b.eq(v >= 2 * bus),
+                self.less_lt_2b.eq(v < 3 * bus)]
+
+    def compute(self, v, bus):
+        """Combinationally from ``v``."""
+        self._m.d.comb += self._values(v, bus)
+
+    def load(self, v, bus):
+        """Registered from ``v`` (under the caller's condition)."""
+        self._m.d.sync += self._values(v, bus)

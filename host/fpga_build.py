@@ -188,7 +188,7 @@ def _parse_report(build_dir, clock_net_hint="clk"):
 
 
 def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None,
-                    mem_bytes=1 << 16, out_dir="build/fpga", say=None):
+                    mem_bytes=1 << 16, out_dir="build/fpga", say=None, timing_detail=False):
     """Build the bitstream of an R x C SoC for ``board``; return a :class:`BuildReport`.
 
     Parameters
@@ -207,6 +207,10 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         Where ``octet_<board>_<R>x<C>.bit``, its ``.json`` report and the build folder go.
     say : callable, optional
         Receives progress lines (default: print to stderr).
+    timing_detail : bool
+        Also write nextpnr's routed delay of every net to every sink into
+        ``<build folder>/top.report.json`` (``--detailed-timing-report``; tens of MB), for
+        ``tools/fpga_sta.py --routed`` to list every failing path.
 
     Raises
     ------
@@ -244,7 +248,8 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     plan = platform.prepare(
         top, _NAME,
         nextpnr_opts=f"--timing-allow-fail --seed 1 --router router2 "
-                     f"--report {_NAME}.report.json")
+                     f"--report {_NAME}.report.json" +
+                     (" --detailed-timing-report" if timing_detail else ""))
     plan.extract(build_dir)
     say(f"octet: Verilog/RTLIL written in {time.monotonic() - start:.0f} s")
     env = {**os.environ, **tools}

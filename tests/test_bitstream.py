@@ -13,6 +13,8 @@ adds more sizes.
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,7 +59,8 @@ def _sizes():
 @pytest.mark.parametrize("rows, cols", _sizes(), ids=[f"{r}x{c}" for r, c in _sizes()])
 def test_bitstream_builds(rows, cols, tmp_path, capsys):
     status = main(["bitstream", "--board", "ulx3s-85f", "--rows", rows, "--cols", cols,
-                   "--clock", "25", "--mem-kib", "8", "-o", tmp_path, "--json"])
+                   "--clock", "25", "--mem-kib", "8", "-o", tmp_path, "--json",
+                   "--timing-detail"])
     captured = capsys.readouterr()
     assert status == 0, captured.err[-3000:]
     result = json.loads(captured.out.strip().splitlines()[-1])
@@ -70,6 +73,16 @@ def test_bitstream_builds(rows, cols, tmp_path, capsys):
     report = json.loads(bit.with_suffix(".json").read_text())
     assert report["fmax_mhz"] == result["fmax_mhz"] and report["divisor"] == 25
     assert "yosys" in captured.err and "nextpnr" in captured.err      # progress was shown
+    # The routed-delay replay reads this build's netlist and nextpnr's per-net delays.
+    build = tmp_path / f"octet_ulx3s-85f_{rows}x{cols}.build"
+    sta = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "tools" /
+                                              "fpga_sta.py"),
+                          str(build / "top.json"), "5", "3", "--routed",
+                          str(build / "top.report.json")],
+                         capture_output=True, text=True, check=True)
+    head = sta.stdout.splitlines()[0]
+    assert " endpoints, " in head and "routed arrivals of " in head, sta.stdout[:2000]
+    assert int(head.split("routed arrivals of ")[1].split()[0]) > 1000
 
 
 def test_report_parsing(tmp_path):

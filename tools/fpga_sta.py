@@ -12,8 +12,14 @@ worst path as nextpnr (28.5 ns estimated, 26.7 ns routed). Aim for <= 9 ns at 10
 It does not know where cells are placed: a net between blocks that placement puts far apart
 (a unit and a memory's capture registers) can route in 4-10 ns where it estimates 1.2-2.2.
 
-Usage (netlist from tools/fpga_synth.py):
-    python tools/fpga_sta.py OUT/top.json [PERIOD_NS [GROUPS]]
+With ``--routed REPORT.json`` (nextpnr's ``--report`` written with ``--detailed-timing-report``,
+e.g. by ``octet bitstream --timing-detail``, from the same netlist), each endpoint's arrival is
+nextpnr's routed one (the report's latest arrival at every flip-flop / block-RAM input), so the
+listing is the routed design's: every failing endpoint, not nextpnr's one critical path. The
+path shown into an endpoint ("via") is still the model's worst one.
+
+Usage (netlist from tools/fpga_synth.py, or an ``octet bitstream`` build folder's top.json):
+    python tools/fpga_sta.py OUT/top.json [PERIOD_NS [GROUPS]] [--routed REPORT.json]
     python tools/fpga_sta.py OUT/top.json PERIOD_NS 0 SUBSTRING   # worst path into an endpoint
 """
 import json
@@ -31,7 +37,32 @@ def base(t):
     return t.split("\\")[-1]
 
 
+def routed_arrivals(report_path):
+    """(endpoint cell, port) -> latest routed arrival in ns, from a nextpnr detailed report."""
+    with open(report_path) as f:
+        report = json.load(f)
+    if "detailed_net_timings" not in report:
+        sys.exit(f"{report_path} has no detailed_net_timings: run nextpnr with "
+                 f"--detailed-timing-report")
+    delays = {}
+    for net in report["detailed_net_timings"]:
+        for e in net.get("endpoints", []):
+            # "delay" is [earliest, latest] arrival at the endpoint (setup not included).
+            delay = e["delay"]
+            latest = float(delay[1] if isinstance(delay, list) else delay)
+            key = (e["cell"], e["port"])
+            delays[key] = max(latest, delays.get(key, 0.0))
+    return delays
+
+
 def main():
+    argv = sys.argv[1:]
+    routed = None
+    if "--routed" in argv:
+        i = argv.index("--routed")
+        routed = routed_arrivals(argv[i + 1])
+        del argv[i:i + 2]
+    sys.argv[1:] = argv
     path = sys.argv[1]
     period = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
     top_n = int(sys.argv[3]) if len(sys.argv) > 3 else 40
@@ -158,7 +189,10 @@ def main():
                 if isinstance(b, int):
                     a = net_arrival(b)
                     r = route_of(b, ROUTE_DSP if t == "MULT18X18D" else ROUTE)
-                    endpoints.append((a[0] + r + setup, cn, p, a[1]))
+                    at = a[0] + r + setup
+                    if routed is not None:
+                        at = routed.get((cn, p), 0.0)   # not in the report: untimed
+                    endpoints.append((at, cn, p, a[1]))
     endpoints.sort(key=lambda e: -e[0])
     if len(sys.argv) > 4:
         for e in endpoints:
@@ -173,7 +207,8 @@ def main():
                 return
     fail = [e for e in endpoints if e[0] > period]
     print(f"{len(endpoints)} endpoints, {len(fail)} over {period} ns; "
-          f"worst {endpoints[0][0]:.1f} ns")
+          f"worst {endpoints[0][0]:.1f} ns" +
+          (f" (routed arrivals of {len(routed)} endpoints)" if routed is not None else ""))
     groups = defaultdict(list)
     for e in fail:
         trail = [s.split("@")[0] for s in e[3] if s.startswith(("hdl/", "octet/"))]

@@ -53,6 +53,11 @@ def add_parser(subparsers):
                    help="Markdown file for --bench (default docs/benchmarks.md)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object as the last line of stdout")
+    p.add_argument("--timing-detail", action="store_true",
+                   help="also write nextpnr's routed delay of every net into the build "
+                        "folder's top.report.json, so that 'python tools/fpga_sta.py "
+                        "BUILD/top.json 10 --routed BUILD/top.report.json' lists every path "
+                        "over 10 ns, not only the critical one")
     p.set_defaults(run=run)
 
 
@@ -79,7 +84,8 @@ def run(args):
     if args.bench:
         return _bench(args)
     report = build_bitstream(args.board, args.rows, args.cols, args.clock, args.baud,
-                             args.mem_kib * 1024, args.output_dir)
+                             args.mem_kib * 1024, args.output_dir,
+                             timing_detail=args.timing_detail)
     print(f"{report.board}: {report.rows}x{report.cols} array, Fmax {report.fmax_mhz:.1f} MHz "
           f"(target {report.target_mhz:g} MHz), {report.lut} LUTs, {report.ff} FFs, "
           f"{report.dsp} DSPs, {report.bram} BRAMs; {report.bitstream} "
