@@ -76,10 +76,11 @@ class LoadChecks(wiring.Component):
             SerialMultiplier(40, 16, 40, b_flag=True) for _ in range(4)]
         for i, mul in enumerate(muls):
             m.submodules[f"mul{i}"] = mul
-        busy = Signal()
-        m.d.comb += busy.eq(Cat(*(mul.busy for mul in muls)).any())
+        # "No multiplier busy", registered from the multipliers' next busy flags (the same
+        # value as NOR of their busy outputs, without the OR in front of every start).
+        free = Signal(init=1)
+        m.d.sync += free.eq(~Cat(*(mul.busy_next for mul in muls)).any())
         p = [mul.product for mul in muls]
-        free = ~busy
 
         # Every multiplier operand ``b`` is an instruction field (or ``cc``, from one), and
         # ``word`` is stable from the cycle before ``start``: their ``!= 0`` flags are

@@ -8,7 +8,7 @@ This takes ``bit_length(b)`` cycles (none for ``b == 0``), and each cycle is one
 Tested by ``tests/test_serial_multiplier.py`` (Amaranth simulator, random operands).
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -38,6 +38,9 @@ class SerialMultiplier(wiring.Component):
     busy : Out(1)
         Still working (registered; low from the cycle after ``start`` once ``b`` has run
         out).
+    busy_next : Out(1)
+        What ``busy`` will be in the next cycle (combinational), for callers that keep their
+        own registered "all multipliers free" flag instead of ORing the ``busy`` outputs.
     product : Out(product_width)
         Valid while not ``busy`` after a run, until the next ``start``.
     """
@@ -52,7 +55,7 @@ class SerialMultiplier(wiring.Component):
         self._pw = product_width
         self._b_flag = b_flag
         ports = {"start": In(1), "a": In(a_width), "b": In(b_width),
-                 "busy": Out(1), "product": Out(product_width)}
+                 "busy": Out(1), "busy_next": Out(1), "product": Out(product_width)}
         if b_flag:
             ports["b_nonzero"] = In(1)
         super().__init__(ports)
@@ -62,12 +65,14 @@ class SerialMultiplier(wiring.Component):
         mcand = Signal(self._pw)
         mplier = Signal(len(self.b))
         # busy is a flip-flop (mplier != 0, kept a step ahead): callers decide on it at once.
+        m.d.comb += self.busy_next.eq(
+            Mux(self.start, self.b_nonzero if self._b_flag else self.b != 0,
+                self.busy & (mplier[1:] != 0)))
+        m.d.sync += self.busy.eq(self.busy_next)
         with m.If(self.start):
-            m.d.sync += [mcand.eq(self.a), mplier.eq(self.b), self.product.eq(0),
-                         self.busy.eq(self.b_nonzero if self._b_flag else self.b != 0)]
+            m.d.sync += [mcand.eq(self.a), mplier.eq(self.b), self.product.eq(0)]
         with m.Elif(self.busy):
-            m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1),
-                         self.busy.eq(mplier[1:] != 0)]
+            m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
             with m.If(mplier[0]):
                 m.d.sync += self.product.eq(self.product + mcand)
         return m
