@@ -7,6 +7,7 @@ report the golden model's error code and hand nothing over. Pass-through instruc
 unchanged. The full controller in the accelerator is tested by ``tests/test_kv_rtl.py``.
 """
 
+import gc
 import random
 
 import numpy as np
@@ -14,7 +15,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from octet.config import AcceleratorConfig
+from octet.hdl.kv_checks import KvChecks
 from octet.hdl.kv_controller import KvController
+from octet.hdl.kv_sub_instruction import KvSubInstruction
 from octet.hdl.word_reader import WordReader
 from octet.host.kv_pages import PagedKVCache
 from octet.isa import ErrorCode, Opcode, decode, encode
@@ -190,3 +193,14 @@ def test_controller_checks_arguments():
         KvController(None, Opcode.KV_LOAD)
     with pytest.raises(ValueError, match="KvController opcode must be KV_LOAD or KV_APPEND"):
         KvController(CFG, Opcode.LOAD)
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_controller_parts_check_arguments():
+    with pytest.raises(TypeError, match="KvChecks config must be an AcceleratorConfig"):
+        KvChecks(None, Opcode.KV_LOAD)
+    with pytest.raises(ValueError, match="KvChecks opcode must be KV_LOAD or KV_APPEND"):
+        KvChecks(CFG, Opcode.STORE)
+    with pytest.raises(ValueError, match="KvSubInstruction opcode must be KV_LOAD or KV_APPEND"):
+        KvSubInstruction(Opcode.LOAD)
+    gc.collect()      # the half-built components warn now, inside the filter

@@ -21,6 +21,8 @@ from amaranth.sim import Simulator
 from octet.hdl.axi_bram import AxiBram
 from octet.hdl.axil_csr import CsrBank
 from octet.hdl.uart_bridge import UartBridge, crc16_step
+from octet.hdl.uart_checks import UartRequestChecks
+from octet.hdl.uart_reply import UartReply
 from octet.host import uart_protocol as up
 from octet.host.uart_protocol import Command, Status
 from octet.sim.amaranth_streams import stream_get, stream_put
@@ -124,6 +126,18 @@ def test_bridge_arguments_are_checked():
     with pytest.raises(TypeError, match="timeout must be an integer from 16"):
         UartBridge(timeout_cycles=1)
     gc.collect()      # the half-built components warn now, inside the filter
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_bridge_parts_arguments_are_checked():
+    with pytest.raises(TypeError, match="UART reply bus width must be 4, 8 or 16 bytes, not 5"):
+        UartReply(5)
+    with pytest.raises(TypeError, match="UART request checks register address width must be "
+                                        "an integer from 3 to 32, not 2"):
+        UartRequestChecks(1024, 2)
+    with pytest.raises(TypeError, match="UART request checks memory size must be an integer"):
+        UartRequestChecks(0, 8)
+    gc.collect()
 
 
 def test_info_and_registers():
