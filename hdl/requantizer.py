@@ -36,6 +36,7 @@ from octet.numerics import (
 )
 
 from .layouts import accumulator_layout, int8_row_layout, requant_param_layout
+from .pipelined_multiplier import PipelinedMultiplier
 from .result_queue import QUEUE_SLACK, ResultQueue
 
 __all__ = ["Requantizer"]
@@ -152,24 +153,35 @@ class Requantizer(wiring.Component):
             r = Signal(signed(33), name=f"r_{c}")
             y = Signal(signed(OPERAND_BITS), name=f"y_{c}")
             acc = self.i_stream.payload.data[c]
-            m.d.sync += [
-                # 1: bias, wrapping like int32 C++ arithmetic.
-                x.eq((acc + Mux(p_accept & (p_chan == c), p.bias, bias[c]))[:32]),
-                # 2: left shift, wrapping.
-                xs.eq((x << left[c])[:32]),
-            ]
-            # 3-5: the 32 x 32 product from four 16 x 16 halves (one DSP multiplier each),
-            # summed over two stages: (prod + 2**30) >> 31 = (outer + (middle << 16)) >> 31.
-            xh, xl, mh, ml = xs[16:].as_signed(), xs[:16], mult[c][16:].as_signed(), mult[c][:16]
+            # 1: bias, wrapping like int32 C++ arithmetic.
+            m.d.sync += x.eq((acc + Mux(p_accept & (p_chan == c), p.bias, bias[c]))[:32])
+            # 2: left shift, wrapping. Its result goes straight into the multipliers' operand
+            # registers (inside the DSP blocks on ECP5); xs is a fabric copy for the overflow
+            # test only.
+            xs_next = Signal(signed(32), name=f"xs_next_{c}")
+            m.d.comb += xs_next.eq((x << left[c])[:32])
+            m.d.sync += xs.eq(xs_next)
+            # 2-3: the 32 x 32 product from four 16 x 16 halves, one pipelined DSP multiplier
+            # each (operands registered at 2, products at 3); summed over stages 4-5:
+            # (prod + 2**30) >> 31 = (outer + (middle << 16)) >> 31. The low halves are
+            # unsigned (zero-extended into the signed operand ports), the high halves signed.
+            # The multiplier register follows mult[c] a stage earlier than xs did; mult[c] is
+            # written only while no row is in flight.
+            xh, xl = xs_next[16:].as_signed(), xs_next[:16]
+            mh, ml = mult[c][16:].as_signed(), mult[c][:16]
             pp_hh = Signal(signed(32), name=f"pp_hh_{c}")
             pp_hl = Signal(signed(33), name=f"pp_hl_{c}")
             pp_lh = Signal(signed(33), name=f"pp_lh_{c}")
             pp_ll = Signal(unsigned(32), name=f"pp_ll_{c}")
+            for half, pp, a, b in (("hh", pp_hh, xh, mh), ("hl", pp_hl, xh, ml),
+                                   ("lh", pp_lh, xl, mh), ("ll", pp_ll, xl, ml)):
+                mul = PipelinedMultiplier(17, 17)
+                m.submodules[f"mul_{half}_{c}"] = mul
+                m.d.comb += [mul.a.eq(a), mul.b.eq(b), pp.eq(mul.p)]
             outer = Signal(signed(64), name=f"outer_{c}")
             middle = Signal(signed(34), name=f"middle_{c}")
             m.d.sync += [
-                # 3: the partial products.
-                pp_hh.eq(xh * mh), pp_hl.eq(xh * ml), pp_lh.eq(xl * mh), pp_ll.eq(xl * ml),
+                # 3: the overflow case of the doubling high multiply.
                 ovf[0].eq((xs == INT32_MIN) & (mult[c] == INT32_MIN)),
                 # 4: the outer products (side by side) with the rounding constant; the middle.
                 outer.eq(Cat(pp_ll, pp_hh).as_signed() + (1 << 30)),
