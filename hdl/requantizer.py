@@ -153,13 +153,21 @@ class Requantizer(wiring.Component):
             r = Signal(signed(33), name=f"r_{c}")
             y = Signal(signed(OPERAND_BITS), name=f"y_{c}")
             acc = self.i_stream.payload.data[c]
-            # 1: bias, wrapping like int32 C++ arithmetic.
-            m.d.sync += x.eq((acc + Mux(p_accept & (p_chan == c), p.bias, bias[c]))[:32])
-            # 2: left shift, wrapping. Its result goes straight into the multipliers' operand
-            # registers (inside the DSP blocks on ECP5); xs is a fabric copy for the overflow
-            # test only.
+            # 1: bias, wrapping like int32 C++ arithmetic, then the left shift's whole bytes
+            # (left[c] // 8; forwarded like the bias when this channel's beat is being
+            # written).
+            fwd = p_accept & (p_chan == c)
+            biased = Signal(signed(32), name=f"biased_{c}")
+            m.d.comb += biased.eq((acc + Mux(fwd, p.bias, bias[c]))[:32])
+            coarse = Signal(2, name=f"left_bytes_{c}")
+            m.d.comb += coarse.eq(Mux(fwd, Mux(p.shift > 0, p.shift, 0)[3:5], left[c][3:5]))
+            m.d.sync += x.eq((biased << (coarse * 8))[:32])
+            # 2: the rest of the left shift (left[c] % 8), wrapping: (v << 8a << b) mod 2**32
+            # is (v << (8a + b)) mod 2**32. Its result goes straight into the multipliers'
+            # operand registers (inside the DSP blocks on ECP5), so only a short shift sits in
+            # front of that route; xs is a fabric copy for the overflow test only.
             xs_next = Signal(signed(32), name=f"xs_next_{c}")
-            m.d.comb += xs_next.eq((x << left[c])[:32])
+            m.d.comb += xs_next.eq((x << left[c][:3])[:32])
             m.d.sync += xs.eq(xs_next)
             # 2-3: the 32 x 32 product from four 16 x 16 halves, one pipelined DSP multiplier
             # each (operands registered at 2, products at 3); summed over stages 4-5:
