@@ -86,7 +86,7 @@ class ProcessingElement(wiring.Component):
         banks = [{"w": Signal(signed(bits), name=f"w{b}"),
                   "w3": Signal(signed(bits + 2), name=f"w3_{b}"),
                   "neg": Signal(signed(bits + 1), name=f"wneg{b}")} for b in range(2)]
-        for bank, we in zip(banks, (self.we0, self.we1)):
+        for bank, we in zip(banks, (self.we0, self.we1), strict=True):
             with m.If(we):
                 m.d.sync += [bank["w"].eq(self.w_data),
                              bank["w3"].eq(self.w3_data),

@@ -4,8 +4,9 @@ Sequences of weight tiles and activation blocks are streamed through the array b
 producer and consumer testbenches (``octet.sim.amaranth_streams``); every result row is
 compared with the reference, ``octet.sim.golden.matmul_int32`` of the tile's A and W. Also
 checked: random stalls on all three streams, extreme operands, every weight value through
-the edge registers (w, 3w, -w), bubble-free back-to-back tiles, the cycle model ``golden.array_cycles``, a reset in the middle of a tile, and the
-constructor's argument checks.
+the edge registers (w, 3w, -w), bubble-free back-to-back tiles, the cycle model
+``golden.array_cycles``, a reset in the middle of a tile, and the constructor's argument
+checks.
 """
 
 import gc
