@@ -6,8 +6,9 @@ activations still use the other. Partial sums travel top to bottom.
 
 The product is built in logic from radix-4 digits of the activation, each selecting a
 multiple of the stationary weight (0, w, 2w, 3w; the top digit, signed: 0, w, -2w, -w). The
-multiples 3w and -w are computed once when the weight is written, so an activation only
-drives multiplexers and one short adder per half: the two halves of the product (digits 0-1
+multiples 3w and -w arrive precomputed with the weight (the array computes them once per
+column at its edge), so the PE only stores them, and an activation only drives multiplexers
+and one short adder per half: the two halves of the product (digits 0-1
 and 2-3) are registered, then added to the incoming partial sum in the next cycle. No DSP
 block and no deep multiplier tree sit in the array's per-cycle path.
 
@@ -45,11 +46,14 @@ class ProcessingElement(wiring.Component):
         ``psum_in + a * w[bank]``, where the product's two halves were registered one cycle
         earlier: the result for an activation presented at cycle t appears at cycle t + 2.
     w_data : In(signed(8))
-        Weight to write.
-    w_we : In(1)
-        Write ``w_data`` into bank ``w_bank`` at the next clock edge.
-    w_bank : In(1)
-        Bank written by ``w_we``.
+        Weight w to write.
+    w3_data : In(signed(10))
+        3 w, written with ``w_data``.
+    wneg_data : In(signed(9))
+        -w, written with ``w_data``.
+    we0, we1 : In(1)
+        Write ``w_data``, ``w3_data`` and ``wneg_data`` into bank 0 (1) at the next clock
+        edge. One enable per bank, so each is a plain clock enable of the bank's registers.
     """
 
     def __init__(self, psum_bits):
@@ -65,8 +69,10 @@ class ProcessingElement(wiring.Component):
             "psum_in": In(signed(psum_bits)),
             "psum_out": Out(signed(psum_bits)),
             "w_data": In(signed(OPERAND_BITS)),
-            "w_we": In(1),
-            "w_bank": In(1),
+            "w3_data": In(signed(OPERAND_BITS + 2)),
+            "wneg_data": In(signed(OPERAND_BITS + 1)),
+            "we0": In(1),
+            "we1": In(1),
         })
 
     @property
@@ -80,11 +86,11 @@ class ProcessingElement(wiring.Component):
         banks = [{"w": Signal(signed(bits), name=f"w{b}"),
                   "w3": Signal(signed(bits + 2), name=f"w3_{b}"),
                   "neg": Signal(signed(bits + 1), name=f"wneg{b}")} for b in range(2)]
-        for b, bank in enumerate(banks):
-            with m.If(self.w_we & (self.w_bank == b)):
+        for bank, we in zip(banks, (self.we0, self.we1), strict=True):
+            with m.If(we):
                 m.d.sync += [bank["w"].eq(self.w_data),
-                             bank["w3"].eq(self.w_data + (self.w_data << 1)),
-                             bank["neg"].eq(-self.w_data)]
+                             bank["w3"].eq(self.w3_data),
+                             bank["neg"].eq(self.wneg_data)]
         w, w3, neg = (Mux(self.bank_in, banks[1][k], banks[0][k]) for k in ("w", "w3", "neg"))
 
         def pick(digit, choices):

@@ -146,17 +146,39 @@ class SystolicArray(wiring.Component):
             with m.Elif(drain[b] != 0):
                 m.d.sync += drain[b].eq(drain[b] - 1)
 
-        # Weight rows are written into the PEs one cycle after they are accepted, from
-        # registers, so that the handshake does not fan out to every PE. Writing later is
-        # safe on both sides: the drain rule only allows a row to be overwritten later, and
-        # the tile's first activation reaches row i no earlier than i + 2 cycles after its
-        # last row was accepted.
-        w_row = Signal(weight_row_layout(C))
-        w_we = Signal(R)
-        w_bank = Signal()
-        m.d.sync += [w_row.eq(self.w_stream.payload), w_bank.eq(load_bank)]
-        for i in range(R):
-            m.d.sync += w_we[i].eq(w_accept & (load_row == i))
+        # Weight rows reach the PEs through registers at the array's edge, so that neither the
+        # handshake nor the stream's payload fans out to every PE. Stage 1 holds the accepted
+        # row, its one-hot row enable and its bank; stage 2 holds, per column, w, 3w and -w
+        # (computed once here instead of in every PE) and, per row and bank, one write enable
+        # that is the PEs' clock enable as is. With k stages, a row accepted in cycle a is
+        # visible in the PEs from cycle a + k + 1. A tile's first activation is accepted at
+        # the earliest one cycle after its last row (accepted in cycle s), and reads row i
+        # from cycle s + 2 + i on; row i was accepted by cycle s - (R - 1 - i), so it is
+        # there in time while k <= R. An R = 1 array therefore skips stage 1. Writing later is
+        # always safe for the drain rule above: it only allows a row to be overwritten later.
+        if R >= 2:
+            w_row = Signal(weight_row_layout(C))
+            w_we = Signal(R)
+            w_bank = Signal()
+            m.d.sync += [w_row.eq(self.w_stream.payload), w_bank.eq(load_bank)]
+            for i in range(R):
+                m.d.sync += w_we[i].eq(w_accept & (load_row == i))
+        else:
+            w_row, w_we, w_bank = self.w_stream.payload, w_accept, load_bank
+        w_col = [Signal(signed(OPERAND_BITS), name=f"w_col{j}") for j in range(C)]
+        w3_col = [Signal(signed(OPERAND_BITS + 2), name=f"w3_col{j}") for j in range(C)]
+        wneg_col = [Signal(signed(OPERAND_BITS + 1), name=f"wneg_col{j}") for j in range(C)]
+        for j in range(C):
+            m.d.sync += [w_col[j].eq(w_row[j]),
+                         w3_col[j].eq(w_row[j] + (w_row[j] << 1)),
+                         wneg_col[j].eq(-w_row[j])]
+        # One enable register per row and bank, the clock enable of the bank's 27 flip-flops
+        # in each of the row's C PEs. (Copies per group of columns would be merged by Yosys,
+        # which ignores `keep` on wires when merging identical flip-flops.)
+        we = [[Signal(name=f"we{b}_{i}") for i in range(R)] for b in range(2)]
+        for b in range(2):
+            for i in range(R):
+                m.d.sync += we[b][i].eq(w_we[i] & (w_bank == b))
 
         # The PE grid.
         pes = [[ProcessingElement(psum_bits) for _ in range(C)] for _ in range(R)]
@@ -165,9 +187,11 @@ class SystolicArray(wiring.Component):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
                 m.d.comb += [
-                    pe.w_data.eq(w_row[j]),
-                    pe.w_we.eq(w_we[i]),
-                    pe.w_bank.eq(w_bank),
+                    pe.w_data.eq(w_col[j]),
+                    pe.w3_data.eq(w3_col[j]),
+                    pe.wneg_data.eq(wneg_col[j]),
+                    pe.we0.eq(we[0][i]),
+                    pe.we1.eq(we[1][i]),
                     pe.psum_in.eq(pes[i - 1][j].psum_out if i > 0 else 0),
                 ]
                 if j > 0:

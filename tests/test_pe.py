@@ -30,12 +30,20 @@ def run(dut, *testbenches):
     sim.run()
 
 
-async def write_weight(ctx, pe, bank, value):
+def set_weight(ctx, pe, bank, value):
+    """Present ``value`` with the multiples the array computes at its edge (3w, -w) and
+    raise bank ``bank``'s write enable."""
     ctx.set(pe.w_data, value)
-    ctx.set(pe.w_bank, bank)
-    ctx.set(pe.w_we, 1)
+    ctx.set(pe.w3_data, 3 * value)
+    ctx.set(pe.wneg_data, -value)
+    ctx.set(pe.we1 if bank else pe.we0, 1)
+
+
+async def write_weight(ctx, pe, bank, value):
+    set_weight(ctx, pe, bank, value)
     await ctx.tick()
-    ctx.set(pe.w_we, 0)
+    ctx.set(pe.we0, 0)
+    ctx.set(pe.we1, 0)
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -148,11 +156,9 @@ def test_weight_write_while_computing():
         await write_weight(ctx, dut, 1, 11)
         ctx.set(dut.a_in, 2)
         ctx.set(dut.bank_in, 1)
-        ctx.set(dut.w_data, -11)
-        ctx.set(dut.w_bank, 1)
-        ctx.set(dut.w_we, 1)
+        set_weight(ctx, dut, 1, -11)
         await ctx.tick()
-        ctx.set(dut.w_we, 0)
+        ctx.set(dut.we1, 0)
         await ctx.tick()
         assert ctx.get(dut.psum_out) == 22  # old weight
         await ctx.tick()

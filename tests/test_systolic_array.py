@@ -3,9 +3,10 @@
 Sequences of weight tiles and activation blocks are streamed through the array by separate
 producer and consumer testbenches (``octet.sim.amaranth_streams``); every result row is
 compared with the reference, ``octet.sim.golden.matmul_int32`` of the tile's A and W. Also
-checked: random stalls on all three streams, extreme operands, bubble-free back-to-back
-tiles, the cycle model ``golden.array_cycles``, a reset in the middle of a tile, and the
-constructor's argument checks.
+checked: random stalls on all three streams, extreme operands, every weight value through
+the edge registers (w, 3w, -w), bubble-free back-to-back tiles, the cycle model
+``golden.array_cycles``, a reset in the middle of a tile, and the constructor's argument
+checks.
 """
 
 import gc
@@ -139,6 +140,24 @@ def test_extreme_values(rows, cols):
     tiles.append((checker, np.full((rows, cols), -128, np.int8)))
     tiles.append((checker, np.where(np.indices((rows, cols)).sum(0) % 2, 127, -128)
                   .astype(np.int8)))
+    top, dut, _, _ = make_top(rows, cols)
+    simulate(top, *tile_testbenches(dut, tiles))
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 1), (2, 3), (4, 4)], ids=["1x1", "2x3", "4x4"])
+def test_every_weight_value(rows, cols, seed):
+    """All 256 int8 weights pass the edge registers that compute 3w and -w once per column,
+    in back-to-back tiles of M = 1 and 2 (the earliest activation after a weight load),
+    against activations that include -128 and 127. Reference: golden.matmul_int32."""
+    rng = np.random.default_rng(seed + 5)
+    n = rows * cols
+    values = np.arange(-128, 128)
+    values = np.concatenate([values, values[: -len(values) % n]]).astype(np.int8)
+    tiles = []
+    for t, w in enumerate(values.reshape(-1, rows, cols)):
+        a = rng.integers(-128, 128, (1 + t % 2, rows), dtype=np.int8)
+        a[0, 0] = (-128, 127)[t % 2]
+        tiles.append((a, w))
     top, dut, _, _ = make_top(rows, cols)
     simulate(top, *tile_testbenches(dut, tiles))
 
