@@ -174,21 +174,19 @@ class Accelerator(wiring.Component):
             m.d.comb += [rp.addr.eq(r.addr), rp.en.eq(r.en), r.data.eq(rp.data)]
 
         # Instruction queues (KV instructions through their controllers) and tokens.
-        # The compute queue reaches the compute unit through a registered stage, so the
-        # unit's ``ready`` does not run on into the fetch unit's queue and decode registers,
-        # nor the queue's ``valid`` into the unit's enables. (The same stage in front of the
-        # KV controllers made the kv_errors test lose a good KV_APPEND's write before a
-        # failing one: a timing-dependent fault in the controllers' hand-over, not yet
-        # understood, so those two stay direct.)
+        # The fetch unit's queues reach their units through registered stages, so a unit's
+        # ``ready`` (its state and halt) does not run on into the fetch unit's queue and
+        # decode registers across the chip, nor their ``valid`` into the unit's enables.
+        # They are reset with the units: after an error a stage may still hold an instruction
+        # the halted fetch unit had passed on, which must not run at the next program's start.
         instr_stages = []
-        for name, src, dst in (("compute", fetch.o_compute, compute.i_instr),):
-            stage = SkidBuffer(src.payload.shape())
-            m.submodules[f"{name}_instr_stage"] = stage
+        for name, src, dst in (("load", fetch.o_load, kv_load.i_instr),
+                               ("compute", fetch.o_compute, compute.i_instr),
+                               ("store", fetch.o_store, kv_store.i_instr)):
+            stage = unit(f"{name}_instr_stage", SkidBuffer(src.payload.shape()))
             wiring.connect(m, src, stage.i_stream)
             wiring.connect(m, stage.o_stream, dst)
             instr_stages.append(stage)
-        wiring.connect(m, fetch.o_load, kv_load.i_instr)
-        wiring.connect(m, fetch.o_store, kv_store.i_instr)
         wiring.connect(m, kv_load.o_instr, load.i_instr)
         wiring.connect(m, kv_store.o_instr, store.i_instr)
         for ctl, unit_, queue in ((kv_load, load, "c2l"), (kv_store, store, "c2s")):

@@ -267,6 +267,38 @@ async def error_cases(dut):
 
 
 @cocotb.test()
+async def queued_instruction_after_error(dut):
+    """An instruction left in a unit's instruction stage when a program stops with an error
+    (here a GEMM behind one that deadlocks) does not run at the next program's start: the
+    accumulator after a following empty program equals golden."""
+    cfg, dev, ram, rng = await _setup(dut, salt=6)
+    nprng = np.random.default_rng(_seed(6))
+    R, C = cfg.rows, cfg.cols
+    gemm = dict(m=1, k_tiles=1, n_tiles=1, w_stride=1)
+    programs = [
+        ("random operands", [
+            (Opcode.LOAD, dict(target=isa.Target.INPUT, rows=1, row_bytes=R, dram_addr=0x1000,
+                               dram_stride=R, spad_stride=1)),
+            (Opcode.LOAD, dict(target=isa.Target.WEIGHT, rows=R, row_bytes=C,
+                               dram_addr=0x1100, dram_stride=C, spad_stride=1))]),
+        ("deadlock with a GEMM queued", [(Opcode.GEMM, dict(gemm, pop_prev=1)),
+                                         (Opcode.GEMM, gemm)]),
+        ("empty program", []),
+    ]
+    prog_addr = 0x8000
+
+    def host():
+        golden_dev = _scrubbed_golden(cfg, dev)
+        for name, instructions in programs:
+            image = nprng.integers(0, 256, cfg.mem_bytes, dtype=np.uint8).tobytes()
+            blob = isa.encode_program([*instructions, (Opcode.END, {})])
+            golden, rtl = _run_both(cfg, dev, image, [(prog_addr, blob)], prog_addr,
+                                    golden_dev)
+            _compare(golden, rtl, name)
+    await bridge(host)()
+
+
+@cocotb.test()
 async def many_queued_loads(dut):
     """More instructions than the load queue holds, each with long reads: no head-of-line
     blocking between instruction fetch and load data on the shared read channel."""
