@@ -25,12 +25,20 @@ from octet.kv_format import DESCRIPTOR_BYTES, ENTRY_BYTES, GEOMETRY
 
 from .staged_compare import chunked_greater
 
-__all__ = ["KV_CHECK_STEPS", "KvChecks"]
+__all__ = ["KV_CHECK_STEPS", "KvChecks", "check_kv_arguments"]
 
 #: The steps of :class:`KvChecks`, one flag per controller state that registers a stage.
 KV_CHECK_STEPS = data.StructLayout({name: 1 for name in (
     "check", "verdict", "pool", "area_sum", "area", "desc", "range", "range_compare",
     "range_check", "table_end", "table")})
+
+
+def check_kv_arguments(owner, config, opcode):
+    """The argument checks shared by the KV controller's parts (``owner`` names the class)."""
+    if not isinstance(config, AcceleratorConfig):
+        raise TypeError(f"{owner} config must be an AcceleratorConfig, not {config!r}")
+    if opcode not in (Opcode.KV_LOAD, Opcode.KV_APPEND):
+        raise ValueError(f"{owner} opcode must be KV_LOAD or KV_APPEND, not {opcode!r}")
 
 
 class KvChecks(wiring.Component):
@@ -94,10 +102,7 @@ class KvChecks(wiring.Component):
     """
 
     def __init__(self, config, opcode):
-        if not isinstance(config, AcceleratorConfig):
-            raise TypeError(f"KvChecks config must be an AcceleratorConfig, not {config!r}")
-        if opcode not in (Opcode.KV_LOAD, Opcode.KV_APPEND):
-            raise ValueError(f"KvChecks opcode must be KV_LOAD or KV_APPEND, not {opcode!r}")
+        check_kv_arguments("KvChecks", config, opcode)
         self._cfg = config
         self._op = opcode
         super().__init__({

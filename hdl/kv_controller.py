@@ -34,11 +34,10 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from octet.config import AcceleratorConfig
 from octet.isa import ErrorCode, Opcode
 from octet.kv_format import GEOMETRY
 
-from .kv_checks import KvChecks
+from .kv_checks import KvChecks, check_kv_arguments
 from .kv_sub_instruction import KvSubInstruction
 from .skid_buffer import SkidBuffer
 from .unit_ports import BusRequest, ErrorReport, InstructionStream
@@ -85,10 +84,7 @@ class KvController(wiring.Component):
     """
 
     def __init__(self, config, opcode):
-        if not isinstance(config, AcceleratorConfig):
-            raise TypeError(f"KvController config must be an AcceleratorConfig, not {config!r}")
-        if opcode not in (Opcode.KV_LOAD, Opcode.KV_APPEND):
-            raise ValueError(f"KvController opcode must be KV_LOAD or KV_APPEND, not {opcode!r}")
+        check_kv_arguments("KvController", config, opcode)
         self._cfg = config
         self._op = opcode
         B = config.bus_bytes
