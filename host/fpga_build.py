@@ -208,9 +208,9 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     say : callable, optional
         Receives progress lines (default: print to stderr).
     timing_detail : bool
-        Also write nextpnr's routed delay of every net to every sink into
+        Also write nextpnr's routed arrival time at every timing endpoint into
         ``<build folder>/top.report.json`` (``--detailed-timing-report``; tens of MB), for
-        ``tools/fpga_sta.py --routed`` to list every failing path.
+        ``tools/fpga_sta.py --routed`` to list every failing endpoint.
 
     Raises
     ------

@@ -73,7 +73,7 @@ def test_bitstream_builds(rows, cols, tmp_path, capsys):
     report = json.loads(bit.with_suffix(".json").read_text())
     assert report["fmax_mhz"] == result["fmax_mhz"] and report["divisor"] == 25
     assert "yosys" in captured.err and "nextpnr" in captured.err      # progress was shown
-    # The routed-delay replay reads this build's netlist and nextpnr's per-net delays.
+    # The routed listing reads this build's netlist and nextpnr's per-endpoint arrivals.
     build = tmp_path / f"octet_ulx3s-85f_{rows}x{cols}.build"
     sta = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "tools" /
                                               "fpga_sta.py"),

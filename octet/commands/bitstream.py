@@ -54,10 +54,11 @@ def add_parser(subparsers):
     p.add_argument("--json", action="store_true",
                    help="print one JSON object as the last line of stdout")
     p.add_argument("--timing-detail", action="store_true",
-                   help="also write nextpnr's routed delay of every net into the build "
-                        "folder's top.report.json, so that 'python tools/fpga_sta.py "
-                        "BUILD/top.json 10 --routed BUILD/top.report.json' lists every path "
-                        "over 10 ns, not only the critical one")
+                   help="also write nextpnr's routed arrival time at every flip-flop and "
+                        "block-RAM input into the build folder's top.report.json, so that "
+                        "'python tools/fpga_sta.py BUILD/top.json 10 --routed "
+                        "BUILD/top.report.json' lists every endpoint over 10 ns, not only "
+                        "the critical path")
     p.set_defaults(run=run)
 
 
