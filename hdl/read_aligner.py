@@ -219,8 +219,10 @@ class ReadAligner(wiring.Component):
         incoming = Signal(start_layout)
         m.d.comb += [incoming.seg.eq(seg), incoming.take.eq(first_take),
                      incoming.rest.eq(Mux(beyond < 0, 0, beyond)),
-                     incoming.take_nz.eq(first_take != 0), incoming.last_row.eq(seg.nbytes <= W),
-                     incoming.emit_left.eq(seg.nbytes != 0), incoming.wofs.eq(wrap(N - seg.offset))]
+                     incoming.take_nz.eq(first_take != 0),
+                     incoming.last_row.eq(seg.nbytes <= W),
+                     incoming.emit_left.eq(seg.nbytes != 0),
+                     incoming.wofs.eq(wrap(N - seg.offset))]
         head, head_valid = Signal(start_layout), Signal()
         spare, spare_valid = Signal(start_layout), Signal()
         m.d.comb += [self.i_seg.ready.eq(~spare_valid),
@@ -247,5 +249,7 @@ class ReadAligner(wiring.Component):
             m.d.sync += [spare.eq(incoming),
                          spare_valid.eq(self.i_seg.valid & head_valid & ~consume)]
         with m.Else():
-            m.d.sync += spare_valid.eq(~(~head_valid | consume))
+            # (The head is valid whenever the second entry is: it empties when the head
+            # starts and refills from it.)
+            m.d.sync += spare_valid.eq(~consume)
         return m
