@@ -227,4 +227,5 @@ def main():
         print("        via " + " > ".join(seen[:14]))
 
 
-main()
+if __name__ == "__main__":
+    main()
