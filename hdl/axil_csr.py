@@ -150,8 +150,13 @@ class CsrBank(wiring.Component):
         aw_held, aw_addr = Signal(), Signal(self._addr_width)
         w_held, w_data, w_strb = Signal(), Signal(32), Signal(4)
         m.d.comb += [bus.awready.eq(~aw_held), bus.wready.eq(~w_held)]
+        # Whether the address is a writable register's, decided as it is taken, so the
+        # response does not wait for a compare against every register.
+        aw_writable = Signal()
+        writable = [address >> 2 for _, address, access, _ in self._registers if access != "ro"]
         with m.If(bus.awvalid & bus.awready):
-            m.d.sync += [aw_held.eq(1), aw_addr.eq(bus.awaddr)]
+            m.d.sync += [aw_held.eq(1), aw_addr.eq(bus.awaddr),
+                         aw_writable.eq(Cat(bus.awaddr[2:] == word for word in writable).any())]
         with m.If(bus.wvalid & bus.wready):
             m.d.sync += [w_held.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
         write = Signal()
@@ -169,7 +174,7 @@ class CsrBank(wiring.Component):
         read = Signal()
         m.d.comb += read.eq(ar_held & ~sampled)
 
-        write_hits, read_hits, shown_at = [], [], {}
+        read_hits, shown_at = [], {}
         read_data = Signal(32)
         for name, address, access, _ in self._registers:
             word = address >> 2
@@ -177,7 +182,6 @@ class CsrBank(wiring.Component):
             r_hit = read & (ar_addr[2:] == word)
             read_hits.append(r_hit)
             if access != "ro":
-                write_hits.append(w_hit)
                 m.d.comb += self.port(name, "w_stb").eq(w_hit)
             if access == "rw":
                 value = self.port(name, "value")
@@ -217,7 +221,7 @@ class CsrBank(wiring.Component):
             m.d.sync += bus.bvalid.eq(0)
         with m.If(write):
             m.d.sync += [aw_held.eq(0), w_held.eq(0), bus.bvalid.eq(1),
-                         bus.bresp.eq(Mux(Cat(write_hits).any(), AxiResp.OKAY, AxiResp.SLVERR))]
+                         bus.bresp.eq(Mux(aw_writable, AxiResp.OKAY, AxiResp.SLVERR))]
         with m.If(bus.rvalid & bus.rready):
             m.d.sync += bus.rvalid.eq(0)
         with m.If(sampled):

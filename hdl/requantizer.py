@@ -110,24 +110,28 @@ class Requantizer(wiring.Component):
         # rows may follow the last beat as before: a row taken while the last channel's beat
         # is being written gets that channel's new bias forwarded into stage 1 (the other
         # parameters are used from stage 2 on, after the write).
+        # Each channel's write strobe is a flip-flop of its own (one-hot), so the decode of the
+        # channel index does not sit in front of the registers of every lane, which are spread
+        # along the DSP rows.
         p_taken = self.p_stream.valid & self.p_stream.ready
         p_accept = Signal()
         p = Signal.like(self.p_stream.payload)
-        p_chan = Signal(range(n))
-        m.d.sync += p_accept.eq(p_taken)
+        p_write = Signal(n)
+        m.d.sync += [p_accept.eq(p_taken),
+                     p_write.eq(Mux(p_taken, 1 << index, 0))]
         with m.If(p_taken):
-            m.d.sync += [p.eq(self.p_stream.payload), p_chan.eq(index),
+            m.d.sync += [p.eq(self.p_stream.payload),
                          index.eq(Mux(index == n - 1, 0, index + 1))]
         with m.If(p_accept):
             m.d.sync += [zero_point.eq(p.zero_point), relu.eq(p.relu)]
-            for c in range(n):
-                with m.If(p_chan == c):
-                    m.d.sync += [
-                        mult[c].eq(p.multiplier),
-                        bias[c].eq(p.bias),
-                        left[c].eq(Mux(p.shift > 0, p.shift, 0)),
-                        right[c].eq(Mux(p.shift < 0, -p.shift, 0)),
-                    ]
+        for c in range(n):
+            with m.If(p_write[c]):
+                m.d.sync += [
+                    mult[c].eq(p.multiplier),
+                    bias[c].eq(p.bias),
+                    left[c].eq(Mux(p.shift > 0, p.shift, 0)),
+                    right[c].eq(Mux(p.shift < 0, -p.shift, 0)),
+                ]
 
         m.d.comb += self.i_stream.ready.eq(queue.credit & (index == 0) & ~self.p_stream.valid)
         accept = self.i_stream.valid & self.i_stream.ready
@@ -156,7 +160,7 @@ class Requantizer(wiring.Component):
             # 1: bias, wrapping like int32 C++ arithmetic, then the left shift's whole bytes
             # (left[c] // 8; forwarded like the bias when this channel's beat is being
             # written).
-            fwd = p_accept & (p_chan == c)
+            fwd = p_write[c]
             biased = Signal(signed(32), name=f"biased_{c}")
             m.d.comb += biased.eq((acc + Mux(fwd, p.bias, bias[c]))[:32])
             coarse = Signal(2, name=f"left_bytes_{c}")

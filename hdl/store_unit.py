@@ -135,7 +135,12 @@ class StoreUnit(wiring.Component):
         m.submodules.row_stage = row_stage = SkidBuffer(reader.o_row.payload.shape())
         wiring.connect(m, reader.o_row, row_stage.i_stream)
         rows_o = row_stage.o_stream
-        rows_busy = reader.busy | row_stage.busy
+        # Int8 rows pass one more skid stage on their way into the requantizer, whose
+        # `ready` (free room, no parameter beat pending) is logic at its lanes, across the
+        # DSP rows: so the row stage's enable above depends on registers only.
+        m.submodules.rq_stage = rq_stage = SkidBuffer(rq.i_stream.payload.shape())
+        wiring.connect(m, rq_stage.o_stream, rq.i_stream)
+        rows_busy = reader.busy | row_stage.busy | rq_stage.busy
         m.submodules.packer = packer = WritePacker(B, 4 * C)
         wiring.connect(m, packer.o_req, wiring.flipped(self.o_wreq))
         wiring.connect(m, packer.o_beat, wiring.flipped(self.o_wdata))
@@ -280,13 +285,15 @@ class StoreUnit(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.i_instr.ready.eq(~stop)
+                # The instruction registers follow the offered word while idle (nothing reads
+                # them here: the row path is empty, and `pc` is reported only once an
+                # instruction waits or fails), so their ~300 enables are the state alone.
+                m.d.sync += [word.eq(self.i_instr.payload.word),
+                             int8.eq(STORE(self.i_instr.payload.word).mode == StoreMode.INT8),
+                             int8_rows.eq(STORE(self.i_instr.payload.word).mode ==
+                                          StoreMode.INT8),
+                             pc.eq(self.i_instr.payload.pc), held.eq(0)]
                 with m.If(self.i_instr.valid & ~stop):
-                    m.d.sync += [word.eq(self.i_instr.payload.word),
-                                 int8.eq(STORE(self.i_instr.payload.word).mode ==
-                                         StoreMode.INT8),
-                                 int8_rows.eq(STORE(self.i_instr.payload.word).mode ==
-                                              StoreMode.INT8),
-                                 pc.eq(self.i_instr.payload.pc), held.eq(0)]
                     m.next = "CHECK"
             with m.State("TOKEN"):
                 hdr = ins.header
@@ -301,20 +308,23 @@ class StoreUnit(wiring.Component):
             with m.State("CHECK"):
                 # Pipelined (see StoreChecks); the code is the documented order's first.
                 fits = keep | from_slots | (ins.cols <= P)
+                # The instruction's starting values are loaded in every CHECK cycle (the word
+                # is steady; `run`'s come from the checks' result, final when `done`), so
+                # their enables are the state alone. A failing instruction never uses them.
+                # A run needs no record reads between its rows: records from the copy or the
+                # slots, or none (int32).
+                m.d.sync += [run.eq(checks.contiguous & (~int8 | fits)),
+                             run_bytes.eq(checks.run_bytes), run_first.eq(1)]
+                m.d.sync += [nt.eq(0), param_tile.eq(ins.param_addr),
+                             acc_tile.eq(ins.acc_addr), tile_addr.eq(ins.dram_addr),
+                             cols_left.eq(ins.cols), cols_w.eq(Mux(ins.cols < C, ins.cols, C)),
+                             lane.eq(0), rec_beats.eq(0),
+                             cached.eq(int8 & fits),
+                             w_index.eq(slot_base), r_index.eq(slot_base),
+                             r_next.eq(slot_base + 1)]
                 with m.If(checks.done & checks.fail):
                     hold(checks.code)
                 with m.Elif(checks.done):
-                    # A run needs no record reads between its rows: records from the copy
-                    # or the slots, or none (int32).
-                    m.d.sync += [run.eq(checks.contiguous & (~int8 | fits)),
-                                 run_bytes.eq(checks.run_bytes), run_first.eq(1)]
-                    m.d.sync += [nt.eq(0), param_tile.eq(ins.param_addr),
-                                 acc_tile.eq(ins.acc_addr), tile_addr.eq(ins.dram_addr),
-                                 cols_left.eq(ins.cols), cols_w.eq(Mux(ins.cols < C, ins.cols, C)),
-                                 lane.eq(0), rec_beats.eq(0),
-                                 cached.eq(int8 & fits),
-                                 w_index.eq(slot_base), r_index.eq(slot_base),
-                                 r_next.eq(slot_base + 1)]
                     m.next = "VALIDATE_REQ"
             # Int8: read every parameter record once and check its shift before any row is
             # written, so a bad table stops the instruction with nothing written. A table that
@@ -428,9 +438,9 @@ class StoreUnit(wiring.Component):
                              dest.w_en.eq(reader.i_addr.valid & reader.i_addr.ready),
                              dest.w_data.eq(Cat(row_addr, chunk_bytes, ~run | run_first,
                                                 ~run | (nt_last & row_last)))]
-                with m.If(stop):
-                    m.next = "HALT"
-                with m.Elif(reader.i_addr.valid & reader.i_addr.ready):
+                # The row counters move without looking at `stop` (a halt from another unit,
+                # far away): once stopped, they are never read again.
+                with m.If(dest.w_rdy & reader.i_addr.ready):
                     m.d.sync += [rows_left.eq(rows_left - 1), row_last.eq(rows_left == 1),
                                  run_first.eq(0), acc_row.eq(acc_row + 1),
                                  row_addr.eq(row_addr + ins.dram_stride)]
@@ -445,6 +455,8 @@ class StoreUnit(wiring.Component):
                             m.next = "DRAIN"
                         with m.Else():
                             m.next = "TILE"
+                with m.If(stop):
+                    m.next = "HALT"
             with m.State("DRAIN"):
                 # Registered: nothing enters the row path in DRAIN, so idle last cycle is idle.
                 m.d.sync += drained.eq(~rows_busy & (dest.level == 0) & ~dest.r_rdy &
@@ -462,10 +474,10 @@ class StoreUnit(wiring.Component):
         m.d.sync += check_start.eq(fsm.ongoing("IDLE") & self.i_instr.valid & ~stop)
 
         # Rows: int32 straight to the packer, int8 through the requantizer.
-        m.d.comb += [rq.i_stream.payload.data.eq(rows_o.payload.data),
-                     rq.i_stream.payload.last.eq(rows_o.payload.last)]
-        m.d.comb += [rq.i_stream.valid.eq(rows_o.valid & int8),
-                     rows_o.ready.eq(Mux(int8, rq.i_stream.ready, packer.i_chunk.ready &
+        m.d.comb += [rq_stage.i_stream.payload.data.eq(rows_o.payload.data),
+                     rq_stage.i_stream.payload.last.eq(rows_o.payload.last)]
+        m.d.comb += [rq_stage.i_stream.valid.eq(rows_o.valid & int8),
+                     rows_o.ready.eq(Mux(int8, rq_stage.i_stream.ready, packer.i_chunk.ready &
                                          dest.r_rdy))]
         row_bytes = Mux(int8_rows, rq.o_stream.payload.data.as_value(), rows_o.payload.data)
         row_valid = Mux(int8, rq.o_stream.valid, rows_o.valid)

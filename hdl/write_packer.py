@@ -90,8 +90,6 @@ class WritePacker(wiring.Component):
         B, W = self._bus, self._chunk
         lg = (B - 1).bit_length()
         size = 2 * B + W                      # bytes the buffer can hold
-        buf = Signal(8 * size)
-        strb = Signal(size)
         level = Signal(range(size + 1))       # bytes in the buffer (from the beat's start)
         beats_left = Signal(17)               # beats the open run still owes the bus
         closed = Signal()                     # the run's last chunk is in (or flushed)
@@ -174,25 +172,45 @@ class WritePacker(wiring.Component):
 
         # A beat leaves when it is full, or when the run is closed (its last, partial beat,
         # or unstrobed beats after a flush).
-        m.d.comb += [self.o_beat.valid.eq(open_ & (level_ge_b | closed)),
-                     self.o_beat.payload.data.eq(buf[:8 * B]),
-                     self.o_beat.payload.strb.eq(strb[:B])]
+        m.d.comb += self.o_beat.valid.eq(open_ & (level_ge_b | closed))
         fire = self.o_beat.valid & self.o_beat.ready
 
         # Insert the chunk at its offset in the first beat (a run's first chunk), or after the
         # bytes held: the same offset, in the second beat if a full one waits. Then drop the
         # beat that left. So the byte shifter is a choice of two, not of 2B positions.
+        #
+        # The byte buffer runs a cycle behind this control: the decisions (take, which beat,
+        # a run's start, a beat leaving) are registered as `op_*` and applied the next cycle
+        # to `lag_buf`, with the chunk's bytes as they were (`op_data`). So every one of the
+        # buffer's ~450 flip-flops is fed by a few LUTs from registers, and no decision logic
+        # sits in front of that wide fan-out. `lag_next` is the buffer as this control sees it
+        # (`buf` of the cycle); its first beat is the beat on `o_beat`.
         second = ~s_first & level_ge_b
-        base_buf = Mux(s_first, 0, buf)
-        base_strb = Mux(s_first, 0, strb)
-        new_buf = Mux(take, base_buf | Mux(second, s_data << (8 * B), s_data), buf)
-        new_strb = Mux(take, base_strb | Mux(second, s_mask << B, s_mask), strb)
+        op_keep = Signal()                   # keep the bytes held (no chunk, or one continuing)
+        op_low = Signal()                    # insert the chunk in the first beat
+        op_high = Signal()                   # insert it in the second beat
+        op_fire = Signal()                   # a beat left: shift the buffer down by one
+        op_data = Signal.like(s_data)
+        op_mask = Signal.like(s_mask)
+        m.d.sync += [op_keep.eq(~take | ~s_first), op_low.eq(take & ~second),
+                     op_high.eq(take & second), op_fire.eq(fire),
+                     op_data.eq(s_data), op_mask.eq(s_mask)]
+        lag_buf = Signal(8 * size)
+        lag_strb = Signal(size)
+        new_buf = (Mux(op_keep, lag_buf, 0) | Mux(op_low, op_data, 0)
+                   | Mux(op_high, op_data << (8 * B), 0))
+        new_strb = (Mux(op_keep, lag_strb, 0) | Mux(op_low, op_mask, 0)
+                    | Mux(op_high, op_mask << B, 0))
+        lag_next = Signal(8 * size)
+        strb_next = Signal(size)
+        m.d.comb += [lag_next.eq(Mux(op_fire, new_buf >> (8 * B), new_buf)),
+                     strb_next.eq(Mux(op_fire, new_strb >> B, new_strb))]
+        m.d.sync += [lag_buf.eq(lag_next), lag_strb.eq(strb_next)]
+        m.d.comb += [self.o_beat.payload.data.eq(lag_next[:8 * B]),
+                     self.o_beat.payload.strb.eq(strb_next[:B])]
         with m.If(fire):
-            m.d.sync += [buf.eq(new_buf >> (8 * B)), strb.eq(new_strb >> B),
-                         beats_left.eq(beats_left - 1), open_.eq(~last_beat),
+            m.d.sync += [beats_left.eq(beats_left - 1), open_.eq(~last_beat),
                          last_beat.eq(beats_left == 2)]
-        with m.Else():
-            m.d.sync += [buf.eq(new_buf), strb.eq(new_strb)]
 
         # The next level: kept, or the first chunk's, or grown by the staged chunk; a beat
         # less when one leaves (never below zero: a run's last beat takes what is left).
