@@ -241,20 +241,24 @@ class Accelerator(wiring.Component):
         err_pc = Signal(32)
         deadlock = Signal()
         oldest_waiting = Signal(32)
-        # The halt the units see comes from flip-flops (a registered any-error, or the latched
-        # error): it reaches every unit's stall/enable logic, so it must not start from the
+        # The halt the units see comes from flip-flops (registered errors, one flag per
+        # unit): it reaches every unit's stall/enable logic, so it must not start from the
         # units' own error logic. The other units stop a cycle later than the faulting one
         # (which stops itself at once); a token pushed in that cycle is consumed no earlier
         # than the next, when every unit is halted, and the first error still wins (below).
         # One sticky flag per unit, set by the *other* units' errors (a unit that fails has
         # halted itself): the units then register different signals, which Yosys cannot merge
         # into one flip-flop driving every unit's stop logic across the chip.
+        # A token overflow or a deadlock (errors of no unit) sets every unit's flag directly,
+        # in the cycle it latches the error, so the latched error itself does not fan out
+        # to every unit.
         unit_names = ["fetch", "kv_load", "load", "compute", "kv_store", "store"]
         for name, u in zip(unit_names, units, strict=True):
             others = Cat(*(v.error.valid for v in units if v is not u)).any()
             halt_q = Signal(name=f"halt_{name}_q")
-            m.d.sync += halt_q.eq((halt_q | others) & ~start)
-            m.d.comb += u.halt.eq(halt_q | err_latched)
+            m.d.sync += halt_q.eq((halt_q | others | (running & (overflow | deadlock))) &
+                                  ~start)
+            m.d.comb += u.halt.eq(halt_q)
         # MEM_LIMIT 0 stands for 2**32 (the whole 32-bit address space). Registered: the units
         # compare addresses against it, and it is written well before a program starts.
         mem_limit = Signal(33, init=cfg.mem_bytes)
