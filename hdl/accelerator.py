@@ -33,6 +33,7 @@ from .axi_reader import AxiReader
 from .axi_writer import AxiWriter
 from .axil_csr import CsrBank
 from .compute_unit import ComputeUnit
+from .credit_stage import CreditStage
 from .fetch_unit import FetchUnit
 from .global_buffer import GlobalBuffer
 from .kv_controller import KvController
@@ -176,14 +177,16 @@ class Accelerator(wiring.Component):
         # Instruction queues (KV instructions through their controllers) and tokens.
         # The fetch unit's queues reach their units through registered stages, so a unit's
         # ``ready`` (its state and halt) does not run on into the fetch unit's queue and
-        # decode registers across the chip, nor their ``valid`` into the unit's enables.
+        # decode registers across the chip, nor their ``valid`` into the unit's enables. The
+        # queues send on credits (the stage returns one as a registered pulse per instruction
+        # taken), so not even the stage's state reaches the queues' output enables.
         # They are reset with the units: after an error a stage may still hold an instruction
         # the halted fetch unit had passed on, which must not run at the next program's start.
         instr_stages = []
         for name, src, dst in (("load", fetch.o_load, kv_load.i_instr),
                                ("compute", fetch.o_compute, compute.i_instr),
                                ("store", fetch.o_store, kv_store.i_instr)):
-            stage = unit(f"{name}_instr_stage", SkidBuffer(src.payload.shape()))
+            stage = unit(f"{name}_instr_stage", CreditStage(src.payload.shape()))
             wiring.connect(m, src, stage.i_stream)
             wiring.connect(m, stage.o_stream, dst)
             instr_stages.append(stage)

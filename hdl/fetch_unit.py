@@ -9,6 +9,11 @@ store). END stops fetching; reads already issued past it are drained and dropped
 first instruction that would lie beyond ``mem_limit``; reaching it without an END is a
 DRAM_RANGE error.
 
+Each queue passes instructions on to a :class:`~octet.hdl.credit_stage.CreditStage` and sends
+only while it holds a credit, so the enables of the queue's wide output register come from the
+fetch unit's own flip-flops. Dispatch decisions are registered: per unit, "the instruction in
+the decode stage goes to this unit's queue and it has room", worked out in the cycle before.
+
 Tested against the golden ISA simulator by the accelerator tests.
 """
 
@@ -18,7 +23,8 @@ from amaranth.lib.wiring import In, Out
 
 from octet.isa import ALLOWED_FLAGS, INSTRUCTION_BYTES, LAYOUTS, QUEUE_OF, ErrorCode, Opcode, Unit
 
-from .unit_ports import BusRequest, ErrorReport, InstructionStream
+from .credit_stage import CreditStage, CreditStream
+from .unit_ports import BusRequest, ErrorReport, instruction_layout
 
 __all__ = ["FetchUnit"]
 
@@ -42,8 +48,9 @@ class FetchUnit(wiring.Component):
         Device memory is [0, mem_limit) (2**32 at most).
     halt : In(1)
     o_req : Out(BusRequest()), i_data : In(stream {data, error})
-    o_load, o_compute, o_store : Out(InstructionStream())
-        The three units' queues.
+    o_load, o_compute, o_store : Out(CreditStream(instruction_layout()))
+        The three units' queues, each to a ``CreditStage`` (it starts with
+        ``CreditStage.CAPACITY`` credits).
     error : Out(ErrorReport())
     pc : Out(32)
         Address of the next instruction to decode.
@@ -65,8 +72,9 @@ class FetchUnit(wiring.Component):
             "o_req": Out(BusRequest()),
             "i_data": In(stream.Signature(data.StructLayout({"data": 8 * bus_bytes,
                                                              "error": 1}))),
-            "o_load": Out(InstructionStream()), "o_compute": Out(InstructionStream()),
-            "o_store": Out(InstructionStream()),
+            "o_load": Out(CreditStream(instruction_layout())),
+            "o_compute": Out(CreditStream(instruction_layout())),
+            "o_store": Out(CreditStream(instruction_layout())),
             "error": Out(ErrorReport()), "pc": Out(32), "dispatched": Out(1),
             "ended": Out(1), "busy": Out(1), "blocked": Out(1), "queues_empty": Out(1),
         })
@@ -98,28 +106,42 @@ class FetchUnit(wiring.Component):
         halted = Signal()
         err_code = Signal(ErrorCode)
         m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
-        # Another unit's halt is seen a cycle late (from a register), so that the
+        # halted, set in this cycle (it then stays set until the unit is reset).
+        halt_now = Signal()
+        end_now = Signal()                   # END is dispatched this cycle
+        m.d.sync += [halted.eq(halted | halt_now), self.ended.eq(self.ended | end_now)]
+        # "Not halted (here or by another unit) and not ended" as one flip-flop, worked out
+        # from the next values of halted and ended, so the decisions below start from it.
+        # Another unit's halt is seen a cycle late (through this register), so that the
         # accelerator's error OR does not run on into the queues and error registers; an
         # instruction a unit takes meanwhile is stopped there (every unit checks its halt
         # before acting on an instruction).
-        halt_q = Signal()
-        m.d.sync += halt_q.eq(self.halt)
-        stop = halt_q | halted
+        live = Signal(init=1)
+        halted_next = halted | halt_now
+        m.d.sync += live.eq(~self.halt & ~halted_next & ~(self.ended | end_now))
 
-        # Each queue holds _QUEUE_DEPTH instructions. Whether it has room is a flip-flop
-        # (room[u]), worked out from the level and this cycle's write only: a read in the
-        # same cycle frees the slot a cycle later. The FIFO has one entry more, so its own
-        # w_rdy is always true when room[u] is (its output register may be empty while its
-        # inner buffer holds _QUEUE_DEPTH).
+        # Each queue holds _QUEUE_DEPTH instructions; the decode stage writes one only when
+        # it has room (see to_queue below), worked out from the level and the write only: a
+        # read in the same cycle frees the slot a cycle later. The FIFO has one entry more, so
+        # its own w_rdy is then always true (its output register may be empty while its inner
+        # buffer holds _QUEUE_DEPTH). The queue's head goes on while a credit is held
+        # (can_send, a flip-flop that also says "not halted"): its output register's enable
+        # then depends on no signal from outside the fetch unit.
         queues = {}
-        room = {}
         for which, port in ((Unit.LOAD, self.o_load), (Unit.COMPUTE, self.o_compute),
                            (Unit.STORE, self.o_store)):
+            name = which.name.lower()
             q = fifo.SyncFIFOBuffered(width=256 + 32, depth=_QUEUE_DEPTH + 1)
-            room[which] = Signal(init=1, name=f"{which.name.lower()}_room")
-            m.submodules[f"{which.name.lower()}_queue"] = queues[which] = q
-            m.d.comb += [port.valid.eq(q.r_rdy & ~stop), port.payload.word.eq(q.r_data[:256]),
-                         port.payload.pc.eq(q.r_data[256:]), q.r_en.eq(port.ready & ~stop)]
+            m.submodules[f"{name}_queue"] = queues[which] = q
+            credits = Signal(range(CreditStage.CAPACITY + 1), init=CreditStage.CAPACITY,
+                             name=f"{name}_credits")
+            can_send = Signal(init=1, name=f"{name}_can_send")
+            send = q.r_rdy & can_send
+            credits_next = credits - send + port.freed
+            m.d.sync += [credits.eq(credits_next),
+                         can_send.eq((credits_next != 0) & ~self.halt & ~halted_next)]
+            m.d.comb += [port.valid.eq(send), port.payload.word.eq(q.r_data[:256]),
+                         port.payload.pc.eq(q.r_data[256:]), q.r_en.eq(can_send)]
         m.d.comb += self.queues_empty.eq(Cat(*(q.r_rdy | (q.level != 0)
                                                for q in queues.values())) == 0)
 
@@ -128,7 +150,8 @@ class FetchUnit(wiring.Component):
                          running.eq(1)]
             with m.If(self.prog_base[:5] != 0):
                 m.d.sync += [err_code.eq(ErrorCode.MALFORMED), self.error.pc.eq(self.prog_base),
-                             halted.eq(1), running.eq(0)]
+                             running.eq(0)]
+                m.d.comb += halt_now.eq(1)
 
         # Requests: one instruction each, while the buffer has room and memory lasts. The range
         # check is registered; it is fresh one cycle after issue_pc last changed, so requests
@@ -138,7 +161,7 @@ class FetchUnit(wiring.Component):
         last_start = Signal(signed(35))      # the last address an instruction may start at
         m.d.sync += [last_start.eq(self.mem_limit - INSTRUCTION_BYTES),
                      in_range.eq(issue_pc <= last_start)]
-        m.d.comb += [self.o_req.valid.eq(running & fresh & ~self.ended & ~stop & in_range &
+        m.d.comb += [self.o_req.valid.eq(running & fresh & live & in_range &
                                          (in_flight + ibuf.level < capacity)),
                      self.o_req.payload.addr.eq(issue_pc),
                      self.o_req.payload.beats.eq(per)]
@@ -181,7 +204,7 @@ class FetchUnit(wiring.Component):
         word_kept = Signal()                 # ... which goes into the buffer
         m.d.sync += [beats_q.eq(beats), beat_seen.eq(got),
                      word_done.eq(got & (beats == per - 1)),
-                     word_kept.eq(got & (beats == per - 1) & ~self.ended & ~stop)]
+                     word_kept.eq(got & (beats == per - 1) & live)]
         all_zero = spare_zero & beat_zero_q
         m.d.comb += [ibuf.w_data.eq(Cat(assembly, all_zero)), ibuf.w_en.eq(word_kept)]
         with m.If(beat_seen):
@@ -192,9 +215,9 @@ class FetchUnit(wiring.Component):
                 m.d.sync += beats.eq(0)
             with m.Else():
                 m.d.sync += beats.eq(beats + 1)
-            with m.If(self.i_data.payload.error & ~stop & ~self.ended):
-                m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(self.pc),
-                             halted.eq(1)]
+            with m.If(self.i_data.payload.error & live):
+                m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(self.pc)]
+                m.d.comb += halt_now.eq(1)
 
         # Decode (checks of the buffer's head, registered with it).
         head = ibuf.r_data[:8 * INSTRUCTION_BYTES]
@@ -210,28 +233,37 @@ class FetchUnit(wiring.Component):
                     allowed = sum(1 << _FLAG_BITS[f] for f in ALLOWED_FLAGS[op])
                     m.d.comb += [head_legal.eq(1), head_unit.eq(QUEUE_OF[op]),
                                  head_ok.eq(((flags & ~allowed & 0xF) == 0) & head_zero[i])]
-        target_ready = Mux(unit == Unit.LOAD, room[Unit.LOAD],
-                           Mux(unit == Unit.COMPUTE, room[Unit.COMPUTE],
-                               Mux(unit == Unit.STORE, room[Unit.STORE], 1)))
-        decode = have_word & ~stop & ~self.ended & legal & flags_ok & target_ready
-        m.d.comb += self.blocked.eq(have_word & ~self.ended & legal & flags_ok & ~target_ready)
-        for u, q in queues.items():
-            m.d.comb += [q.w_data.eq(Cat(word, self.pc)), q.w_en.eq(decode & (unit == u))]
-            m.d.sync += room[u].eq(q.level + q.w_en < _QUEUE_DEPTH)
-        m.d.comb += self.dispatched.eq(decode)
-        with m.If(have_word & ~stop & ~self.ended & ~(legal & flags_ok)):
-            m.d.sync += [err_code.eq(Mux(legal, ErrorCode.MALFORMED,
-                                         ErrorCode.ILLEGAL_OPCODE)),
-                         self.error.pc.eq(self.pc), halted.eq(1)]
+        # Dispatch decisions for the decode stage's instruction (flags_ok implies legal),
+        # registered: to_queue[u] "well-formed, for unit u, and u's queue has room"; go "one
+        # of these, or a well-formed END". They are worked out from the next values of the
+        # decode stage and the queues' levels.
+        to_queue = {u: Signal(name=f"to_{u.name.lower()}") for u in queues}
+        go = Signal()
+        decode = have_word & live & go
+        m.d.comb += [self.blocked.eq(have_word & ~self.ended & flags_ok & ~go),
+                     self.dispatched.eq(decode), end_now.eq(decode & (unit == Unit.FETCH))]
         # The decode stage takes the next instruction when empty or dispatching.
         m.d.comb += ibuf.r_en.eq(~have_word | decode)
+        unit_next = Mux(ibuf.r_en, head_unit, unit)
+        ok_next = Mux(ibuf.r_en, head_ok, flags_ok)
+        to_queue_next = []
+        for u, q in queues.items():
+            m.d.comb += [q.w_data.eq(Cat(word, self.pc)),
+                         q.w_en.eq(have_word & live & to_queue[u])]
+            to_queue_next.append(ok_next & (unit_next == u) &
+                                 (q.level + q.w_en < _QUEUE_DEPTH))
+            m.d.sync += to_queue[u].eq(to_queue_next[-1])
+        m.d.sync += go.eq((ok_next & (unit_next == Unit.FETCH)) | Cat(*to_queue_next).any())
+        with m.If(have_word & live & ~flags_ok):
+            m.d.sync += [err_code.eq(Mux(legal, ErrorCode.MALFORMED,
+                                         ErrorCode.ILLEGAL_OPCODE)),
+                         self.error.pc.eq(self.pc)]
+            m.d.comb += halt_now.eq(1)
         with m.If(ibuf.r_en):
             m.d.sync += [have_word.eq(ibuf.r_rdy), word.eq(head), legal.eq(head_legal),
                          unit.eq(head_unit), flags_ok.eq(head_ok)]
         with m.If(decode):
             m.d.sync += self.pc.eq(self.pc + INSTRUCTION_BYTES)
-            with m.If(unit == Unit.FETCH):
-                m.d.sync += self.ended.eq(1)
         m.d.sync += in_flight.eq(in_flight + requested - word_done)
 
         # Nothing more will arrive and the next instruction lies beyond memory. "Nothing in
@@ -239,8 +271,8 @@ class FetchUnit(wiring.Component):
         # stays true, so the error is the same, a cycle later.
         drained = Signal()
         m.d.sync += drained.eq((in_flight == 0) & (ibuf.level == 0))
-        with m.If(running & fresh & ~self.ended & ~stop & ~in_range & drained & ~have_word):
-            m.d.sync += [err_code.eq(ErrorCode.DRAM_RANGE), self.error.pc.eq(self.pc),
-                         halted.eq(1)]
-        m.d.comb += self.busy.eq((running & ~self.ended & ~stop) | (in_flight != 0))
+        with m.If(running & fresh & live & ~in_range & drained & ~have_word):
+            m.d.sync += [err_code.eq(ErrorCode.DRAM_RANGE), self.error.pc.eq(self.pc)]
+            m.d.comb += halt_now.eq(1)
+        m.d.comb += self.busy.eq((running & live) | (in_flight != 0))
         return m

@@ -1,0 +1,120 @@
+"""A registered stream stage fed on credits: the producer never sees the stage's state directly.
+
+The producer sends a beat (``valid`` with ``payload``) only while it holds a credit; it starts
+with :attr:`CreditStage.CAPACITY` credits and gets one back for each ``freed`` pulse. So the
+stage has no ``ready`` towards the producer, and the producer's decision to send (which enables
+its wide output register) comes from its own flip-flops; the stage's only signal back,
+``freed``, is a flip-flop that goes into the producer's small credit counter.
+
+Inside, beats go straight to the output register when it is free and nothing is held, else into
+one of two holding registers (taken out oldest first). The holding registers follow the input
+while empty, so their enables are flip-flops; only the output register's enable depends on the
+consumer's ``ready``. Three entries cover the credit loop (send, output register, ``freed``,
+credit counter), so one beat passes per cycle while the consumer takes them. Latency is one
+cycle.
+
+Tested by ``tests/test_credit_stage.py`` (random stalls on both sides with a credit-counting
+producer, order kept, one beat per cycle without stalls, outputs from flip-flops).
+"""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["CreditStream", "CreditStage"]
+
+
+class CreditStream(wiring.Signature):
+    """A producer's side of a credit-based stream.
+
+    Members (producer's view): ``valid`` Out(1), ``payload`` Out(shape) and ``freed`` In(1),
+    one pulse per slot the receiver frees (a returned credit).
+    """
+
+    def __init__(self, shape):
+        self._shape = shape
+        super().__init__({"valid": Out(1), "payload": Out(shape), "freed": In(1)})
+
+    @property
+    def shape(self):
+        return self._shape
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._shape == self._shape
+
+    def __hash__(self):
+        return hash((type(self), repr(self._shape)))
+
+
+class CreditStage(wiring.Component):
+    """Three-entry registered stream stage with a credit interface towards the producer.
+
+    Parameters
+    ----------
+    shape : shape-like
+        The payload shape (e.g. a ``data.StructLayout``).
+
+    Ports
+    -----
+    i_stream : In(CreditStream(shape))
+        From the producer, which sends only while it holds one of :attr:`CAPACITY` credits;
+        ``freed`` (a register) returns one.
+    o_stream : Out(stream.Signature(shape))
+        To the consumer; ``valid`` and ``payload`` are registers.
+    busy : Out(1)
+        A beat is held.
+    """
+
+    #: Credits the producer starts with (the number of beats the stage can hold).
+    CAPACITY = 3
+
+    def __init__(self, shape):
+        try:
+            signature = stream.Signature(shape)
+        except TypeError as exc:
+            raise TypeError(f"Credit stage payload must be a shape, not {shape!r}") from exc
+        self._shape = shape
+        super().__init__({"i_stream": In(CreditStream(shape)), "o_stream": Out(signature),
+                          "busy": Out(1)})
+
+    @property
+    def shape(self):
+        return self._shape
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i_stream, self.o_stream
+        out_valid = Signal()
+        out = Signal.like(i.payload, name="out")
+        held = [Signal.like(i.payload, name=f"held{k}") for k in range(2)]
+        held_valid = [Signal(name=f"held{k}_valid") for k in range(2)]
+        any_held = Signal()                  # held_valid[0] | held_valid[1], as a register
+        head = Signal()                      # the older holding register
+        tail = Signal()                      # the holding register the next beat goes to
+        freed = Signal()
+        m.d.comb += [o.valid.eq(out_valid), o.payload.eq(out), i.freed.eq(freed),
+                     self.busy.eq(out_valid | any_held)]
+        m.d.sync += freed.eq(out_valid & o.ready)
+
+        move = ~out_valid | o.ready
+        # Held beats are older than the incoming one, so while any is held the new beat is
+        # held too (and when the output register stays put).
+        to_held = i.valid & (any_held | ~move)
+        leave = move & any_held              # the head beat moves to the output register
+        next_valid = [Signal(name=f"held{k}_valid_next") for k in range(2)]
+        for k in range(2):
+            m.d.comb += next_valid[k].eq((held_valid[k] & ~(leave & (head == k))) |
+                                         (to_held & (tail == k)))
+            m.d.sync += held_valid[k].eq(next_valid[k])
+            # A holding register follows the input while empty, so its enable is a register.
+            with m.If(~held_valid[k]):
+                m.d.sync += held[k].eq(i.payload)
+        m.d.sync += any_held.eq(next_valid[0] | next_valid[1])
+        with m.If(leave):
+            m.d.sync += head.eq(~head)
+        with m.If(to_held):
+            m.d.sync += tail.eq(~tail)
+        with m.If(move):
+            m.d.sync += [out.eq(Mux(any_held, Mux(head, held[1], held[0]), i.payload)),
+                         out_valid.eq(any_held | i.valid)]
+        return m
