@@ -15,7 +15,8 @@ The next instruction's feeds start while the current one is still in the array. 
 come from :class:`~octet.hdl.tile_loops.TileLoops` (running sums, no multipliers); the range
 check is spread over five cycles (decrement, multiply, add, compare, decide) so that no cycle
 holds more than one multiplier or adder; the result writer reads, registers, then adds and
-writes each accumulator row, forwarding the sum of the row just ahead when it is the same row.
+writes each accumulator row, adding the sum of the row just ahead instead of the row read when
+it is the same row.
 
 Tested against the golden ISA simulator by the accelerator tests (``tests/test_accelerator_rtl``,
 ``tests/test_kv_rtl``) and, for the loop engine, ``tests/test_tile_loops.py``.
@@ -275,10 +276,12 @@ class ComputeUnit(wiring.Component):
                     loops.n_step.eq(ins.acc_n_step)]
         ins, active, loops = self._loop_engine(m, "res", queue, setup)
 
-        # Stage 0: read the accumulator row. Stage 1: the row arrives; register it.
+        # Stage 0: read the accumulator row. Stage 1: the row arrives; register it as read.
         # Stage 2: add and write. The read in stage 0 sees writes up to the same cycle (the
         # read port is transparent), so only the result one step ahead, written while this
-        # one is in stage 1, is forwarded from its sum.
+        # one is in stage 1, is forwarded: stage 2 adds the previous cycle's sum (registered)
+        # instead of the row read. The choice is made in stage 2 so that the memory's data
+        # goes straight into a register.
         out = array.o_stream
         m.d.comb += out.ready.eq(active)
         take = out.valid & active
@@ -287,9 +290,12 @@ class ComputeUnit(wiring.Component):
               "addr": Signal(range(cfg.acc_rows), name="s1_addr"),
               "data": Signal(32 * cfg.cols, name="s1_data"),
               "push_prev": Signal(name="s1_push_prev"), "push_next": Signal(name="s1_push_next")}
-        s2 = {key: Signal.like(sig, name=f"s2_{key}") for key, sig in s1.items()}
+        s2 = {key: Signal.like(sig, name=f"s2_{key}") for key, sig in s1.items() if key != "acc"}
         s1_forward = Signal()   # stage 2 writes s1's row in the cycle s1's read arrives
-        s2_old = Signal(32 * cfg.cols)
+        s2_read = Signal(32 * cfg.cols)    # the accumulator row as read
+        s2_prev = Signal(32 * cfg.cols)    # the sum computed (and written) in the last cycle
+        s2_add_read = Signal()             # accumulate onto s2_read
+        s2_add_prev = Signal()             # accumulate onto s2_prev (forwarded)
         # The read port is always enabled (its data is only used in the cycle after ``take``), so
         # the array's handshake does not fan out to the read port's capture flip-flops.
         m.d.comb += [self.acc_r.addr.eq(loops.addr), self.acc_r.en.eq(1)]
@@ -299,17 +305,20 @@ class ComputeUnit(wiring.Component):
                      s1["push_prev"].eq(take & loops.done & ins.header.push_prev),
                      s1["push_next"].eq(take & loops.done & ins.header.push_next),
                      s1_forward.eq(s1["valid"] & (s1["addr"] == loops.addr))]
-        m.d.sync += [s2[key].eq(s1[key]) for key in s1]
+        m.d.sync += [s2[key].eq(s1[key]) for key in s2]
+        m.d.sync += [s2_read.eq(self.acc_r.data), s2_add_read.eq(s1["acc"] & ~s1_forward),
+                     s2_add_prev.eq(s1["acc"] & s1_forward)]
         with m.If(take & loops.done):
             m.d.sync += active.eq(0)
         with m.If(stop):
             m.d.sync += active.eq(0)
         total = []
         for j in range(cfg.cols):
-            old = s2_old[32 * j:32 * j + 32]
-            new = s2["data"][32 * j:32 * j + 32]
-            total.append(Mux(s2["acc"], old + new, new)[:32])
-        m.d.sync += s2_old.eq(Mux(s1_forward, Cat(*total), self.acc_r.data))
+            col = slice(32 * j, 32 * j + 32)
+            # One gate level per bit in front of the adder: at most one of the two is set.
+            old = (Mux(s2_add_read, s2_read[col], 0) | Mux(s2_add_prev, s2_prev[col], 0))
+            total.append((old + s2["data"][col])[:32])
+        m.d.sync += s2_prev.eq(Cat(*total))
         m.d.comb += [self.acc_w.addr.eq(s2["addr"]), self.acc_w.data.eq(Cat(*total)),
                      self.acc_w.en.eq(s2["valid"] & ~self.halt & ~self.error.valid),
                      self.push_prev.eq(s2["push_prev"] & s2["valid"]),

@@ -12,6 +12,16 @@ and one short adder per half: the two halves of the product (digits 0-1
 and 2-3) are registered, then added to the incoming partial sum in the next cycle. No DSP
 block and no deep multiplier tree sit in the array's per-cycle path.
 
+The weight bank is chosen by a register of the PE's own (``bank_sel``), loaded one cycle
+before the activation arrives from the bank and activation the left neighbour sees then
+(``bank_next``, ``a_next``); ``bank_next`` is passed on registered, so the bank bit travels
+along the row one column ahead of its activation. All PEs on one anti-diagonal of the array
+see the same bank bit, and synthesis merges identical registers, so a plain copy of it would
+again be one flip-flop driving the weight multiplexers of up to R PEs across the array. The
+select register therefore holds the bank and-ed with "the activation is non-zero" (a zero
+activation's product is zero with either weight), which differs from PE to PE: each PE's
+weight multiplexers hang off a local flip-flop.
+
 Tested by ``tests/test_pe.py`` (Amaranth simulator, against Python integer arithmetic).
 """
 
@@ -36,10 +46,15 @@ class ProcessingElement(wiring.Component):
     -----
     a_in : In(signed(8))
         Activation from the left neighbour (or the row's skew line).
-    bank_in : In(1)
-        Weight bank the activation uses, travelling with it.
-    a_out, bank_out : Out
-        ``a_in`` and ``bank_in`` registered, to the right neighbour.
+    a_next : In(signed(8))
+        The activation that arrives at ``a_in`` in the next cycle (the left neighbour's
+        ``a_in``, or the skew line's previous stage).
+    bank_next : In(1)
+        Weight bank of ``a_next``, one cycle ahead of its activation.
+    a_out : Out(signed(8))
+        ``a_in`` registered, to the right neighbour's ``a_in``.
+    bank_out : Out(1)
+        ``bank_next`` registered, to the right neighbour's ``bank_next``.
     psum_in : In(signed(psum_bits))
         Partial sum from the PE above (zero at the top row).
     psum_out : Out(signed(psum_bits))
@@ -63,7 +78,8 @@ class ProcessingElement(wiring.Component):
         self._psum_bits = psum_bits
         super().__init__({
             "a_in": In(signed(OPERAND_BITS)),
-            "bank_in": In(1),
+            "a_next": In(signed(OPERAND_BITS)),
+            "bank_next": In(1),
             "a_out": Out(signed(OPERAND_BITS)),
             "bank_out": Out(1),
             "psum_in": In(signed(psum_bits)),
@@ -91,7 +107,12 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += [bank["w"].eq(self.w_data),
                              bank["w3"].eq(self.w3_data),
                              bank["neg"].eq(self.wneg_data)]
-        w, w3, neg = (Mux(self.bank_in, banks[1][k], banks[0][k]) for k in ("w", "w3", "neg"))
+        # The bank of the activation now in `a_in`; 0 for a zero activation (see the module
+        # docstring for why it is not a plain copy of the bank bit).
+        bank_sel = Signal()
+        m.d.sync += [bank_sel.eq(self.bank_next & (self.a_next != 0)),
+                     self.bank_out.eq(self.bank_next)]
+        w, w3, neg = (Mux(bank_sel, banks[1][k], banks[0][k]) for k in ("w", "w3", "neg"))
 
         def pick(digit, choices):
             return Mux(digit[1], Mux(digit[0], choices[3], choices[2]),
@@ -106,7 +127,6 @@ class ProcessingElement(wiring.Component):
         high = Signal(signed(2 * bits - 4))   # (d2 + 4 d3) * w, within +-1920
         m.d.sync += [
             self.a_out.eq(self.a_in),
-            self.bank_out.eq(self.bank_in),
             low.eq(pps[0] + (pps[1] << 2)),
             high.eq(pps[2] + (pps[3] << 2)),
             self.psum_out.eq(self.psum_in + low + (high << 4)),

@@ -6,7 +6,7 @@ down, so column j produces ``sum_i A[m, i] * W[i, j]`` and the outputs are deske
 row per cycle. A weight tile is loaded into the idle bank while the other bank computes; the
 ``last`` flag of an activation closes its tile and flips the bank, so consecutive tiles follow
 each other without bubbles. Results leave through a credit-managed queue: the array itself
-never stalls (see :mod:`octet.hdl.result_queue`).
+never stalls (see :mod:`octet.hdl.interleaved_queue`).
 
 Tested by ``tests/test_systolic_array.py`` (Amaranth simulator) and
 ``tests/test_array_rtl.py`` (cocotb + Verilator against ``octet.sim.golden.matmul_int32``).
@@ -18,9 +18,10 @@ from amaranth.lib.wiring import In, Out
 
 from octet.numerics import ACC_BITS, OPERAND_BITS
 
+from .interleaved_queue import InterleavedResultQueue
 from .layouts import accumulator_layout, activation_layout, weight_row_layout
 from .pe import ProcessingElement
-from .result_queue import QUEUE_SLACK, ResultQueue
+from .result_queue import QUEUE_SLACK
 
 __all__ = ["SystolicArray", "psum_bits_for"]
 
@@ -99,8 +100,8 @@ class SystolicArray(wiring.Component):
         R, C = self._rows, self._cols
         psum_bits = psum_bits_for(R)
 
-        m.submodules.queue = queue = ResultQueue(accumulator_layout(C),
-                                                 depth=self.latency + QUEUE_SLACK)
+        m.submodules.queue = queue = InterleavedResultQueue(accumulator_layout(C),
+                                                            depth=self.latency + QUEUE_SLACK)
         wiring.connect(m, wiring.flipped(self.o_stream), queue.o_stream)
 
         # Bank bookkeeping: `full` = loaded and not yet closed by a `last` activation;
@@ -195,19 +196,26 @@ class SystolicArray(wiring.Component):
                     pe.psum_in.eq(pes[i - 1][j].psum_out if i > 0 else 0),
                 ]
                 if j > 0:
-                    m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out),
-                                 pe.bank_in.eq(pes[i][j - 1].bank_out)]
+                    left = pes[i][j - 1]
+                    m.d.comb += [pe.a_in.eq(left.a_out), pe.a_next.eq(left.a_in),
+                                 pe.bank_next.eq(left.bank_out)]
 
-        # Input skew: row i sees activation element i after i + 1 register stages.
+        # Input skew: row i sees activation element i after i + 1 register stages, and its
+        # bank one stage earlier (the PEs select the bank a cycle ahead).
         for i in range(R):
             a_prev = self.a_stream.payload.data[i]
             bank_prev = cur_bank
             for s in range(i + 1):
                 a_reg = Signal(signed(OPERAND_BITS), name=f"skew_a_{i}_{s}")
-                bank_reg = Signal(name=f"skew_bank_{i}_{s}")
-                m.d.sync += [a_reg.eq(a_prev), bank_reg.eq(bank_prev)]
-                a_prev, bank_prev = a_reg, bank_reg
-            m.d.comb += [pes[i][0].a_in.eq(a_prev), pes[i][0].bank_in.eq(bank_prev)]
+                m.d.sync += a_reg.eq(a_prev)
+                if s == i:
+                    m.d.comb += [pes[i][0].a_next.eq(a_prev), pes[i][0].bank_next.eq(bank_prev)]
+                else:
+                    bank_reg = Signal(name=f"skew_bank_{i}_{s}")
+                    m.d.sync += bank_reg.eq(bank_prev)
+                    bank_prev = bank_reg
+                a_prev = a_reg
+            m.d.comb += pes[i][0].a_in.eq(a_prev)
 
         # Output deskew: column j is delayed by C - 1 - j more cycles.
         for j in range(C):

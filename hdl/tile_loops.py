@@ -6,7 +6,9 @@ each step. Computing that sum directly needs three multipliers and a four-input 
 front of a memory address. Here the address is a register updated by one 16-bit addition per
 step (the start of the current tile and of the current n-tile are kept as registers too),
 and the ``last`` flags are registers updated from down-counters one step ahead, so every
-output is a flip-flop.
+output is a flip-flop. ``last_i & last_kt`` is kept as a register of its own
+(``last_ikt``), so that the n-tile base's clock enable is one gate after the caller's
+``advance``.
 
 Tested by ``tests/test_tile_loops.py`` (Amaranth simulator, against the closed formula) and
 through the accelerator tests.
@@ -46,6 +48,8 @@ class TileLoops(wiring.Component):
         Address of the current step.
     last_i, last_kt, last_nt : Out(1)
         The current step is the last of its loop.
+    last_ikt : Out(1)
+        ``last_i & last_kt`` (a register).
     done : Out(1)
         The current step is the last one of the walk.
     first_kt : Out(1)
@@ -64,7 +68,8 @@ class TileLoops(wiring.Component):
             "i_step": In(ADDR_BITS), "k_step": In(ADDR_BITS), "n_step": In(ADDR_BITS),
             "advance": In(1),
             "addr": Out(ADDR_BITS),
-            "last_i": Out(1), "last_kt": Out(1), "last_nt": Out(1), "done": Out(1),
+            "last_i": Out(1), "last_kt": Out(1), "last_nt": Out(1), "last_ikt": Out(1),
+            "done": Out(1),
             "first_kt": Out(1),
         })
 
@@ -75,7 +80,8 @@ class TileLoops(wiring.Component):
         m.d.comb += self.done.eq(self.last_i & self.last_kt & self.last_nt)
 
         # Down-counters of the steps left in each loop, the current one included (so that
-        # starting needs no subtraction), and their reload values.
+        # starting needs no subtraction), and their reload values. The `last` flags are
+        # assigned through their next values (`*_last_next`), which `last_ikt` also uses.
         loops = []
         for name, count, bits, last in (("i", self.inner, self._inner_bits, self.last_i),
                                         ("kt", self.k_tiles, self._tile_bits, self.last_kt),
@@ -83,21 +89,33 @@ class TileLoops(wiring.Component):
             left = Signal(bits, name=f"{name}_left")
             reload = Signal(bits, name=f"{name}_reload")
             reload_last = Signal(name=f"{name}_reload_last")
-            loops.append((left, reload, reload_last, last))
+            last_next = Signal(name=f"{name}_last_next")
+            loops.append((left, reload, reload_last, last, last_next))
+            m.d.comb += last_next.eq(last)
+            m.d.sync += last.eq(last_next)
             with m.If(self.start):
-                m.d.sync += [left.eq(count), reload.eq(count),
-                             reload_last.eq(count == 1), last.eq(count == 1)]
+                m.d.sync += [left.eq(count), reload.eq(count), reload_last.eq(count == 1)]
+                m.d.comb += last_next.eq(count == 1)
+        m.d.sync += self.last_ikt.eq(loops[0][4] & loops[1][4])
 
         def step(index):
-            left, reload, reload_last, last = loops[index]
+            left, reload, reload_last, last, last_next = loops[index]
             with m.If(last):
-                m.d.sync += [left.eq(reload), last.eq(reload_last)]
+                m.d.sync += left.eq(reload)
+                m.d.comb += last_next.eq(reload_last)
             with m.Else():
-                m.d.sync += [left.eq(left - 1), last.eq(left == 2)]
+                m.d.sync += left.eq(left - 1)
+                m.d.comb += last_next.eq(left == 2)
+
+        next_nt = nt_base + self.n_step
+        with m.If(self.start):
+            m.d.sync += nt_base.eq(self.base)
+        with m.Elif(self.advance & self.last_ikt):  # (not nested below: a shorter enable)
+            step(2)
+            m.d.sync += nt_base.eq(next_nt)
 
         with m.If(self.start):
-            m.d.sync += [self.addr.eq(self.base), kt_base.eq(self.base),
-                         nt_base.eq(self.base), self.first_kt.eq(1)]
+            m.d.sync += [self.addr.eq(self.base), kt_base.eq(self.base), self.first_kt.eq(1)]
         with m.Elif(self.advance):
             step(0)
             with m.If(~self.last_i):
@@ -105,12 +123,9 @@ class TileLoops(wiring.Component):
             with m.Else():
                 step(1)
                 m.d.sync += self.first_kt.eq(self.last_kt)
-                with m.If(~self.last_kt):
+                with m.If(~self.last_ikt):
                     next_kt = kt_base + self.k_step
                     m.d.sync += [kt_base.eq(next_kt), self.addr.eq(next_kt)]
                 with m.Else():
-                    step(2)
-                    next_nt = nt_base + self.n_step
-                    m.d.sync += [nt_base.eq(next_nt), kt_base.eq(next_nt),
-                                 self.addr.eq(next_nt)]
+                    m.d.sync += [kt_base.eq(next_nt), self.addr.eq(next_nt)]
         return m

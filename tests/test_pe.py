@@ -1,15 +1,19 @@
 """Amaranth-simulator tests of the processing element (``octet.hdl.pe``).
 
 Checks the timing contract (product registered, then added: ``psum_out`` for an activation
-presented at cycle t appears at cycle t + 2), the activation/bank forwarding, and the two
-weight banks. Reference: Python integer arithmetic, i.e. one term of
-``octet.sim.golden.matmul_int32`` (``psum + a * w``), wrapped to the PE's partial-sum width.
+presented at cycle t appears at cycle t + 2), the activation/bank forwarding with the bank one
+cycle ahead, and the two weight banks. The PE is driven as in the array: a testbench presents
+the activation and its bank at ``a_next`` / ``bank_next`` and a register (``with_lead``)
+delivers the activation to ``a_in`` one cycle later. Reference: Python integer arithmetic,
+i.e. one term of ``octet.sim.golden.matmul_int32`` (``psum + a * w``), wrapped to the PE's
+partial-sum width.
 """
 
 import gc
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from octet.hdl.pe import ProcessingElement
@@ -22,8 +26,17 @@ def wrap(value, bits=PSUM_BITS):
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
+def with_lead(pe):
+    """``pe`` with the register the array's skew line or left neighbour provides:
+    ``a_in`` is ``a_next`` one cycle later."""
+    m = Module()
+    m.submodules.pe = pe
+    m.d.sync += pe.a_in.eq(pe.a_next)
+    return m
+
+
 def run(dut, *testbenches):
-    sim = Simulator(dut)
+    sim = Simulator(with_lead(dut))
     sim.add_clock(1e-6)
     for tb in testbenches:
         sim.add_testbench(tb)
@@ -58,7 +71,8 @@ def test_constructor_checks():
 
 
 def test_psum_two_cycles_later(seed):
-    """A stream of random (a, psum, bank) inputs; each result is checked 2 cycles later.
+    """A stream of random (a, psum, bank) inputs; each result is checked 2 cycles after its
+    activation reaches ``a_in``.
 
     Reference: ``psum + a * w[bank]`` in Python ints (the golden model's matmul term).
     """
@@ -76,21 +90,24 @@ def test_psum_two_cycles_later(seed):
         for bank, w in enumerate(weights):
             await write_weight(ctx, dut, bank, w)
         for t in range(n):
-            ctx.set(dut.a_in, int(a[t]))
-            ctx.set(dut.bank_in, int(banks[t]))
+            ctx.set(dut.a_next, int(a[t]))
+            ctx.set(dut.bank_next, int(banks[t]))
             ctx.set(dut.psum_in, int(psum[t]))
             await ctx.tick()
 
     async def checker(ctx):
         await ctx.tick().repeat(2)  # the two weight writes
-        for t in range(n + 1):
-            if t >= 1:  # a_out, bank_out: registered once
-                assert ctx.get(dut.a_out) == a[t - 1]
+        for t in range(n + 2):
+            if 1 <= t <= n:  # bank_out: bank_next registered once, one cycle ahead of a_out
                 assert ctx.get(dut.bank_out) == banks[t - 1]
-            if t >= 2:
-                # psum_in of t - 1 plus the product of t - 2: the column's skew feeds the
-                # partial sum one cycle after the activation, so the two line up.
-                expect = wrap(int(psum[t - 1]) + int(a[t - 2]) * weights[banks[t - 2]])
+            if t >= 2:  # a_out: a_in (a_next registered) registered once more
+                assert ctx.get(dut.a_out) == a[t - 2]
+            if t >= 3:
+                # psum_in of t - 1 (the driver holds its last one) plus the product of the
+                # activation in a_in at t - 2: the column's skew feeds the partial sum one
+                # cycle after the activation.
+                psum_in = psum[min(t - 1, n - 1)]
+                expect = wrap(int(psum_in) + int(a[t - 3]) * weights[banks[t - 3]])
                 assert ctx.get(dut.psum_out) == expect, f"cycle {t}"
             await ctx.tick()
 
@@ -103,9 +120,10 @@ def test_result_at_t_plus_2_with_matching_skew():
 
     async def tb(ctx):
         await write_weight(ctx, dut, 0, -7)
-        ctx.set(dut.a_in, 9)
+        ctx.set(dut.a_next, 9)
+        await ctx.tick()                       # t - 1: a_in and the bank select load
+        ctx.set(dut.a_next, 0)
         await ctx.tick()                       # t: product register loads 9 * -7
-        ctx.set(dut.a_in, 0)
         ctx.set(dut.psum_in, 1000)
         assert ctx.get(dut.psum_out) == 0      # nothing yet at t + 1
         await ctx.tick()                       # t + 1: psum register loads 1000 + product
@@ -122,10 +140,10 @@ def test_bank_switching_and_isolation():
     dut = ProcessingElement(16)
 
     async def product(ctx, a, bank):
-        ctx.set(dut.a_in, a)
-        ctx.set(dut.bank_in, bank)
+        ctx.set(dut.a_next, a)
+        ctx.set(dut.bank_next, bank)
         ctx.set(dut.psum_in, 0)
-        await ctx.tick().repeat(2)
+        await ctx.tick().repeat(3)
         return ctx.get(dut.psum_out)
 
     async def tb(ctx):
@@ -133,6 +151,7 @@ def test_bank_switching_and_isolation():
         await write_weight(ctx, dut, 1, -5)
         assert await product(ctx, 10, 0) == 30
         assert await product(ctx, 10, 1) == -50
+        assert await product(ctx, 0, 1) == 0  # a zero activation selects bank 0: same product
         # Overwrite bank 1 repeatedly; bank 0 must not change (and vice versa).
         for w in (127, -128, 0, 42):
             await write_weight(ctx, dut, 1, w)
@@ -154,9 +173,10 @@ def test_weight_write_while_computing():
 
     async def tb(ctx):
         await write_weight(ctx, dut, 1, 11)
-        ctx.set(dut.a_in, 2)
-        ctx.set(dut.bank_in, 1)
-        set_weight(ctx, dut, 1, -11)
+        ctx.set(dut.a_next, 2)
+        ctx.set(dut.bank_next, 1)
+        await ctx.tick()                     # a_in and the bank select load
+        set_weight(ctx, dut, 1, -11)         # written in the cycle bank 1 is read
         await ctx.tick()
         ctx.set(dut.we1, 0)
         await ctx.tick()
@@ -177,11 +197,11 @@ def test_every_product_exact():
         for w in values:
             bank = w & 1
             await write_weight(ctx, dut, bank, w)
-            ctx.set(dut.bank_in, bank)
-            for t, a in enumerate(values + [0]):
-                ctx.set(dut.a_in, a)
+            ctx.set(dut.bank_next, bank)
+            for t, a in enumerate(values + [0, 0]):
+                ctx.set(dut.a_next, a)
                 await ctx.tick()
-                if t >= 1:  # the product of the activation two ticks ago
-                    assert ctx.get(dut.psum_out) == wrap(values[t - 1] * w, 16), (t, w)
+                if t >= 2:  # the product of the activation presented three ticks ago
+                    assert ctx.get(dut.psum_out) == wrap(values[t - 2] * w, 16), (t, w)
 
     run(dut, tb)

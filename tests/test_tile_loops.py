@@ -58,6 +58,7 @@ def test_walks_match_formula(seed):
                 done = n == len(expected) - 1
                 assert got == (addr, last_i, last_kt, last_nt, first_kt, done), \
                     (base, inner, k_tiles, n_tiles, n)
+                assert ctx.get(dut.last_ikt) == (last_i and last_kt)
                 ctx.set(dut.advance, 1)
                 await ctx.tick()
             ctx.set(dut.advance, 0)
