@@ -83,9 +83,10 @@ class KvChecks(wiring.Component):
     n_pages : Out(18), n_pages_one : Out(1)
         How many entries they cover, and whether it is one.
     page_mask : Out(32)
-        The bits a block-table entry must not have (entries must be below pool_pages).
+        The bits a block-table entry must not have (entries must be below pool_pages;
+        registered every cycle).
     page_tokens : Out(17)
-        Tokens per page.
+        Tokens per page (registered every cycle).
     pos_slot : Out(16)
         The first position's slot within its page.
     pool_sh : Out(44)
@@ -176,10 +177,14 @@ class KvChecks(wiring.Component):
         bad_range = chunked_greater(m, end_pos, pages_end, "range")
         bad_table = chunked_greater(m, hi, self.mem_limit, "table")
 
-        # 1 << log2_row_pitch, registered (the KV registers do not change while a program
-        # runs).
+        # Decodes of the geometry register, registered every cycle (the KV registers do not
+        # change while a program runs), so no enable and no decode lies in front of their
+        # users: 1 << log2_row_pitch, the tokens per page and the slot-in-page mask, the
+        # block-table entries' bad bits.
         pitch = self.pitch
-        m.d.sync += pitch.eq(1 << lpitch)
+        slot_mask = Signal(16)
+        m.d.sync += [pitch.eq(1 << lpitch), page_tokens.eq(1 << lpt),
+                     slot_mask.eq((1 << lpt) - 1), page_mask.eq(~((1 << lpp) - 1))]
         heads_m2 = self.heads_m2
 
         with m.If(step.check):
@@ -197,8 +202,7 @@ class KvChecks(wiring.Component):
                 sh_area.eq(lpp + lpt + lpitch), sh_page.eq(lpt + lpitch),
                 desc.eq((self.seq_table & ~7) + DESCRIPTOR_BYTES * kv.seq),
                 pool_sh.eq(kv.pool << lpp), pools_p.eq(g.pools << lpp),
-                page_mask.eq(~((1 << lpp) - 1)),
-                page_tokens.eq(1 << lpt), pos_slot.eq(kv.pos & ((1 << lpt) - 1)),
+                pos_slot.eq(kv.pos & slot_mask),
                 last_pos.eq(kv.pos + kv.count - 1), end_pos.eq(kv.pos + kv.count),
                 heads_m1.eq(kv.heads - 1), heads_m2.eq(kv.heads - 2),
             ]

@@ -14,11 +14,12 @@ which
    with the translated device address: the unit moves the data as for any LOAD or STORE
    (a segment of whole, back-to-back rows as a single LOAD row: one burst per page).
 
-A failing KV instruction hands nothing over; it reports its error once the unit has finished
-everything before it (and the token it would pop is there), as the golden model
-(:mod:`octet.sim.isa_kv`, the reference for all of the above) does. Descriptor and table words
-come through a :class:`~.word_reader.WordReader`, so the shared read channel never waits for
-the controller.
+A KV instruction stays at the head of the queue until its last sub-instruction is handed
+over (the controller reads its fields there). A failing KV instruction hands nothing over; it
+reports its error once the unit has finished everything before it (and the token it would pop
+is there), as the golden model (:mod:`octet.sim.isa_kv`, the reference for all of the above)
+does. Descriptor and table words come through a :class:`~.word_reader.WordReader`, so the
+shared read channel never waits for the controller.
 
 This module holds the state machine that sequences all of it, the word reads and the
 hand-over to the unit; the arithmetic it steps through lives in :mod:`.kv_checks` (steps 1 to
@@ -58,7 +59,7 @@ class KvController(wiring.Component):
     Ports
     -----
     i_instr : In(InstructionStream())
-        The unit's queue.
+        The unit's queue (a registered stage: a KV instruction is read in place until done).
     o_instr : Out(InstructionStream())
         To the unit.
     seq_table, seq_count, pool_base : In(32)
@@ -106,8 +107,12 @@ class KvController(wiring.Component):
         wiring.connect(m, reader.o_req, wiring.flipped(self.o_req))
         wiring.connect(m, wiring.flipped(self.i_data), reader.i_data)
 
-        word = Signal(256)
+        # A KV instruction stays at the head of the queue (in the registered stage in front of
+        # the controller) until it is done, so the controller reads its fields there and has
+        # no instruction register of its own.
+        word = self.i_instr.payload.word
         pc = self.pc
+        m.d.comb += pc.eq(self.i_instr.payload.pc)
         pop = word[5] if load else word[4]          # pop_next / pop_prev
 
         halted = Signal()
@@ -124,19 +129,27 @@ class KvController(wiring.Component):
 
         # The datapaths of the two phases, stepped by the state machine below: the checks
         # (kv_checks) and the page segments and heads with their sub-instructions
-        # (kv_sub_instruction). Each step flag is set in the state of the same name.
+        # (kv_sub_instruction). Each check step flag is set in the state of the same name; the
+        # sub-instruction steps are flip-flops (sub_step), set the cycle before their step.
         m.submodules.checks = checks = KvChecks(self._cfg, self._op)
         m.submodules.sub_instruction = sub = KvSubInstruction(self._op)
         table_word = reader.o_word.payload.word
+        # The sub-instructions' segment step comes a cycle after its word is taken; the word
+        # is kept meanwhile (loaded every cycle: no enable).
+        table_word_q = Signal(32)
+        m.d.sync += table_word_q.eq(table_word)
         m.d.comb += [checks.word.eq(word), checks.seq_table.eq(self.seq_table),
                      checks.seq_count.eq(self.seq_count), checks.pool_base.eq(self.pool_base),
                      checks.geometry.eq(self.geometry), checks.mem_limit.eq(self.mem_limit),
                      checks.table_word.eq(table_word),
                      sub.word.eq(word), sub.geometry.eq(self.geometry),
-                     sub.pool_base.eq(self.pool_base), sub.table_word.eq(table_word)]
+                     sub.pool_base.eq(self.pool_base), sub.table_word.eq(table_word_q)]
         for name in ("pitch", "page_tokens", "pos_slot", "pool_sh", "sh_page", "pool_step",
                      "heads_m1", "heads_m2", "whole_rows"):
             m.d.comb += getattr(sub, name).eq(getattr(checks, name))
+        sub_step = Signal.like(sub.step)
+        m.d.sync += sub_step.eq(0)
+        m.d.comb += sub.step.eq(sub_step)
 
         def fail(code):
             m.d.sync += [pending.eq(code), want.eq(0)]
@@ -185,38 +198,47 @@ class KvController(wiring.Component):
         m.d.comb += [reader.o_word.ready.eq(want), reader.flush.eq(flush_q)]
 
         # Instructions for the unit pass a registered stage, so that the unit's ready logic
-        # ends there (o_instr below is the stage's input; its output stops on halt).
+        # ends there (o_instr below is the stage's input; its output stops on halt). The
+        # store unit's ready is low on halt already, so in front of it the halt is left out
+        # of the stage's ready (which enables its output register).
         m.submodules.out_stage = stage = SkidBuffer(self.o_instr.payload.shape())
         m.d.comb += [self.o_instr.valid.eq(stage.o_stream.valid & ~stop_now),
                      self.o_instr.payload.eq(stage.o_stream.payload),
-                     stage.o_stream.ready.eq(self.o_instr.ready & ~stop_now)]
+                     stage.o_stream.ready.eq(self.o_instr.ready & (~stop_now if load else 1))]
         o_instr = stage.i_stream
         out = Signal(256)
         m.d.comb += [o_instr.payload.word.eq(out), o_instr.payload.pc.eq(pc)]
         last_head, last_seg = sub.last_head, sub.last_seg
         m.d.comb += out.eq(sub.sub_instr)
 
-        # One-hot flags for the two states that drive the stage's input, kept in flip-flops
-        # beside the FSM (set on the transitions into the state, cleared on those out of it):
-        # the pass-through and hand-over handshakes, and the enables of the registers they
-        # advance, then do not wait for the decode of the FSM's state.
-        in_idle = Signal(init=1)
+        # Flags for the two states that drive the stage's input, kept in flip-flops beside the
+        # FSM, so the pass-through and hand-over handshakes, the stage's input multiplexer and
+        # the queue's ready do not wait for the decode of the FSM's state: ``idle_go`` (IDLE and
+        # not halted: set on the transitions into IDLE, cleared on those out of it and on halt)
+        # and ``in_hand`` (HAND).
+        idle_go = Signal()
         in_hand = Signal()
+        m.d.sync += idle_go.eq(0)
         is_kv = self.i_instr.payload.word[:4] == self._op
-        pass_valid = in_idle & ~is_kv & self.i_instr.valid & ~stop
+        pass_valid = idle_go & ~is_kv & self.i_instr.valid
+        # A KV instruction leaves the queue once it is done (pop_kv, in DONE).
+        pop_kv = Signal()
+        m.d.sync += pop_kv.eq(0)
+        # Sub-instructions are handed over at most every other cycle: the head's registers
+        # move on the cycle after a hand-over (sub_step.hand), so their enables come from
+        # flip-flops; sub_instr is not yet the next head's in that cycle.
         hand_valid = Signal()
-        m.d.comb += hand_valid.eq(in_hand & ~stop & ~(last_head & sub.advance_busy))
+        hand_ok = in_hand & ~stop & ~sub_step.hand
+        if load:
+            hand_ok &= ~(last_head & sub.advance_busy)
+        m.d.comb += hand_valid.eq(hand_ok)
         hand_fire = hand_valid & o_instr.ready
         m.d.comb += [
             o_instr.valid.eq(pass_valid | hand_valid),
-            self.i_instr.ready.eq(in_idle & ~stop & (is_kv | o_instr.ready)),
+            self.i_instr.ready.eq((idle_go & ~is_kv & o_instr.ready) | pop_kv),
         ]
-        with m.If(in_idle):
-            m.d.comb += [out.eq(self.i_instr.payload.word),
-                         o_instr.payload.pc.eq(self.i_instr.payload.pc)]
-            # The instruction register follows the queue while idle (it matters only once
-            # a KV instruction is taken), so its enables come from a flip-flop.
-            m.d.sync += [word.eq(self.i_instr.payload.word), pc.eq(self.i_instr.payload.pc)]
+        with m.If(~in_hand):
+            m.d.comb += out.eq(self.i_instr.payload.word)
 
         can = Signal()                    # REPORT may report (two cycles late)
         m.d.sync += can.eq(0)
@@ -225,9 +247,10 @@ class KvController(wiring.Component):
                      token_q.eq(self.token_available)]
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                with m.If(is_kv & self.i_instr.valid & ~stop):
-                    m.d.sync += in_idle.eq(0)
+                with m.If(idle_go & is_kv & self.i_instr.valid):
                     m.next = "CHECK"
+                with m.Else():
+                    m.d.sync += idle_go.eq(~self.halt)
             # --- Checks (a failing one reports its error) ---
             with m.State("CHECK"):
                 m.d.comb += checks.step.check.eq(1)
@@ -309,22 +332,24 @@ class KvController(wiring.Component):
                 with m.If(word_bad):
                     fail(word_code)
                 with m.Else():
+                    m.d.sync += [sub_step.start.eq(1), sub_step.load_walk.eq(1)]
                     m.next = "REREAD"
             # --- Sub-instructions: per page segment, one per head ---
             with m.State("REREAD"):
                 read(checks.lo, checks.n_pages, checks.n_pages_one)
-                m.d.comb += sub.step.start.eq(1)
                 m.next = "SEGMENT"
             with m.State("SEGMENT"):
                 with m.If(reader.o_word.valid):
-                    m.d.comb += sub.step.segment.eq(1)
-                    m.d.sync += want.eq(0)
-                    m.next = "ADDRESS"
+                    m.d.sync += [want.eq(0), sub_step.segment.eq(1),
+                                 sub_step.load_head.eq(1)]
+                    m.next = "SEGMENT_WORD"
+            with m.State("SEGMENT_WORD"):
+                m.d.sync += sub_step.address.eq(1)
+                m.next = "ADDRESS"
             with m.State("ADDRESS"):
-                m.d.comb += sub.step.address.eq(1)
+                m.d.sync += [sub_step.address_sum.eq(1), sub_step.load_dram.eq(1)]
                 m.next = "ADDRESS_SUM"
             with m.State("ADDRESS_SUM"):
-                m.d.comb += sub.step.address_sum.eq(1)
                 m.d.sync += in_hand.eq(1)
                 m.next = "HAND"
             with m.State("HAND"):
@@ -332,12 +357,18 @@ class KvController(wiring.Component):
                 # implies this state.)
                 with m.If(hand_fire & last_head):
                     with m.If(last_seg):
-                        m.next = "IDLE"
+                        m.d.sync += pop_kv.eq(1)
+                        m.next = "DONE"
                     with m.Else():
                         m.next = "SEGMENT"
                 with m.If(stop):
                     m.d.sync += in_hand.eq(0)
                     m.next = "HALT"
+            with m.State("DONE"):
+                # The KV instruction leaves the queue (pop_kv); the next one is there a cycle
+                # later, in IDLE.
+                m.d.sync += idle_go.eq(~self.halt)
+                m.next = "IDLE"
             with m.State("REPORT"):
                 # Report once everything before this instruction has finished (registered:
                 # once true it stays true, as the unit is idle and gets no more work).
@@ -354,15 +385,14 @@ class KvController(wiring.Component):
                     m.next = "HALT"
             with m.State("HALT"):
                 m.d.comb += flush.eq(1)
-        # HAND: one sub-instruction per head (sub's hand step); the last head's hand-over
-        # moves on to the next segment (hand_valid waits for the scratchpad advance).
-        m.d.comb += sub.step.hand.eq(hand_fire)
+        # HAND: one sub-instruction per head (sub's hand step, a cycle later); the last head's
+        # hand-over moves on to the next segment (hand_valid waits for the scratchpad advance).
         with m.If(hand_fire):
+            m.d.sync += [sub_step.hand.eq(1), sub_step.load_head.eq(1),
+                         sub_step.load_dram.eq(1)]
             with m.If(last_head):
-                m.d.sync += in_hand.eq(0)
-                with m.If(last_seg):
-                    m.d.sync += in_idle.eq(1)
-                with m.Else():
+                m.d.sync += [in_hand.eq(0), sub_step.load_walk.eq(1)]
+                with m.If(~last_seg):
                     m.d.sync += want.eq(1)
         with m.If(stop & ~fsm.ongoing("REPORT")):
             m.d.comb += flush.eq(1)

@@ -26,21 +26,29 @@ from .serial_multiplier import SerialMultiplier
 
 __all__ = ["KV_SUB_STEPS", "KvSubInstruction"]
 
-#: The steps of :class:`KvSubInstruction`, one flag per controller state (or event) that
-#: registers a stage.
+#: The steps of :class:`KvSubInstruction`: one flag per controller state (or event) that
+#: registers a stage, and the enables of the register groups that more than one step loads.
 KV_SUB_STEPS = data.StructLayout({name: 1 for name in (
-    "start", "segment", "address", "address_sum", "hand")})
+    "start", "segment", "address", "address_sum", "hand",
+    "load_head", "load_dram", "load_walk")})
 
 
 class KvSubInstruction(wiring.Component):
     """Steps through the page segments and heads of a checked KV_LOAD or KV_APPEND.
 
-    At most one ``step`` flag is set per cycle: ``start`` once (the controller's REREAD), then
-    per segment ``segment`` (a block-table word is taken), ``address``, ``address_sum``
-    (``sub_instr`` is then complete) and ``hand`` once per head (the controller hands
-    ``sub_instr`` over; the last head's also moves on to the next segment). Inputs from
-    :class:`~.kv_checks.KvChecks` hold still meanwhile. The register outputs are named as
-    before the walk had its own module (timing reports are searched by these names).
+    At most one of the first five ``step`` flags is set per cycle: ``start`` once (the
+    controller's REREAD), then per segment ``segment`` (the block-table word taken the cycle
+    before is on ``table_word``), ``address``, ``address_sum`` (``sub_instr`` is then complete)
+    and ``hand`` once per head, the cycle after the controller handed ``sub_instr`` over (the
+    last head's also moves on to the next segment). The other three are the enables of the
+    register groups that several steps load, set with them: ``load_head`` with ``segment`` or
+    ``hand`` (the per-head registers), ``load_dram`` with ``address_sum`` or ``hand``, and
+    ``load_walk`` with ``start`` or the last head's ``hand`` (the per-segment walk). Every flag
+    must come straight from a flip-flop: they enable a hundred registers each, and the
+    multiplexers in front of those registers select on ``segment``, ``address_sum`` and
+    ``start``. Inputs from :class:`~.kv_checks.KvChecks` hold still meanwhile. The register
+    outputs are named as before the walk had its own module (timing reports are searched by
+    these names).
 
     Parameters
     ----------
@@ -50,14 +58,14 @@ class KvSubInstruction(wiring.Component):
     Ports
     -----
     step : In(KV_SUB_STEPS)
-        The stage to register this cycle.
+        The stage to register this cycle (flip-flops in the controller).
     word : In(256)
         The KV instruction word.
     geometry : In(octet.kv_format.GEOMETRY)
     pool_base : In(32)
         The KV_POOL_BASE register.
     table_word : In(32)
-        The segment's block-table entry (its physical page), with ``segment``.
+        The segment's block-table entry (its physical page), with ``segment`` (registered).
     pitch, page_tokens, pos_slot, pool_sh, sh_page, pool_step, heads_m1, heads_m2, whole_rows
         From :class:`~.kv_checks.KvChecks`.
     sub_instr : Out(256)
@@ -126,42 +134,59 @@ class KvSubInstruction(wiring.Component):
         self._sub_instruction(m, self.sub_instr, kv, first & pop, last & push, seg_len, dram,
                               spad, param, self.pitch, whole, seg_bytes, param_slot)
 
-        with m.If(step.start):
-            m.d.sync += [first_seg.eq(1), room.eq(page_tokens - pos_slot),
-                         slot_offset.eq(pos_slot << lpitch), tokens_left.eq(kv.count),
-                         spad_seg.eq(kv.spad_addr if load else kv.acc_addr)]
+        # Per segment (with its block-table word): its length, its first device address, and
+        # (KV_LOAD) the start of its scratchpad advance (the last head's hand-over waits for it).
+        seg_len_next = Mux(tokens_left < room, tokens_left, room)
         with m.If(step.segment):
+            if load:
+                m.d.comb += [advance.start.eq(1), advance.a.eq(kv.spad_stride),
+                             advance.b.eq(seg_len_next)]
             m.d.sync += [
-                head.eq(0), head_zero.eq(1), last_head.eq(heads_m1 == 0),
-                seg_len.eq(Mux(tokens_left < room, tokens_left, room)),
+                seg_len.eq(seg_len_next),
                 last_seg.eq(tokens_left <= room),
                 page_index.eq(self.pool_sh | self.table_word),
                 base_off.eq(self.pool_base + slot_offset),
-                spad.eq(spad_seg),
-                param.eq(0 if load else kv.param_addr),
-                param_slot.eq(0 if load else kv.param_slot),
             ]
         with m.If(step.address):
             m.d.sync += [page_off.eq(page_index << self.sh_page),
                          seg_bytes_full.eq(seg_len << lpitch)]
-            if load:
-                m.d.comb += [advance.start.eq(1), advance.a.eq(kv.spad_stride),
-                             advance.b.eq(seg_len)]
         with m.If(step.address_sum):
-            m.d.sync += [dram.eq(base_off + page_off), seg_bytes.eq(seg_bytes_full),
+            m.d.sync += [seg_bytes.eq(seg_bytes_full),
                          whole.eq(self.whole_rows & (seg_bytes_full < (1 << 16)))]
-        # One sub-instruction per head; the last head's hand-over also advances the
-        # scratchpad (the controller's hand-over waits for the product: advance_busy).
-        with m.If(step.hand):
-            m.d.sync += [head.eq(head + 1), head_zero.eq(0),
-                         last_head.eq(head == self.heads_m2), dram.eq(dram + self.pool_step),
-                         spad.eq(spad + (kv.spad_head_step if load else kv.acc_head_step)),
-                         param.eq(param + (0 if load else kv.param_head_step)),
-                         param_slot.eq(param_slot + (0 if load else kv.param_head_step[4:]))]
-            with m.If(last_head):
-                m.d.sync += [first_seg.eq(0), slot_offset.eq(0),
-                             room.eq(page_tokens), tokens_left.eq(tokens_left - seg_len),
-                             spad_seg.eq(spad_seg + (advance.product if load else seg_len))]
+        # The device address: the segment's first (address_sum), then one pool on per head.
+        with m.If(step.load_dram):
+            m.d.sync += dram.eq(Mux(step.address_sum, base_off + page_off,
+                                    dram + self.pool_step))
+        # Per head: the segment's first head (segment), then the next one per hand-over.
+        seg = step.segment
+        with m.If(step.load_head):
+            m.d.sync += [
+                head.eq(Mux(seg, 0, head + 1)), head_zero.eq(seg),
+                last_head.eq(Mux(seg, heads_m1 == 0, head == self.heads_m2)),
+                spad.eq(Mux(seg, spad_seg,
+                            spad + (kv.spad_head_step if load else kv.acc_head_step))),
+            ]
+            if not load:
+                m.d.sync += [param.eq(Mux(seg, kv.param_addr, param + kv.param_head_step)),
+                             param_slot.eq(Mux(seg, kv.param_slot,
+                                               param_slot + kv.param_head_step[4:]))]
+        # The walk: its start, then the next segment once the last head is handed over (the
+        # controller's hand-over of that head waited for the scratchpad advance:
+        # advance_busy).
+        start = step.start
+        # The first segment's slot offset, a shift by a register: registered every cycle
+        # (its operands hold still long before the walk starts).
+        first_slot_offset = Signal(32)
+        m.d.sync += first_slot_offset.eq(pos_slot << lpitch)
+        with m.If(step.load_walk):
+            m.d.sync += [
+                first_seg.eq(start),
+                room.eq(Mux(start, page_tokens - pos_slot, page_tokens)),
+                slot_offset.eq(Mux(start, first_slot_offset, 0)),
+                tokens_left.eq(Mux(start, kv.count, tokens_left - seg_len)),
+                spad_seg.eq(Mux(start, kv.spad_addr if load else kv.acc_addr,
+                                spad_seg + (advance.product if load else seg_len))),
+            ]
         return m
 
     def _sub_instruction(self, m, out, kv, pop, push, rows, dram, spad, param, pitch, whole,
