@@ -132,7 +132,13 @@ class StoreRowPath(wiring.Component):
         m.d.sync += self.rows_idle.eq(~rows_busy)
         m.submodules.packer = packer = WritePacker(B, 4 * C)
         wiring.connect(m, packer.o_req, wiring.flipped(self.o_wreq))
-        wiring.connect(m, packer.o_beat, wiring.flipped(self.o_wdata))
+        # The beats leave through a skid stage of their own, so the packer's beat handshake
+        # (its fill level and buffer shift) starts from a register beside it, not from the
+        # accelerator's write stage. packing: the packer or that stage holds bytes.
+        m.submodules.beat_stage = beat_stage = SkidBuffer(packer.o_beat.payload.shape())
+        wiring.connect(m, packer.o_beat, beat_stage.i_stream)
+        wiring.connect(m, beat_stage.o_stream, wiring.flipped(self.o_wdata))
+        packing = packer.busy | beat_stage.busy
         # Destination of each row read from the accumulator, in read order: address, bytes
         # (precomputed: the read side does not shift) and whether it starts / ends a run of
         # the write packer.
@@ -191,11 +197,11 @@ class StoreRowPath(wiring.Component):
         m.d.comb += packer.flush.eq(self.flush & (~rows_busy & (dest.level == 0) &
                                                   ~dest.r_rdy & ~rq.busy))
         m.d.comb += [
-            self.idle.eq(~rows_busy & (dest.level == 0) & ~dest.r_rdy & ~packer.busy &
+            self.idle.eq(~rows_busy & (dest.level == 0) & ~dest.r_rdy & ~packing &
                          ~rq.busy & ~outstanding_nz & ~issued),
-            self.busy.eq(rows_busy | (dest.level != 0) | dest.r_rdy | packer.busy |
+            self.busy.eq(rows_busy | (dest.level != 0) | dest.r_rdy | packing |
                          outstanding_nz | rq.busy),
-            self.quiet.eq(~outstanding_nz & ~packer.busy & ~rows_busy & (dest.level == 0)),
-            self.bus_busy.eq(packer.busy | outstanding_nz),
+            self.quiet.eq(~outstanding_nz & ~packing & ~rows_busy & (dest.level == 0)),
+            self.bus_busy.eq(packing | outstanding_nz),
         ]
         return m

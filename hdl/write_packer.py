@@ -11,8 +11,10 @@ are set only on the chunks' bytes, so neighbouring bytes in memory are never tou
 Why runs: a STORE of one-byte rows (the attention scores, one per key) would otherwise cost
 a bus request, a burst and a write response per byte; as a run its rows fill whole beats.
 
-A chunk first passes a skid buffer (its bytes masked past ``nbytes``) and a register stage
-(the bytes shifted to their offset in a beat, ``addr`` modulo the bus width). It then goes
+A chunk first passes a skid buffer (its bytes masked past ``nbytes``) and one of two slot
+registers taken in turn (the bytes shifted to their offset in a beat, ``addr`` modulo the bus
+width; a slot follows the skid buffer while empty, so neither stage's enables depend on the
+insertion decision). It then goes
 into a buffer of two beats plus a chunk, at that offset in the first or the second beat:
 since a run is contiguous from a beat boundary, that is right after the bytes already held,
 so placing it is a choice of two rather than a shift by any byte count (this is the
@@ -101,7 +103,7 @@ class WritePacker(wiring.Component):
         # 1. a skid buffer (its ``ready`` is a register, so the upstream FIFOs' handshakes do
         #    not wait for this one) takes the chunk masked past ``nbytes``, with the run's
         #    beats counted;
-        # 2. a register holds it shifted to its offset in a beat: the bytes of a run are
+        # 2. a slot holds it shifted to its offset in a beat: the bytes of a run are
         #    contiguous from a beat's start, so a chunk continuing the run goes at `level`,
         #    which is its offset or its offset plus a beat.
         chunk = self.i_chunk.payload
@@ -127,18 +129,44 @@ class WritePacker(wiring.Component):
                          (offset + chunk.run_bytes + B - 1) >> lg)]
         k = skid.o_stream.payload
 
-        s_valid = Signal()
-        s_data = Signal(8 * (W + B))
-        s_mask = Signal(W + B)
-        s_nbytes = Signal(range(W + 1))
-        s_first = Signal()
-        s_last = Signal()
-        s_addr = Signal(32)                  # the run's aligned address (first chunk)
-        s_run_beats = Signal(17)             # the run's beats (first chunk)
-        s_run_one = Signal()                 # s_run_beats == 1
-        s_run_nz = Signal()                  # s_run_beats != 0
-        # A first chunk's fill level (offset + nbytes), with its level flags, precomputed.
-        first_level = _Level(m, "first", size)
+        # The staged chunk: two slots, filled alternately, taken alternately. A slot follows
+        # the skid buffer's output while it is empty (so its ~400 enables are its own valid
+        # flag), and the skid buffer moves on when the slot it fills next is empty (a
+        # flip-flop): neither depends on the insertion decision below. `rp` picks the head.
+        slot_valid = [Signal(name=f"slot{j}_valid") for j in range(2)]
+        wp = Signal()                        # the slot filled next
+        rp = Signal()                        # the head slot
+        slots = []
+        for j in range(2):
+            slot = {"data": Signal(8 * (W + B), name=f"slot{j}_data"),
+                    "mask": Signal(W + B, name=f"slot{j}_mask"),
+                    "nbytes": Signal(range(W + 1), name=f"slot{j}_nbytes"),
+                    "first": Signal(name=f"slot{j}_first"),
+                    "last": Signal(name=f"slot{j}_last"),
+                    "addr": Signal(32, name=f"slot{j}_addr"),
+                    "run_beats": Signal(17, name=f"slot{j}_run_beats"),
+                    "run_one": Signal(name=f"slot{j}_run_one"),
+                    "run_nz": Signal(name=f"slot{j}_run_nz")}
+            # A first chunk's fill level (offset + nbytes), with its level flags.
+            slot_level = _Level(m, f"first{j}", size)
+            with m.If(~slot_valid[j]):
+                m.d.sync += [slot["data"].eq(k.data << (k.offset * 8)),
+                             slot["mask"].eq(k.mask << k.offset), slot["nbytes"].eq(k.nbytes),
+                             slot["first"].eq(k.first), slot["last"].eq(k.last),
+                             slot["addr"].eq(k.addr), slot["run_beats"].eq(k.run_beats),
+                             slot["run_one"].eq(k.run_beats == 1),
+                             slot["run_nz"].eq(k.run_beats != 0)]
+                slot_level.load(k.offset + k.nbytes, B)
+            slots.append((slot, slot_level))
+
+        def head(field):
+            return Mux(rp, slots[1][0][field], slots[0][0][field])
+
+        s_valid = Mux(rp, slot_valid[1], slot_valid[0])
+        s_data, s_mask, s_nbytes = head("data"), head("mask"), head("nbytes")
+        s_first, s_last, s_addr = head("first"), head("last"), head("addr")
+        s_run_beats, s_run_one, s_run_nz = head("run_beats"), head("run_one"), head("run_nz")
+        first_level = _HeadLevel(rp, slots[0][1], slots[1][1])
 
         # The fill level is kept with registered flags (level >= B, level < 2B), and each next
         # value comes from candidates computed in parallel from registers (the level kept, the
@@ -155,20 +183,20 @@ class WritePacker(wiring.Component):
         # while fewer than two beats wait (from registers only).
         take = Signal()
         m.d.comb += take.eq(s_valid & Mux(s_first, idle, open_ & ~closed & level_lt_2b))
-        m.d.comb += skid.o_stream.ready.eq(~s_valid | take)
-        with m.If(skid.o_stream.valid & skid.o_stream.ready):
-            m.d.sync += [s_valid.eq(1), s_data.eq(k.data << (k.offset * 8)),
-                         s_mask.eq(k.mask << k.offset),
-                         s_nbytes.eq(k.nbytes),
-                         s_first.eq(k.first), s_last.eq(k.last),
-                         s_addr.eq(k.addr), s_run_beats.eq(k.run_beats),
-                         s_run_one.eq(k.run_beats == 1), s_run_nz.eq(k.run_beats != 0)]
-            first_level.load(k.offset + k.nbytes, B)
-        with m.Elif(take):
-            m.d.sync += s_valid.eq(0)
+        m.d.comb += skid.o_stream.ready.eq(~Mux(wp, slot_valid[1], slot_valid[0]))
+        fill = skid.o_stream.valid & skid.o_stream.ready
+        with m.If(fill):
+            m.d.sync += wp.eq(~wp)
+        with m.If(take):
+            m.d.sync += rp.eq(~rp)
+        for j in range(2):
+            with m.If(fill & (wp == j)):
+                m.d.sync += slot_valid[j].eq(1)
+            with m.Elif(take & (rp == j)):
+                m.d.sync += slot_valid[j].eq(0)
         # A chunk in the input stages belongs to the open run (or a later one): it goes in
         # before a flush closes the run.
-        staged = s_valid | skid.busy
+        staged = slot_valid[0] | slot_valid[1] | skid.busy
 
         # A beat leaves when it is full, or when the run is closed (its last, partial beat,
         # or unstrobed beats after a flush).
@@ -269,3 +297,11 @@ class _Level:
     def load(self, v, bus):
         """Registered from ``v`` (under the caller's condition)."""
         self._m.d.sync += self._values(v, bus)
+
+
+class _HeadLevel:
+    """The head slot's first-chunk level: the two slots' `_Level` registers, chosen by `rp`."""
+
+    def __init__(self, rp, level0, level1):
+        for field in ("value", "ge_b", "lt_2b", "less", "less_ge_b", "less_lt_2b"):
+            setattr(self, field, Mux(rp, getattr(level1, field), getattr(level0, field)))

@@ -73,6 +73,7 @@ class BuildReport:
     divisor: int
     mem_bytes: int
     synth_opts: str = ""
+    seed: int = 1
     resources: dict = field(default_factory=dict)
     critical_path: list = field(default_factory=list)
 
@@ -188,7 +189,8 @@ def _parse_report(build_dir, clock_net_hint="clk"):
 
 
 def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None,
-                    mem_bytes=1 << 16, out_dir="build/fpga", say=None, timing_detail=False):
+                    mem_bytes=1 << 16, out_dir="build/fpga", say=None, timing_detail=False,
+                    seed=1):
     """Build the bitstream of an R x C SoC for ``board``; return a :class:`BuildReport`.
 
     Parameters
@@ -211,6 +213,8 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         Also write nextpnr's routed arrival time at every timing endpoint into
         ``<build folder>/top.report.json`` (``--detailed-timing-report``; tens of MB), for
         ``tools/fpga_sta.py --routed`` to list every failing endpoint.
+    seed : int
+        nextpnr's placement seed (``--seed``): Fmax varies by a few percent between seeds.
 
     Raises
     ------
@@ -228,6 +232,8 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     if board not in BOARDS:
         raise ValueError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}")
     baud = DEFAULT_BAUD if baud is None else baud
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 31:
+        raise ValueError(f"nextpnr seed must be an integer in [0, 2**31), not {seed!r}")
     config = soc_config(rows, cols, mem_bytes=mem_bytes)
     tools = fpga_tools()
     spec = BOARDS[board]
@@ -247,7 +253,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         f"{top.clock_hz / 1e6:g} MHz (PLL), UART {baud} baud; building in {build_dir}")
     plan = platform.prepare(
         top, _NAME,
-        nextpnr_opts=f"--timing-allow-fail --seed 1 --router router2 "
+        nextpnr_opts=f"--timing-allow-fail --seed {seed} --router router2 "
                      f"--report {_NAME}.report.json" +
                      (" --detailed-timing-report" if timing_detail else ""))
     plan.extract(build_dir)
@@ -285,7 +291,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         ff=used.get("TRELLIS_FF", 0), dsp=used.get("MULT18X18D", 0),
         bram=used.get("DP16KD", 0), bitstream=str(bit) if met else "",
         build_seconds=round(seconds, 1), baud=baud, divisor=divisor, mem_bytes=mem_bytes,
-        synth_opts=synth_opts, resources=util, critical_path=critical)
+        synth_opts=synth_opts, seed=seed, resources=util, critical_path=critical)
     (out_dir / f"{stem}.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     if not met:
         raise TimingError(

@@ -44,7 +44,15 @@ def test_bitstream_flags_are_checked(capsys):
     assert "--clock must be between 1 and 400 MHz" in capsys.readouterr().err
     assert main(["bitstream", "--mem-kib", "1"]) == 2
     assert "--mem-kib must be between 4 and 256" in capsys.readouterr().err
+    assert main(["bitstream", "--seed", "-1"]) == 2
+    assert "--seed must be between 0 and 2**31 - 1" in capsys.readouterr().err
     assert "ulx3s-85f" in BOARDS
+
+
+def test_bitstream_seed_is_checked():
+    from octet.host.fpga_build import build_bitstream
+    with pytest.raises(ValueError, match="nextpnr seed must be an integer"):
+        build_bitstream(seed=1.5)
 
 
 def _sizes():
