@@ -70,7 +70,11 @@ class LoadChecks(wiring.Component):
         R = cfg.rows
         ld = LAYOUTS[Opcode.LOAD](self.word)
         ic = LAYOUTS[Opcode.IM2COL](self.word)
-        is_load = self.word[:4] == Opcode.LOAD
+        # The opcode test and ``rows - 1`` are registered (``word`` is stable from the cycle
+        # before ``start``), so the multipliers' operand multiplexers start from flip-flops.
+        is_load = Signal()
+        rows_m1 = Signal(16)
+        m.d.sync += [is_load.eq(self.word[:4] == Opcode.LOAD), rows_m1.eq(ld.rows - 1)]
 
         muls = [SerialMultiplier(48, 16, 48, b_flag=True)] + [
             SerialMultiplier(40, 16, 40, b_flag=True) for _ in range(4)]
@@ -147,7 +151,6 @@ class LoadChecks(wiring.Component):
             with m.State("IDLE"):
                 # The products start whatever the field checks say (a malformed instruction
                 # only ignores them), so the multipliers' start does not wait for the checks.
-                rows_m1 = ld.rows - 1
                 load_jobs = ((ld.dram_stride, rows_m1, rows_m1_nz),
                              (ld.spad_stride, rows_m1, rows_m1_nz))
                 im2col_jobs = ((ic.channels, ic.width, width_nz),

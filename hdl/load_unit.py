@@ -112,7 +112,8 @@ class LoadUnit(wiring.Component):
         m.d.sync += [n_segs.eq(n_segs + (segs.w_en & segs.w_rdy) - (segs.r_en & segs.r_rdy)),
                      n_reqs.eq(n_reqs + (reqs.w_en & reqs.w_rdy) - (reqs.r_en & reqs.r_rdy))]
         # Registered (it gates every step of the generators): from the counts of the cycle
-        # before, so one segment fewer, as a segment may have been added since.
+        # before, so one segment fewer, as a segment may have been added since; the
+        # generators' steps in flight beyond that are PIPELINE_SLACK.
         room = Signal()
         m.d.sync += room.eq((n_segs <= _SEG_DEPTH - PIPELINE_SLACK - 2) &
                             (n_reqs <= _SEG_DEPTH - PIPELINE_SLACK - 2))
@@ -179,13 +180,9 @@ class LoadUnit(wiring.Component):
         check_go = Signal()
         m.d.sync += check_go.eq(0)
         m.d.comb += checks.start.eq(check_go)
-        # Likewise the generators start from a register, a cycle after the checks' verdict.
-        # One flip-flop per generator, so each start is a flip-flop.
-        gen_go_load, gen_go_im2col = Signal(), Signal()
-        gen_go = gen_go_load | gen_go_im2col
-        m.d.sync += [gen_go_load.eq(0), gen_go_im2col.eq(0)]
+        # The generators register their start themselves (a cycle after the checks' verdict),
+        # so the flip-flop that loads each one's state is placed beside it.
         is_load = opcode == Opcode.LOAD
-        m.d.comb += [load_gen.start.eq(gen_go_load), im2col_gen.start.eq(gen_go_im2col)]
         # The instruction is taken into ``word``/``pc`` whenever they are free (they load every
         # cycle until an instruction arrives, so ``valid`` only reaches ``full``), and kept
         # until the instruction has been generated; ``ready`` comes from flip-flops.
@@ -217,12 +214,12 @@ class LoadUnit(wiring.Component):
                     with m.If(checks.failed):
                         fail()
                     with m.Else():
-                        m.d.sync += [gen_go_load.eq(is_load), gen_go_im2col.eq(~is_load)]
+                        m.d.comb += [load_gen.start.eq(is_load), im2col_gen.start.eq(~is_load)]
                         m.next = "GEN"
             with m.State("GEN"):
                 with m.If(stop):
                     m.next = "HALT"
-                with m.Elif(~load_gen.busy & ~im2col_gen.busy & ~gen_go):
+                with m.Elif(~load_gen.busy & ~im2col_gen.busy):
                     m.d.sync += full.eq(0)
                     m.next = "IDLE"
             with m.State("HALT"):

@@ -13,7 +13,11 @@ unit issues bus reads for them and realigns the returned beats (:mod:`.read_alig
   3-stage pipeline whose last stage is the registered descriptor.
 
 Each advances only while ``room`` says the consumer can take ``PIPELINE_SLACK`` more segments,
-so no stage ever stalls. Tested through ``tests/test_accelerator_units.py`` and the
+so no stage ever stalls. For timing, ``start`` is registered inside each generator (so the
+flip-flop that loads the generator's state sits beside it), and the IM2COL generator's step
+enable and loop-wrap conditions are flip-flops computed a cycle early: every register's enable
+is one LUT of flip-flops. Tested by ``tests/test_segment_generators.py`` (Amaranth simulator,
+against a Python reference of each instruction's segments) and through the load unit by the
 accelerator tests against :mod:`octet.sim.isa_sim`.
 """
 
@@ -25,7 +29,10 @@ from octet.isa import LAYOUTS, Opcode
 
 __all__ = ["segment_descriptor", "LoadGenerator", "Im2colGenerator", "PIPELINE_SLACK"]
 
-PIPELINE_SLACK = 4
+# Segments a generator may still emit after ``room`` was computed from the queue counts: the
+# IM2COL generator's steps in flight (its 3-stage pipeline and its registered step enable,
+# which samples ``room`` a cycle late) and one spare.
+PIPELINE_SLACK = 5
 
 
 def segment_descriptor(bus_bytes):
@@ -59,7 +66,8 @@ class LoadGenerator(wiring.Component):
     Ports
     -----
     start : In(1)
-        Begin with ``instr`` (held stable until ``done``).
+        Begin with ``instr`` (held stable until not ``busy``); registered here, so the
+        generator starts in the next cycle (and is ``busy`` from then on).
     instr : In(LAYOUTS[Opcode.LOAD])
     rows_per_dram_row : In(16)
         ceil(row_bytes / row width), computed by the unit's range check.
@@ -84,9 +92,11 @@ class LoadGenerator(wiring.Component):
         spad = Signal(16)
         left = Signal()             # row != 0, kept as a flag
         one = Signal()              # row == 1
-        m.d.comb += self.busy.eq(left | self.o_valid)
+        started = Signal()          # ``start``, registered
+        m.d.sync += started.eq(self.start)
+        m.d.comb += self.busy.eq(started | left | self.o_valid)
         m.d.sync += self.o_valid.eq(0)
-        with m.If(self.start):
+        with m.If(started):
             m.d.sync += [row.eq(ins.rows), addr.eq(ins.dram_addr), spad.eq(ins.spad_addr),
                          left.eq(ins.rows != 0), one.eq(ins.rows == 1)]
         with m.Elif(left & self.room):
@@ -109,7 +119,8 @@ class Im2colGenerator(wiring.Component):
     Ports
     -----
     start : In(1)
-        Begin with ``instr`` and the set-up values (all stable until done).
+        Begin with ``instr`` and the set-up values (all stable until not ``busy``);
+        registered here, so the generator starts in the next cycle.
     instr : In(LAYOUTS[Opcode.IM2COL])
     ix_start, iy_start : In(signed(18))
         ox0*stride - pad and oy0*stride - pad.
@@ -166,12 +177,18 @@ class Im2colGenerator(wiring.Component):
         b_addr, b_nbytes, b_spad = Signal(32), Signal(range(R + 1)), Signal(16)
         # Stage C: the registered segment (o_seg).
 
-        m.d.comb += self.busy.eq(more | a_valid | b_valid | self.o_valid)
+        # ``start``, registered: it loads the state below, so it is kept beside it.
+        started = Signal()
+        m.d.sync += started.eq(self.start)
+        # The step enable, a flip-flop: ``more`` of the next cycle and ``room`` of this one
+        # (so ``room`` is sampled a cycle late; PIPELINE_SLACK counts that step).
+        step = Signal()
+        m.d.comb += self.busy.eq(started | more | a_valid | b_valid | self.o_valid)
 
         # Tests of instruction fields, registered (the instruction is held for several
         # cycles before start), so that start and the wraps only select flip-flops.
-        one_cc, one_kx, one_ky, one_ox = (Signal(name=n) for n in (
-            "one_cc", "one_kx", "one_ky", "one_ox"))
+        one_cc, one_kx, one_ky, one_ox, count_nz = (Signal(name=n) for n in (
+            "one_cc", "one_kx", "one_ky", "one_ox", "count_nz"))
         out_w_m1 = Signal(12)
         first_ox_left = Signal(12)
         # kernel_w - 2 and kernel_h - 2 (mod 16): ``k + 2 == kernel`` is ``k == kernel - 2``
@@ -180,52 +197,68 @@ class Im2colGenerator(wiring.Component):
         m.d.sync += [kw_m2.eq(ins.kernel_w - 2), kh_m2.eq(ins.kernel_h - 2)]
         m.d.sync += [one_cc.eq(ins.channels <= R), one_kx.eq(ins.kernel_w == 1),
                      one_ky.eq(ins.kernel_h == 1), one_ox.eq(ins.out_w == 1),
+                     count_nz.eq(ins.count != 0),
                      out_w_m1.eq(ins.out_w - 1), first_ox_left.eq(ins.out_w - 1 - ins.ox0)]
 
-        step = more & self.room
-        m.d.sync += [a_valid.eq(step), b_valid.eq(a_valid), self.o_valid.eq(b_valid)]
-        with m.If(self.start):
-            m.d.sync += [remaining.eq(ins.count), more.eq(ins.count != 0),
-                         last_px.eq(ins.count == 1),
+        # Which loops the next step wraps, as flags: the kernel column (kx) advances when
+        # the channel chunk wraps, the kernel row (ky) when both wrap, the pixel when all
+        # three do. Each register group is enabled by ``started | step & <its flag>``.
+        wrap_ky, wrap_px = Signal(name="wrap_ky"), Signal(name="wrap_px")
+        wrap_kx = last_cc
+        # The loop flags after a step (each changes only when its loop advances).
+        next_last_cc = Mux(last_cc, one_cc, cc_bytes + 2 * R >= ins.channels)
+        next_last_kx = Mux(wrap_kx, Mux(last_kx, one_kx, kx == kw_m2), last_kx)
+        next_last_ky = Mux(wrap_ky, Mux(last_ky, one_ky, ky == kh_m2), last_ky)
+        next_more = Signal()
+        with m.If(started):
+            m.d.comb += next_more.eq(count_nz)
+        with m.Elif(step & wrap_px):
+            m.d.comb += next_more.eq(~last_px)
+        with m.Else():
+            m.d.comb += next_more.eq(more)
+        m.d.sync += [more.eq(next_more), step.eq(next_more & self.room)]
+
+        m.d.sync += [a_valid.eq(step & ~started), b_valid.eq(a_valid),
+                     self.o_valid.eq(b_valid)]
+        with m.If(started):
+            m.d.sync += [remaining.eq(ins.count), last_px.eq(ins.count == 1),
                          ox_left.eq(first_ox_left), last_ox.eq(first_ox_left == 0),
                          ix_base.eq(self.ix_start), iy_base.eq(self.iy_start),
                          ky.eq(0), kx.eq(0), cc_bytes.eq(0),
                          last_cc.eq(one_cc), last_kx.eq(one_kx), last_ky.eq(one_ky),
+                         wrap_ky.eq(one_cc & one_kx), wrap_px.eq(one_cc & one_kx & one_ky),
                          spad.eq(ins.spad_addr), line_addr.eq(self.line_start),
                          pix_addr.eq(self.pix_start), row_addr.eq(self.pix_start),
                          col_addr.eq(self.pix_start)]
         with m.Elif(step):
             m.d.sync += [a_iy.eq(iy_base + ky), a_ix.eq(ix_base + kx), a_cc.eq(cc_bytes),
                          a_addr.eq(col_addr), a_spad.eq(spad), spad.eq(spad + 1),
-                         a_last.eq(last_cc & last_kx & last_ky & last_px)]
+                         a_last.eq(wrap_px & last_px)]
             m.d.sync += [cc_bytes.eq(Mux(last_cc, 0, cc_bytes + R)),
-                         last_cc.eq(Mux(last_cc, one_cc,
-                                        cc_bytes + 2 * R >= ins.channels))]
-            with m.If(last_cc):
-                m.d.sync += [kx.eq(Mux(last_kx, 0, kx + 1)), col_addr.eq(col_addr + ins.channels),
-                             last_kx.eq(Mux(last_kx, one_kx,
-                                            kx == kw_m2))]
-                with m.If(last_kx):
-                    next_row = row_addr + self.wc
-                    m.d.sync += [ky.eq(Mux(last_ky, 0, ky + 1)), row_addr.eq(next_row),
-                                 col_addr.eq(next_row),
-                                 last_ky.eq(Mux(last_ky, one_ky,
-                                                ky == kh_m2))]
-                    with m.If(last_ky):
-                        m.d.sync += [remaining.eq(remaining - 1), more.eq(~last_px),
-                                     last_px.eq(remaining == 2)]
-                        with m.If(last_ox):
-                            next_line = line_addr + self.swc
-                            m.d.sync += [ox_left.eq(out_w_m1), last_ox.eq(one_ox),
-                                         ix_base.eq(-ins.pad), iy_base.eq(iy_base + ins.stride),
-                                         line_addr.eq(next_line), pix_addr.eq(next_line),
-                                         row_addr.eq(next_line), col_addr.eq(next_line)]
-                        with m.Else():
-                            next_pix = pix_addr + self.sc
-                            m.d.sync += [ox_left.eq(ox_left - 1), last_ox.eq(ox_left == 1),
-                                         ix_base.eq(ix_base + ins.stride),
-                                         pix_addr.eq(next_pix), row_addr.eq(next_pix),
-                                         col_addr.eq(next_pix)]
+                         last_cc.eq(next_last_cc), last_kx.eq(next_last_kx),
+                         last_ky.eq(next_last_ky),
+                         wrap_ky.eq(next_last_cc & next_last_kx),
+                         wrap_px.eq(next_last_cc & next_last_kx & next_last_ky)]
+            with m.If(wrap_kx):
+                m.d.sync += [kx.eq(Mux(last_kx, 0, kx + 1)), col_addr.eq(col_addr + ins.channels)]
+            with m.If(wrap_ky):
+                next_row = row_addr + self.wc
+                m.d.sync += [ky.eq(Mux(last_ky, 0, ky + 1)), row_addr.eq(next_row),
+                             col_addr.eq(next_row)]
+            with m.If(wrap_px):
+                m.d.sync += [remaining.eq(remaining - 1), last_px.eq(remaining == 2)]
+                with m.If(last_ox):
+                    next_line = line_addr + self.swc
+                    m.d.sync += [ox_left.eq(out_w_m1), last_ox.eq(one_ox),
+                                 ix_base.eq(-ins.pad), iy_base.eq(iy_base + ins.stride),
+                                 line_addr.eq(next_line), pix_addr.eq(next_line),
+                                 row_addr.eq(next_line), col_addr.eq(next_line)]
+                with m.Else():
+                    next_pix = pix_addr + self.sc
+                    m.d.sync += [ox_left.eq(ox_left - 1), last_ox.eq(ox_left == 1),
+                                 ix_base.eq(ix_base + ins.stride),
+                                 pix_addr.eq(next_pix), row_addr.eq(next_pix),
+                                 col_addr.eq(next_pix)]
 
         rest = Signal(13)
         m.d.comb += rest.eq(ins.channels - a_cc)
