@@ -3,27 +3,29 @@
 From ``prog_base`` on, it requests one instruction (32 bytes) per bus read, keeping several in
 flight but never more than its instruction buffer has room for, so it takes every beat as it
 arrives and the shared in-order read channel never waits on it (which would block the load
-unit's data behind a fetch that waits for a full queue). Each complete instruction is checked (known opcode, header flags allowed
-for its unit, reserved bits zero) and pushed to the queue of its unit (load, compute or
-store). END stops fetching; reads already issued past it are drained and dropped. Fetching stops before the
-first instruction that would lie beyond ``mem_limit``; reaching it without an END is a
-DRAM_RANGE error.
+unit's data behind a fetch that waits for a full queue). Each complete instruction is checked
+(known opcode, header flags allowed for its unit, reserved bits zero) and pushed to the queue of
+its unit (load, compute or store). END stops fetching; reads already issued past it are drained
+and dropped. Fetching stops before the first instruction that would lie beyond ``mem_limit``;
+reaching it without an END is a DRAM_RANGE error.
 
-Each queue passes instructions on to a :class:`~octet.hdl.credit_stage.CreditStage` and sends
-only while it holds a credit, so the enables of the queue's wide output register come from the
-fetch unit's own flip-flops. Dispatch decisions are registered: per unit, "the instruction in
-the decode stage goes to this unit's queue and it has room", worked out in the cycle before.
+Each queue (a :class:`~octet.hdl.head_queue.HeadQueue`) passes instructions on to a
+:class:`~octet.hdl.credit_stage.CreditStage` and sends only while it holds a credit, so the
+enables of the queue's wide output register come from the fetch unit's own flip-flops. Dispatch
+decisions are registered: per unit, "the instruction in the decode stage goes to this unit's
+queue and it has room", worked out in the cycle before.
 
 Tested against the golden ISA simulator by the accelerator tests.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from octet.isa import ALLOWED_FLAGS, INSTRUCTION_BYTES, LAYOUTS, QUEUE_OF, ErrorCode, Opcode, Unit
 
 from .credit_stage import CreditStage, CreditStream
+from .head_queue import HeadQueue
 from .unit_ports import BusRequest, ErrorReport, instruction_layout
 
 __all__ = ["FetchUnit"]
@@ -94,8 +96,7 @@ class FetchUnit(wiring.Component):
         # Each entry also holds, per opcode, "the reserved bits for that opcode are zero",
         # worked out beat by beat as the word arrives.
         ops = [op for op in Opcode if op is not Opcode.ILLEGAL]
-        m.submodules.ibuf = ibuf = fifo.SyncFIFOBuffered(
-            width=8 * INSTRUCTION_BYTES + len(ops), depth=capacity)
+        m.submodules.ibuf = ibuf = HeadQueue(8 * INSTRUCTION_BYTES + len(ops), capacity)
         # The decode stage: the instruction next in line with its checks already worked out
         # (in the cycle it left the buffer), so dispatch starts from registers.
         have_word = Signal()
@@ -110,6 +111,10 @@ class FetchUnit(wiring.Component):
         halt_now = Signal()
         end_now = Signal()                   # END is dispatched this cycle
         m.d.sync += [halted.eq(halted | halt_now), self.ended.eq(self.ended | end_now)]
+        # Every error's pc is the pc of its cycle (prog_base at start), and nothing changes it
+        # once halted: so error.pc follows the pc until then, enabled by a flip-flop alone.
+        with m.If(~halted):
+            m.d.sync += self.error.pc.eq(Mux(self.start, self.prog_base, self.pc))
         # "Not halted (here or by another unit) and not ended" as one flip-flop, worked out
         # from the next values of halted and ended, so the decisions below start from it.
         # Another unit's halt is seen a cycle late (through this register), so that the
@@ -118,20 +123,20 @@ class FetchUnit(wiring.Component):
         # before acting on an instruction).
         live = Signal(init=1)
         halted_next = halted | halt_now
-        m.d.sync += live.eq(~self.halt & ~halted_next & ~(self.ended | end_now))
+        live_next = ~self.halt & ~halted_next & ~(self.ended | end_now)
+        m.d.sync += live.eq(live_next)
 
         # Each queue holds _QUEUE_DEPTH instructions; the decode stage writes one only when
         # it has room (see to_queue below), worked out from the level and the write only: a
-        # read in the same cycle frees the slot a cycle later. The FIFO has one entry more, so
-        # its own w_rdy is then always true (its output register may be empty while its inner
-        # buffer holds _QUEUE_DEPTH). The queue's head goes on while a credit is held
-        # (can_send, a flip-flop that also says "not halted"): its output register's enable
-        # then depends on no signal from outside the fetch unit.
+        # read in the same cycle frees the slot a cycle later (the queue has one entry more,
+        # which that spare slot covers). The queue's head goes on while a credit is held
+        # (can_send, a flip-flop that also says "not halted"), so its head register's enable
+        # is one LUT after flip-flops of the fetch unit.
         queues = {}
         for which, port in ((Unit.LOAD, self.o_load), (Unit.COMPUTE, self.o_compute),
                            (Unit.STORE, self.o_store)):
             name = which.name.lower()
-            q = fifo.SyncFIFOBuffered(width=256 + 32, depth=_QUEUE_DEPTH + 1)
+            q = HeadQueue(256 + 32, _QUEUE_DEPTH + 1)
             m.submodules[f"{name}_queue"] = queues[which] = q
             credits = Signal(range(CreditStage.CAPACITY + 1), init=CreditStage.CAPACITY,
                              name=f"{name}_credits")
@@ -142,15 +147,13 @@ class FetchUnit(wiring.Component):
                          can_send.eq((credits_next != 0) & ~self.halt & ~halted_next)]
             m.d.comb += [port.valid.eq(send), port.payload.word.eq(q.r_data[:256]),
                          port.payload.pc.eq(q.r_data[256:]), q.r_en.eq(can_send)]
-        m.d.comb += self.queues_empty.eq(Cat(*(q.r_rdy | (q.level != 0)
-                                               for q in queues.values())) == 0)
+        m.d.comb += self.queues_empty.eq(Cat(*(q.level != 0 for q in queues.values())) == 0)
 
         with m.If(self.start):
             m.d.sync += [issue_pc.eq(self.prog_base), self.pc.eq(self.prog_base),
                          running.eq(1)]
             with m.If(self.prog_base[:5] != 0):
-                m.d.sync += [err_code.eq(ErrorCode.MALFORMED), self.error.pc.eq(self.prog_base),
-                             running.eq(0)]
+                m.d.sync += [err_code.eq(ErrorCode.MALFORMED), running.eq(0)]
                 m.d.comb += halt_now.eq(1)
 
         # Requests: one instruction each, while the buffer has room and memory lasts. The range
@@ -170,10 +173,15 @@ class FetchUnit(wiring.Component):
         with m.If(requested):
             m.d.sync += issue_pc.eq(issue_pc + INSTRUCTION_BYTES)
 
-        # Beats assemble into words; after END or an error they are dropped.
+        # Beats assemble into words; after END or an error they are dropped. Each beat is
+        # registered first (beat_q follows the bus every cycle, beat_seen says it is one), so
+        # the wide assembly register's enable is a flip-flop here, not the bus's valid. The
+        # word is complete with its last beat still in beat_q: Cat(assembly, beat_q) then.
         m.d.comb += self.i_data.ready.eq(1)
         got = self.i_data.valid
-        complete = Cat(assembly, self.i_data.payload.data)[8 * B:]
+        beat_q = Signal(8 * B)
+        m.d.sync += beat_q.eq(self.i_data.payload.data)
+        complete = Cat(assembly, beat_q)[8 * B:]
         # Reserved bits of the word's beats so far are zero (all ones before its first beat).
         spare_zero = Signal(len(ops), init=(1 << len(ops)) - 1)
         # Each beat position's compare is registered with the beat (zero_q[j][i]: reserved
@@ -197,8 +205,7 @@ class FetchUnit(wiring.Component):
                 with m.Case(j):
                     m.d.comb += beat_zero_q.eq(zero_q[j])
         # The flags are registered with the beat, and a complete word goes into the buffer
-        # in the cycle after its last beat (from ``assembly``, which then holds it); it
-        # counts as in flight until then.
+        # in the cycle after its last beat; it counts as in flight until then.
         beat_seen = Signal()                 # a beat arrived in the cycle before
         word_done = Signal()                 # ... the last of a word
         word_kept = Signal()                 # ... which goes into the buffer
@@ -206,17 +213,17 @@ class FetchUnit(wiring.Component):
                      word_done.eq(got & (beats == per - 1)),
                      word_kept.eq(got & (beats == per - 1) & live)]
         all_zero = spare_zero & beat_zero_q
-        m.d.comb += [ibuf.w_data.eq(Cat(assembly, all_zero)), ibuf.w_en.eq(word_kept)]
+        m.d.comb += [ibuf.w_data.eq(Cat(complete, all_zero)), ibuf.w_en.eq(word_kept)]
         with m.If(beat_seen):
-            m.d.sync += spare_zero.eq(Mux(word_done, spare_zero.init, all_zero))
+            m.d.sync += [spare_zero.eq(Mux(word_done, spare_zero.init, all_zero)),
+                         assembly.eq(complete)]
         with m.If(got):
-            m.d.sync += assembly.eq(complete)
             with m.If(beats == per - 1):
                 m.d.sync += beats.eq(0)
             with m.Else():
                 m.d.sync += beats.eq(beats + 1)
             with m.If(self.i_data.payload.error & live):
-                m.d.sync += [err_code.eq(ErrorCode.BUS_ERROR), self.error.pc.eq(self.pc)]
+                m.d.sync += err_code.eq(ErrorCode.BUS_ERROR)
                 m.d.comb += halt_now.eq(1)
 
         # Decode (checks of the buffer's head, registered with it).
@@ -236,30 +243,35 @@ class FetchUnit(wiring.Component):
         # Dispatch decisions for the decode stage's instruction (flags_ok implies legal),
         # registered: to_queue[u] "well-formed, for unit u, and u's queue has room"; go "one
         # of these, or a well-formed END". They are worked out from the next values of the
-        # decode stage and the queues' levels.
+        # decode stage and the queues' levels. The wide enables are flip-flops of their own,
+        # from the next values too: write[u] (have_word & live & to_queue[u], the queue's
+        # write) and take (the decode stage takes the next instruction: it is empty or
+        # dispatching, ~have_word | have_word & live & go).
         to_queue = {u: Signal(name=f"to_{u.name.lower()}") for u in queues}
+        write = {u: Signal(name=f"{u.name.lower()}_write") for u in queues}
         go = Signal()
+        take = Signal(init=1)
         decode = have_word & live & go
         m.d.comb += [self.blocked.eq(have_word & ~self.ended & flags_ok & ~go),
                      self.dispatched.eq(decode), end_now.eq(decode & (unit == Unit.FETCH))]
-        # The decode stage takes the next instruction when empty or dispatching.
-        m.d.comb += ibuf.r_en.eq(~have_word | decode)
-        unit_next = Mux(ibuf.r_en, head_unit, unit)
-        ok_next = Mux(ibuf.r_en, head_ok, flags_ok)
+        m.d.comb += ibuf.r_en.eq(take)
+        have_word_next = Mux(take, ibuf.r_rdy, have_word)
+        unit_next = Mux(take, head_unit, unit)
+        ok_next = Mux(take, head_ok, flags_ok)
         to_queue_next = []
         for u, q in queues.items():
-            m.d.comb += [q.w_data.eq(Cat(word, self.pc)),
-                         q.w_en.eq(have_word & live & to_queue[u])]
+            m.d.comb += [q.w_data.eq(Cat(word, self.pc)), q.w_en.eq(write[u])]
             to_queue_next.append(ok_next & (unit_next == u) &
                                  (q.level + q.w_en < _QUEUE_DEPTH))
-            m.d.sync += to_queue[u].eq(to_queue_next[-1])
-        m.d.sync += go.eq((ok_next & (unit_next == Unit.FETCH)) | Cat(*to_queue_next).any())
+            m.d.sync += [to_queue[u].eq(to_queue_next[-1]),
+                         write[u].eq(have_word_next & live_next & to_queue_next[-1])]
+        go_next = (ok_next & (unit_next == Unit.FETCH)) | Cat(*to_queue_next).any()
+        m.d.sync += [go.eq(go_next), take.eq(~have_word_next | (live_next & go_next))]
         with m.If(have_word & live & ~flags_ok):
             m.d.sync += [err_code.eq(Mux(legal, ErrorCode.MALFORMED,
-                                         ErrorCode.ILLEGAL_OPCODE)),
-                         self.error.pc.eq(self.pc)]
+                                         ErrorCode.ILLEGAL_OPCODE))]
             m.d.comb += halt_now.eq(1)
-        with m.If(ibuf.r_en):
+        with m.If(take):
             m.d.sync += [have_word.eq(ibuf.r_rdy), word.eq(head), legal.eq(head_legal),
                          unit.eq(head_unit), flags_ok.eq(head_ok)]
         with m.If(decode):
@@ -272,7 +284,7 @@ class FetchUnit(wiring.Component):
         drained = Signal()
         m.d.sync += drained.eq((in_flight == 0) & (ibuf.level == 0))
         with m.If(running & fresh & live & ~in_range & drained & ~have_word):
-            m.d.sync += [err_code.eq(ErrorCode.DRAM_RANGE), self.error.pc.eq(self.pc)]
+            m.d.sync += err_code.eq(ErrorCode.DRAM_RANGE)
             m.d.comb += halt_now.eq(1)
         m.d.comb += self.busy.eq((running & live) | (in_flight != 0))
         return m
