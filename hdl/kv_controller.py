@@ -366,10 +366,7 @@ class KvController(wiring.Component):
                 with m.If(reader.o_word.valid):
                     m.d.sync += [want.eq(0), sub_step.segment.eq(1),
                                  sub_step.load_head.eq(1)]
-                    m.next = "SEGMENT_WORD"
-            with m.State("SEGMENT_WORD"):
-                m.d.sync += sub_step.address.eq(1)
-                m.next = "ADDRESS"
+                    m.next = "ADDRESS"
             with m.State("ADDRESS"):
                 m.d.sync += [sub_step.address_sum.eq(1), sub_step.load_dram.eq(1)]
                 m.next = "ADDRESS_SUM"
