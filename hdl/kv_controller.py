@@ -106,7 +106,8 @@ class KvController(wiring.Component):
         self._op = opcode
         B = config.bus_bytes
         super().__init__({
-            "i_instr": In(InstructionStream()), "i_is_kv": In(1), "o_instr": Out(InstructionStream()),
+            "i_instr": In(InstructionStream()), "i_is_kv": In(1),
+            "o_instr": Out(InstructionStream()),
             "seq_table": In(32), "seq_count": In(32), "pool_base": In(32),
             "geometry": In(GEOMETRY), "mem_limit": In(33), "halt": In(1),
             "unit_busy": In(1), "token_available": In(1),

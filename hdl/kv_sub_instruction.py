@@ -39,8 +39,8 @@ class KvSubInstruction(wiring.Component):
     At most one of the first four ``step`` flags is set per cycle: ``start`` once (the
     controller's REREAD), then per segment ``segment`` (the block-table word taken the cycle
     before is on ``table_word``), ``address_sum`` the cycle after (``sub_instr`` is then
-    complete) and ``hand`` once per head, the cycle after the controller handed ``sub_instr`` over (the
-    last head's also moves on to the next segment). The other three are the enables of the
+    complete) and ``hand`` once per head, the cycle after the controller handed ``sub_instr``
+    over (the last head's also moves on to the next segment). The other three are the enables of the
     register groups that several steps load, set with them: ``load_head`` with ``segment`` or
     ``hand`` (the per-head registers), ``load_dram`` with ``address_sum`` or ``hand``, and
     ``load_walk`` with ``start`` or the last head's ``hand`` (the per-segment walk). Every flag
