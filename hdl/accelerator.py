@@ -39,7 +39,7 @@ from .credit_stage import CreditStage
 from .error_control import ErrorControl
 from .fetch_unit import FetchUnit
 from .global_buffer import GlobalBuffer
-from .kv_controller import KvController
+from .kv_controller import KvController, kv_decode
 from .load_unit import LoadUnit
 from .perf_counters import COUNTERS, PerfCounters
 from .read_arbiter import connect_reads
@@ -174,13 +174,20 @@ class Accelerator(wiring.Component):
         # taken), so not even the stage's state reaches the queues' output enables.
         # They are reset with the units: after an error a stage may still hold an instruction
         # the halted fetch unit had passed on, which must not run at the next program's start.
+        # In front of a KV controller the stage also registers the controller's KV decode, so
+        # the controller's ready (the stage's output enable) does not run through a decode of
+        # the stage's own output register.
         instr_stages = []
-        for name, src, dst in (("load", fetch.o_load, kv_load.i_instr),
-                               ("compute", fetch.o_compute, compute.i_instr),
-                               ("store", fetch.o_store, kv_store.i_instr)):
-            stage = unit(f"{name}_instr_stage", CreditStage(src.payload.shape()))
+        for name, src, ctl, dst in (
+                ("load", fetch.o_load, kv_load, Opcode.KV_LOAD),
+                ("compute", fetch.o_compute, compute, None),
+                ("store", fetch.o_store, kv_store, Opcode.KV_APPEND)):
+            flag = kv_decode(dst) if dst is not None else None
+            stage = unit(f"{name}_instr_stage", CreditStage(src.payload.shape(), flag=flag))
             wiring.connect(m, src, stage.i_stream)
-            wiring.connect(m, stage.o_stream, dst)
+            wiring.connect(m, stage.o_stream, ctl.i_instr)
+            if dst is not None:
+                m.d.comb += ctl.i_is_kv.eq(stage.o_flag)
             instr_stages.append(stage)
         wiring.connect(m, kv_load.o_instr, load.i_instr)
         wiring.connect(m, kv_store.o_instr, store.i_instr)

@@ -7,14 +7,18 @@ its wide output register) comes from its own flip-flops; the stage's only signal
 ``freed``, is a flip-flop that goes into the producer's small credit counter.
 
 Inside, beats go straight to the output register when it is free and nothing is held, else into
-one of two holding registers (taken out oldest first). The holding registers follow the input
+one of two holding registers (taken out oldest first). Optionally the stage also registers a
+one-bit decode of the payload (``flag``) beside its output register, so a consumer whose
+``ready`` depends on that decode gets it from a flip-flop rather than through logic after the
+wide output register (whose enable is that ``ready``). The holding registers follow the input
 while empty, so their enables are flip-flops; only the output register's enable depends on the
 consumer's ``ready``. Three entries cover the credit loop (send, output register, ``freed``,
 credit counter), so one beat passes per cycle while the consumer takes them. Latency is one
 cycle.
 
 Tested by ``tests/test_credit_stage.py`` (random stalls on both sides with a credit-counting
-producer, order kept, one beat per cycle without stalls, outputs from flip-flops).
+producer, order kept, one beat per cycle without stalls, outputs from flip-flops, the flag
+matching the output payload).
 """
 
 from amaranth.hdl import Module, Mux, Signal
@@ -53,6 +57,9 @@ class CreditStage(wiring.Component):
     ----------
     shape : shape-like
         The payload shape (e.g. a ``data.StructLayout``).
+    flag : callable or None
+        If given, ``flag(payload)`` (payload a value of ``shape``) returns a one-bit value,
+        registered as ``o_flag`` beside the output register.
 
     Ports
     -----
@@ -63,19 +70,27 @@ class CreditStage(wiring.Component):
         To the consumer; ``valid`` and ``payload`` are registers.
     busy : Out(1)
         A beat is held.
+    o_flag : Out(1)
+        Only with ``flag``: ``flag(o_stream.payload)``, a register.
     """
 
     #: Credits the producer starts with (the number of beats the stage can hold).
     CAPACITY = 3
 
-    def __init__(self, shape):
+    def __init__(self, shape, flag=None):
         try:
             signature = stream.Signature(shape)
         except TypeError as exc:
             raise TypeError(f"Credit stage payload must be a shape, not {shape!r}") from exc
+        if flag is not None and not callable(flag):
+            raise TypeError(f"Credit stage flag must be a callable or None, not {flag!r}")
         self._shape = shape
-        super().__init__({"i_stream": In(CreditStream(shape)), "o_stream": Out(signature),
-                          "busy": Out(1)})
+        self._flag = flag
+        members = {"i_stream": In(CreditStream(shape)), "o_stream": Out(signature),
+                   "busy": Out(1)}
+        if flag is not None:
+            members["o_flag"] = Out(1)
+        super().__init__(members)
 
     @property
     def shape(self):
@@ -117,4 +132,14 @@ class CreditStage(wiring.Component):
         with m.If(move):
             m.d.sync += [out.eq(Mux(any_held, Mux(head, held[1], held[0]), i.payload)),
                          out_valid.eq(any_held | i.valid)]
+        if self._flag is not None:
+            # Decoded from the beat as it enters the output register, with the same enable.
+            flags = [Signal(name=f"held{k}_flag") for k in range(2)]
+            in_flag = Signal(name="in_flag")
+            m.d.comb += [in_flag.eq(self._flag(i.payload)),
+                         flags[0].eq(self._flag(held[0])), flags[1].eq(self._flag(held[1]))]
+            out_flag = Signal(name="out_flag")
+            m.d.comb += self.o_flag.eq(out_flag)
+            with m.If(move):
+                m.d.sync += out_flag.eq(Mux(any_held, Mux(head, flags[1], flags[0]), in_flag))
         return m

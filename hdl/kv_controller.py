@@ -44,7 +44,18 @@ from .skid_buffer import SkidBuffer
 from .unit_ports import BusRequest, ErrorReport, InstructionStream
 from .word_reader import WordReader
 
-__all__ = ["KvController"]
+__all__ = ["KvController", "kv_decode"]
+
+
+def kv_decode(opcode):
+    """The decode a controller's queue stage registers as its ``i_is_kv`` input.
+
+    Returns a function of an instruction-stream payload that is true for an ``opcode``
+    instruction (e.g. ``CreditStage(shape, flag=kv_decode(Opcode.KV_LOAD))``).
+    """
+    if opcode not in (Opcode.KV_LOAD, Opcode.KV_APPEND):
+        raise ValueError(f"kv_decode opcode must be KV_LOAD or KV_APPEND, not {opcode!r}")
+    return lambda payload: payload.word[:4] == opcode
 
 
 class KvController(wiring.Component):
@@ -60,11 +71,16 @@ class KvController(wiring.Component):
     -----
     i_instr : In(InstructionStream())
         The unit's queue (a registered stage: a KV instruction is read in place until done).
+    i_is_kv : In(1)
+        ``kv_decode(opcode)`` of ``i_instr.payload``, registered beside it in the stage, so
+        that ``i_instr.ready`` (the stage's output enable) is a LUT of flip-flops.
     o_instr : Out(InstructionStream())
         To the unit.
     seq_table, seq_count, pool_base : In(32)
         The KV_SEQ_TABLE, KV_SEQ_COUNT and KV_POOL_BASE registers.
     geometry : In(octet.kv_format.GEOMETRY)
+        Copied into a local register while no KV instruction is being worked on (the KV
+        registers do not change while a program runs).
     mem_limit : In(33)
     halt : In(1)
         Another unit failed: hand nothing more over.
@@ -90,7 +106,8 @@ class KvController(wiring.Component):
         self._op = opcode
         B = config.bus_bytes
         super().__init__({
-            "i_instr": In(InstructionStream()), "o_instr": Out(InstructionStream()),
+            "i_instr": In(InstructionStream()), "i_is_kv": In(1),
+            "o_instr": Out(InstructionStream()),
             "seq_table": In(32), "seq_count": In(32), "pool_base": In(32),
             "geometry": In(GEOMETRY), "mem_limit": In(33), "halt": In(1),
             "unit_busy": In(1), "token_available": In(1),
@@ -138,11 +155,18 @@ class KvController(wiring.Component):
         # is kept meanwhile (loaded every cycle: no enable).
         table_word_q = Signal(32)
         m.d.sync += table_word_q.eq(table_word)
+        # The geometry register, copied here while the controller waits for a KV instruction
+        # (regs_open), so its shifts and decodes start from a local flip-flop; the enable is
+        # the controller's own, so the two controllers' copies are not merged into one.
+        regs_open = Signal(init=1)
+        geometry = Signal(GEOMETRY)
+        with m.If(regs_open):
+            m.d.sync += geometry.eq(self.geometry)
         m.d.comb += [checks.word.eq(word), checks.seq_table.eq(self.seq_table),
                      checks.seq_count.eq(self.seq_count), checks.pool_base.eq(self.pool_base),
-                     checks.geometry.eq(self.geometry), checks.mem_limit.eq(self.mem_limit),
+                     checks.geometry.eq(geometry), checks.mem_limit.eq(self.mem_limit),
                      checks.table_word.eq(table_word),
-                     sub.word.eq(word), sub.geometry.eq(self.geometry),
+                     sub.word.eq(word), sub.geometry.eq(geometry),
                      sub.pool_base.eq(self.pool_base), sub.table_word.eq(table_word_q)]
         for name in ("pitch", "page_tokens", "pos_slot", "pool_sh", "sh_page", "pool_step",
                      "heads_m1", "heads_m2", "whole_rows"):
@@ -219,7 +243,7 @@ class KvController(wiring.Component):
         idle_go = Signal()
         in_hand = Signal()
         m.d.sync += idle_go.eq(0)
-        is_kv = self.i_instr.payload.word[:4] == self._op
+        is_kv = self.i_is_kv
         pass_valid = idle_go & ~is_kv & self.i_instr.valid
         # A KV instruction leaves the queue once it is done (pop_kv, in DONE).
         pop_kv = Signal()
@@ -248,6 +272,7 @@ class KvController(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(idle_go & is_kv & self.i_instr.valid):
+                    m.d.sync += regs_open.eq(0)
                     m.next = "CHECK"
                 with m.Else():
                     m.d.sync += idle_go.eq(~self.halt)
@@ -342,10 +367,7 @@ class KvController(wiring.Component):
                 with m.If(reader.o_word.valid):
                     m.d.sync += [want.eq(0), sub_step.segment.eq(1),
                                  sub_step.load_head.eq(1)]
-                    m.next = "SEGMENT_WORD"
-            with m.State("SEGMENT_WORD"):
-                m.d.sync += sub_step.address.eq(1)
-                m.next = "ADDRESS"
+                    m.next = "ADDRESS"
             with m.State("ADDRESS"):
                 m.d.sync += [sub_step.address_sum.eq(1), sub_step.load_dram.eq(1)]
                 m.next = "ADDRESS_SUM"
@@ -367,7 +389,7 @@ class KvController(wiring.Component):
             with m.State("DONE"):
                 # The KV instruction leaves the queue (pop_kv); the next one is there a cycle
                 # later, in IDLE.
-                m.d.sync += idle_go.eq(~self.halt)
+                m.d.sync += [idle_go.eq(~self.halt), regs_open.eq(1)]
                 m.next = "IDLE"
             with m.State("REPORT"):
                 # Report once everything before this instruction has finished (registered:

@@ -29,18 +29,18 @@ __all__ = ["KV_SUB_STEPS", "KvSubInstruction"]
 #: The steps of :class:`KvSubInstruction`: one flag per controller state (or event) that
 #: registers a stage, and the enables of the register groups that more than one step loads.
 KV_SUB_STEPS = data.StructLayout({name: 1 for name in (
-    "start", "segment", "address", "address_sum", "hand",
+    "start", "segment", "address_sum", "hand",
     "load_head", "load_dram", "load_walk")})
 
 
 class KvSubInstruction(wiring.Component):
     """Steps through the page segments and heads of a checked KV_LOAD or KV_APPEND.
 
-    At most one of the first five ``step`` flags is set per cycle: ``start`` once (the
+    At most one of the first four ``step`` flags is set per cycle: ``start`` once (the
     controller's REREAD), then per segment ``segment`` (the block-table word taken the cycle
-    before is on ``table_word``), ``address``, ``address_sum`` (``sub_instr`` is then complete)
-    and ``hand`` once per head, the cycle after the controller handed ``sub_instr`` over (the
-    last head's also moves on to the next segment). The other three are the enables of the
+    before is on ``table_word``), ``address_sum`` the cycle after (``sub_instr`` is then
+    complete) and ``hand`` once per head, the cycle after the controller handed ``sub_instr``
+    over (the last head's also moves on to the next segment). The other three are the enables of the
     register groups that several steps load, set with them: ``load_head`` with ``segment`` or
     ``hand`` (the per-head registers), ``load_dram`` with ``address_sum`` or ``hand``, and
     ``load_walk`` with ``start`` or the last head's ``hand`` (the per-segment walk). Every flag
@@ -115,11 +115,9 @@ class KvSubInstruction(wiring.Component):
         spad = Signal(16)
         param = Signal(32)
         param_slot = Signal(16)           # KV_APPEND: the head's first parameter slot
-        page_index = Signal(44)           # pool * pool_pages + physical page
         page_off = Signal(32)
         slot_offset = Signal(32)
         base_off = Signal(32)
-        seg_bytes_full = Signal(32)
         # seg_len * spad_stride, the scratchpad advance of a KV_LOAD segment.
         m.submodules.advance = advance = SerialMultiplier(16, 16, 16)
         m.d.comb += self.advance_busy.eq(advance.busy)
@@ -134,8 +132,18 @@ class KvSubInstruction(wiring.Component):
         self._sub_instruction(m, self.sub_instr, kv, first & pop, last & push, seg_len, dram,
                               spad, param, self.pitch, whole, seg_bytes, param_slot)
 
-        # Per segment (with its block-table word): its length, its first device address, and
-        # (KV_LOAD) the start of its scratchpad advance (the last head's hand-over waits for it).
+        # Per instruction, registered every cycle (their operands hold still long before the
+        # walk starts): the pool's offset in bytes, and the segment length below which a
+        # segment's bytes fit a LOAD's 16-bit row_bytes (seg_len << lpitch < 2**16).
+        pool_off = Signal(32)
+        whole_limit = Signal(17)
+        m.d.sync += [pool_off.eq(self.pool_sh << self.sh_page),
+                     whole_limit.eq(1 << (16 - lpitch).as_unsigned())]
+        # Per segment (with its block-table word): its length, its page's offset, its first
+        # device address, and (KV_LOAD) the start of its scratchpad advance (the last head's
+        # hand-over waits for it). The page number is below pool_pages (checked), so
+        # (pool * pool_pages + page) << sh_page is (pool_sh | page) << sh_page, an OR of the
+        # pool's part (fixed per instruction) and the page's.
         seg_len_next = Mux(tokens_left < room, tokens_left, room)
         with m.If(step.segment):
             if load:
@@ -144,15 +152,12 @@ class KvSubInstruction(wiring.Component):
             m.d.sync += [
                 seg_len.eq(seg_len_next),
                 last_seg.eq(tokens_left <= room),
-                page_index.eq(self.pool_sh | self.table_word),
+                page_off.eq(pool_off | (self.table_word << self.sh_page)),
                 base_off.eq(self.pool_base + slot_offset),
             ]
-        with m.If(step.address):
-            m.d.sync += [page_off.eq(page_index << self.sh_page),
-                         seg_bytes_full.eq(seg_len << lpitch)]
         with m.If(step.address_sum):
-            m.d.sync += [seg_bytes.eq(seg_bytes_full),
-                         whole.eq(self.whole_rows & (seg_bytes_full < (1 << 16)))]
+            m.d.sync += [seg_bytes.eq(seg_len << lpitch),
+                         whole.eq(self.whole_rows & (seg_len < whole_limit))]
         # The device address: the segment's first (address_sum), then one pool on per head.
         with m.If(step.load_dram):
             m.d.sync += dram.eq(Mux(step.address_sum, base_off + page_off,

@@ -4,7 +4,8 @@ Reference: the list of beats put in. The producer testbench keeps the credit cou
 producer keeps (``CAPACITY`` at start, one less per beat sent, one more per ``freed`` pulse)
 and sends only with a credit, stalling at random; the consumer stalls at random. Every beat
 must come out once, in order; without stalls one beat must pass per cycle; the stage's outputs
-must not depend combinationally on its inputs.
+must not depend combinationally on its inputs. With a ``flag`` decode, ``o_flag`` must equal
+the decode of the output payload whenever a beat is offered.
 """
 
 import random
@@ -74,6 +75,34 @@ def test_random_stalls(seed, p_in, p_out):
     assert got == beats
 
 
+def test_flag_follows_payload(seed):
+    rng = random.Random(seed)
+    dut = CreditStage(16, flag=lambda payload: payload[:3] == 5)
+    beats = [rng.randrange(1 << 16) for _ in range(400)]
+    got = []
+    checked = []
+
+    async def consumer(ctx):
+        for _ in beats:
+            got.append(await stream_get(ctx, dut.o_stream, lambda: rng.randint(0, 2)))
+
+    async def checker(ctx):
+        async for _, _, valid, payload, flag in ctx.tick().sample(
+                dut.o_stream.valid, dut.o_stream.payload, dut.o_flag):
+            if valid:
+                assert flag == ((payload & 7) == 5)
+                checked.append(flag)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(_producer(dut, beats, 0.6, rng))
+    sim.add_testbench(consumer)
+    sim.add_testbench(checker, background=True)
+    sim.run()
+    assert got == beats
+    assert any(checked) and not all(checked)
+
+
 def test_full_throughput():
     dut = CreditStage(8)
     n = 64
@@ -119,3 +148,8 @@ def test_outputs_are_registers():
 def test_rejects_non_shape():
     with pytest.raises(TypeError, match="must be a shape"):
         CreditStage("wide")
+
+
+def test_rejects_non_callable_flag():
+    with pytest.raises(TypeError, match="flag must be a callable"):
+        CreditStage(8, flag=3)

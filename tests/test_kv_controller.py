@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 
 from octet.config import AcceleratorConfig
 from octet.hdl.kv_checks import KvChecks
-from octet.hdl.kv_controller import KvController
+from octet.hdl.kv_controller import KvController, kv_decode
 from octet.hdl.kv_sub_instruction import KvSubInstruction
 from octet.hdl.word_reader import WordReader
 from octet.host.kv_pages import PagedKVCache
@@ -83,6 +83,7 @@ def _simulate(op, words, regs, mem, seed):
             if queue:
                 ctx.set(dut.i_instr.payload.word, queue[0])
                 ctx.set(dut.i_instr.payload.pc, PC)
+                ctx.set(dut.i_is_kv, (queue[0] & 0xF) == op.value)   # kv_decode(op)
             ctx.set(dut.o_instr.ready, rng.random() < 0.6)
             ctx.set(dut.o_req.ready, rng.random() < 0.7)
             due = bool(pending) and pending[0][0] <= cycle
@@ -193,6 +194,8 @@ def test_controller_checks_arguments():
         KvController(None, Opcode.KV_LOAD)
     with pytest.raises(ValueError, match="KvController opcode must be KV_LOAD or KV_APPEND"):
         KvController(CFG, Opcode.LOAD)
+    with pytest.raises(ValueError, match="kv_decode opcode must be KV_LOAD or KV_APPEND"):
+        kv_decode(Opcode.STORE)
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
