@@ -1,7 +1,7 @@
 """The checks of a KV instruction: its derived geometry and its verdicts, one step per cycle.
 
 :class:`KvChecks` is the datapath of the first phase of the KV-cache controller
-(:mod:`.kv_controller`, which holds the state machine that steps it). Each ``step`` input is
+(:mod:`.kv_controller`, whose state machine :mod:`.kv_sequencer` steps it). Each ``step`` input is
 asserted in the controller state of the same name and registers one stage of arithmetic (a
 shift, an add or a compare per cycle): the instruction's static checks, the KV area's end,
 the sequence descriptor's address, the block-table range its positions cover, and the

@@ -21,24 +21,27 @@ is there), as the golden model (:mod:`octet.sim.isa_kv`, the reference for all o
 does. Descriptor and table words come through a :class:`~.word_reader.WordReader`, so the
 shared read channel never waits for the controller.
 
-This module holds the state machine that sequences all of it, the word reads and the
-hand-over to the unit; the arithmetic it steps through lives in :mod:`.kv_checks` (steps 1 to
-3: derived geometry, range compares, verdicts) and :mod:`.kv_sub_instruction` (step 4: page
-segments, heads, translated addresses and the LOAD / STORE words).
+This module wires the parts together and holds the word reader and the hand-over to the unit
+(the registered stage in front of it, the pass-through and its handshakes). The state machine
+that sequences all of it is :mod:`.kv_sequencer`; the arithmetic it steps through lives in
+:mod:`.kv_checks` (steps 1 to 3: derived geometry, range compares, verdicts) and
+:mod:`.kv_sub_instruction` (step 4: page segments, heads, translated addresses and the LOAD /
+STORE words).
 
 Tested by ``tests/test_kv_controller.py`` (Amaranth simulator: the controller alone against
 the golden model, every error code) and ``tests/test_kv_rtl.py`` (cocotb + Verilator, in the
 accelerator, against the golden simulator).
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from octet.isa import ErrorCode, Opcode
+from octet.isa import Opcode
 from octet.kv_format import GEOMETRY
 
 from .kv_checks import KvChecks, check_kv_arguments
+from .kv_sequencer import KvSequencer
 from .kv_sub_instruction import KvSubInstruction
 from .skid_buffer import SkidBuffer
 from .unit_ports import BusRequest, ErrorReport, InstructionStream
@@ -130,26 +133,31 @@ class KvController(wiring.Component):
         word = self.i_instr.payload.word
         pc = self.pc
         m.d.comb += pc.eq(self.i_instr.payload.pc)
-        pop = word[5] if load else word[4]          # pop_next / pop_prev
 
-        halted = Signal()
-        err_code = Signal(ErrorCode)
-        pending = Signal(ErrorCode)
-        m.d.comb += [self.error.valid.eq(halted), self.error.code.eq(err_code)]
-        # Another unit's halt is acted on a cycle late (halt_q), so that the accelerator's
-        # error OR does not run on into this controller's state; only the output stage's
-        # handshake with the unit stops at once (stop_now), so nothing more reaches the unit.
-        halt_q = Signal()
-        m.d.sync += halt_q.eq(self.halt)
-        stop = halt_q | halted
-        stop_now = self.halt | halted
-
-        # The datapaths of the two phases, stepped by the state machine below: the checks
+        # The state machine (kv_sequencer) steps the datapaths of the two phases: the checks
         # (kv_checks) and the page segments and heads with their sub-instructions
-        # (kv_sub_instruction). Each check step flag is set in the state of the same name; the
-        # sub-instruction steps are flip-flops (sub_step), set the cycle before their step.
+        # (kv_sub_instruction). It starts the word reader's runs and takes its words.
+        m.submodules.sequencer = seq = KvSequencer()
         m.submodules.checks = checks = KvChecks(self._cfg, self._op)
         m.submodules.sub_instruction = sub = KvSubInstruction(self._op)
+        wiring.connect(m, reader.o_word, seq.i_word)
+        wiring.connect(m, seq.error, wiring.flipped(self.error))
+        m.d.comb += [seq.i_valid.eq(self.i_instr.valid), seq.is_kv.eq(self.i_is_kv),
+                     seq.pop.eq(word[5] if load else word[4]),     # pop_next / pop_prev
+                     seq.pc.eq(pc), seq.halt.eq(self.halt), seq.unit_busy.eq(self.unit_busy),
+                     seq.token_available.eq(self.token_available),
+                     self.waiting.eq(seq.waiting),
+                     reader.start.eq(seq.rd_start), reader.addr.eq(seq.rd_addr),
+                     reader.count.eq(seq.rd_count), reader.flush.eq(seq.rd_flush),
+                     seq.reader_busy.eq(reader.busy),
+                     checks.step.eq(seq.check_step), checks.word_bad.eq(seq.word_bad),
+                     checks.word_code.eq(seq.word_code), sub.step.eq(seq.sub_step),
+                     seq.last_head.eq(sub.last_head), seq.last_seg.eq(sub.last_seg)]
+        for name in ("chk_bad", "chk_code", "desc", "lo", "n_pages", "n_pages_one",
+                     "page_mask"):
+            m.d.comb += getattr(seq, name).eq(getattr(checks, name))
+        stop, stop_now = seq.stop, seq.stop_now
+
         table_word = reader.o_word.payload.word
         # The sub-instructions' segment step comes a cycle after its word is taken; the word
         # is kept meanwhile (loaded every cycle: no enable).
@@ -158,9 +166,8 @@ class KvController(wiring.Component):
         # The geometry register, copied here while the controller waits for a KV instruction
         # (regs_open), so its shifts and decodes start from a local flip-flop; the enable is
         # the controller's own, so the two controllers' copies are not merged into one.
-        regs_open = Signal(init=1)
         geometry = Signal(GEOMETRY)
-        with m.If(regs_open):
+        with m.If(seq.regs_open):
             m.d.sync += geometry.eq(self.geometry)
         m.d.comb += [checks.word.eq(word), checks.seq_table.eq(self.seq_table),
                      checks.seq_count.eq(self.seq_count), checks.pool_base.eq(self.pool_base),
@@ -171,55 +178,6 @@ class KvController(wiring.Component):
         for name in ("pitch", "page_tokens", "pos_slot", "pool_sh", "sh_page", "pool_step",
                      "heads_m1", "heads_m2", "whole_rows"):
             m.d.comb += getattr(sub, name).eq(getattr(checks, name))
-        sub_step = Signal.like(sub.step)
-        m.d.sync += sub_step.eq(0)
-        m.d.comb += sub.step.eq(sub_step)
-
-        def fail(code):
-            m.d.sync += [pending.eq(code), want.eq(0)]
-            m.next = "REPORT"
-
-        # Words of DESC and VALIDATE are checked a cycle after they are taken (took_*), and
-        # the first bad one is kept (word_bad, word_code) until the state after the last word.
-        took, took_err, took_page = Signal(), Signal(), Signal()
-        validating = Signal()
-        word_bad = Signal()
-        word_code = Signal(ErrorCode)
-        m.d.comb += [checks.word_bad.eq(word_bad), checks.word_code.eq(word_code)]
-        m.d.sync += [took.eq(reader.o_word.valid & reader.o_word.ready),
-                     took_err.eq(reader.o_word.payload.error),
-                     took_page.eq(validating &
-                                  ((reader.o_word.payload.word & checks.page_mask) != 0))]
-        with m.If(took & ~word_bad & (took_err | took_page)):
-            m.d.sync += [word_bad.eq(1),
-                         word_code.eq(Mux(took_err, ErrorCode.BUS_ERROR, ErrorCode.KV_PAGE))]
-        left = Signal(18)                 # table words still to check
-        left_one = Signal()               # left == 1, kept as a flag
-        # The word reader's start, registered (its run begins the cycle after the state).
-        rd_start = Signal()
-        rd_addr = Signal(32)
-        rd_count = Signal(18)
-        m.d.sync += rd_start.eq(0)
-        m.d.comb += [reader.start.eq(rd_start), reader.addr.eq(rd_addr),
-                     reader.count.eq(rd_count)]
-
-        def read(addr, count, count_is_one):
-            m.d.sync += [rd_start.eq(1), rd_addr.eq(addr), rd_count.eq(count),
-                         left.eq(count), left_one.eq(count_is_one), want.eq(1)]
-
-        def took_word():
-            m.d.sync += [left.eq(left - 1), left_one.eq(left == 2)]
-            with m.If(left_one):
-                m.d.sync += want.eq(0)
-
-        # The reader's o_word.ready and flush come from flip-flops: ``want`` is set when the
-        # FSM enters a state that takes words (DESC, VALIDATE, SEGMENT) and cleared as it
-        # leaves; ``flush`` is a cycle late (a word offered meanwhile is not taken).
-        want = Signal()
-        flush = Signal()
-        flush_q = Signal()
-        m.d.sync += flush_q.eq(flush)
-        m.d.comb += [reader.o_word.ready.eq(want), reader.flush.eq(flush_q)]
 
         # Instructions for the unit pass a registered stage, so that the unit's ready logic
         # ends there (o_instr below is the stage's input; its output stops on halt). The
@@ -228,31 +186,28 @@ class KvController(wiring.Component):
         m.submodules.out_stage = stage = SkidBuffer(self.o_instr.payload.shape())
         m.d.comb += [self.o_instr.valid.eq(stage.o_stream.valid & ~stop_now),
                      self.o_instr.payload.eq(stage.o_stream.payload),
-                     stage.o_stream.ready.eq(self.o_instr.ready & (~stop_now if load else 1))]
+                     stage.o_stream.ready.eq(self.o_instr.ready & (~stop_now if load else 1)),
+                     seq.stage_busy.eq(stage.busy)]
         o_instr = stage.i_stream
         out = Signal(256)
         m.d.comb += [o_instr.payload.word.eq(out), o_instr.payload.pc.eq(pc)]
-        last_head, last_seg = sub.last_head, sub.last_seg
+        last_head = sub.last_head
         m.d.comb += out.eq(sub.sub_instr)
 
-        # Flags for the two states that drive the stage's input, kept in flip-flops beside the
-        # FSM, so the pass-through and hand-over handshakes, the stage's input multiplexer and
-        # the queue's ready do not wait for the decode of the FSM's state: ``idle_go`` (IDLE and
-        # not halted: set on the transitions into IDLE, cleared on those out of it and on halt)
-        # and ``in_hand`` (HAND).
-        idle_go = Signal()
-        in_hand = Signal()
-        m.d.sync += idle_go.eq(0)
+        # The stage's input is driven by the two states' flags, flip-flops beside the
+        # sequencer's FSM, so the pass-through and hand-over handshakes, the stage's input
+        # multiplexer and the queue's ready do not wait for the decode of the FSM's state:
+        # ``idle_go`` (IDLE and not halted) and ``in_hand`` (HAND).
+        idle_go, in_hand = seq.idle_go, seq.in_hand
         is_kv = self.i_is_kv
         pass_valid = idle_go & ~is_kv & self.i_instr.valid
         # A KV instruction leaves the queue once it is done (pop_kv, in DONE).
-        pop_kv = Signal()
-        m.d.sync += pop_kv.eq(0)
+        pop_kv = seq.pop_kv
         # Sub-instructions are handed over at most every other cycle: the head's registers
         # move on the cycle after a hand-over (sub_step.hand), so their enables come from
         # flip-flops; sub_instr is not yet the next head's in that cycle.
         hand_valid = Signal()
-        hand_ok = in_hand & ~stop & ~sub_step.hand
+        hand_ok = in_hand & ~stop & ~seq.sub_step.hand
         if load:
             hand_ok &= ~(last_head & sub.advance_busy)
         m.d.comb += hand_valid.eq(hand_ok)
@@ -260,169 +215,13 @@ class KvController(wiring.Component):
         m.d.comb += [
             o_instr.valid.eq(pass_valid | hand_valid),
             self.i_instr.ready.eq((idle_go & ~is_kv & o_instr.ready) | pop_kv),
+            seq.hand_fire.eq(hand_fire),
         ]
         with m.If(~in_hand):
             m.d.comb += out.eq(self.i_instr.payload.word)
 
-        can = Signal()                    # REPORT may report (two cycles late)
-        m.d.sync += can.eq(0)
-        unit_busy_q, stage_busy_q, token_q = Signal(), Signal(), Signal()
-        m.d.sync += [unit_busy_q.eq(self.unit_busy), stage_busy_q.eq(stage.busy),
-                     token_q.eq(self.token_available)]
-        with m.FSM() as fsm:
-            with m.State("IDLE"):
-                with m.If(idle_go & is_kv & self.i_instr.valid):
-                    m.d.sync += regs_open.eq(0)
-                    m.next = "CHECK"
-                with m.Else():
-                    m.d.sync += idle_go.eq(~self.halt)
-            # --- Checks (a failing one reports its error) ---
-            with m.State("CHECK"):
-                m.d.comb += checks.step.check.eq(1)
-                m.d.sync += [word_bad.eq(0), validating.eq(0), want.eq(0)]
-                m.next = "VERDICT"
-            with m.State("VERDICT"):
-                m.d.comb += checks.step.verdict.eq(1)
-                m.next = "POOL"
-            with m.State("POOL"):
-                m.d.comb += checks.step.pool.eq(1)
-                m.next = "AREA_SUM"
-            with m.State("AREA_SUM"):
-                m.d.comb += checks.step.area_sum.eq(1)
-                with m.If(checks.chk_bad):
-                    fail(checks.chk_code)
-                with m.Else():
-                    m.next = "AREA_COMPARE"
-            with m.State("AREA_COMPARE"):
-                m.next = "AREA_COMPARE2"
-            with m.State("AREA_COMPARE2"):
-                m.next = "AREA"
-            with m.State("AREA"):
-                m.d.comb += checks.step.area.eq(1)
-                m.next = "AREA_VERDICT"
-            with m.State("AREA_VERDICT"):
-                with m.If(checks.chk_bad):
-                    fail(checks.chk_code)
-                with m.Else():
-                    read(checks.desc, 2, 0)
-                    m.next = "DESC"
-            with m.State("DESC"):
-                # A bus error is reported at RANGE_CHECK (word_bad), before the other checks.
-                with m.If(reader.o_word.valid):
-                    took_word()
-                    m.d.comb += checks.step.desc.eq(1)
-                    with m.If(left_one):
-                        m.next = "RANGE"
-            with m.State("RANGE"):
-                m.d.comb += checks.step.range.eq(1)
-                m.next = "RANGE_COMPARE"
-            with m.State("RANGE_COMPARE"):
-                m.d.comb += checks.step.range_compare.eq(1)
-                m.next = "RANGE_COMPARE2"
-            with m.State("RANGE_COMPARE2"):
-                m.next = "RANGE_CHECK"
-            with m.State("RANGE_CHECK"):
-                m.d.comb += checks.step.range_check.eq(1)
-                m.next = "TABLE_END"
-            with m.State("TABLE_END"):
-                m.d.comb += checks.step.table_end.eq(1)
-                with m.If(checks.chk_bad):
-                    fail(checks.chk_code)
-                with m.Else():
-                    m.next = "TABLE_COMPARE"
-            with m.State("TABLE_COMPARE"):
-                m.next = "TABLE_COMPARE2"
-            with m.State("TABLE_COMPARE2"):
-                m.next = "TABLE"
-            with m.State("TABLE"):
-                m.d.comb += checks.step.table.eq(1)
-                m.next = "TABLE_VERDICT"
-            with m.State("TABLE_VERDICT"):
-                with m.If(checks.chk_bad):
-                    fail(checks.chk_code)
-                with m.Else():
-                    read(checks.lo, checks.n_pages, checks.n_pages_one)
-                    m.d.sync += validating.eq(1)
-                    m.next = "VALIDATE"
-            with m.State("VALIDATE"):
-                with m.If(reader.o_word.valid):
-                    took_word()
-                    with m.If(left_one):
-                        m.next = "VALIDATE_LAST"
-            with m.State("VALIDATE_LAST"):
-                # The last word's flags (took_*) are in; word_bad is final a cycle later.
-                m.next = "VALIDATE_VERDICT"
-            with m.State("VALIDATE_VERDICT"):
-                m.d.sync += validating.eq(0)
-                with m.If(word_bad):
-                    fail(word_code)
-                with m.Else():
-                    m.d.sync += [sub_step.start.eq(1), sub_step.load_walk.eq(1)]
-                    m.next = "REREAD"
-            # --- Sub-instructions: per page segment, one per head ---
-            with m.State("REREAD"):
-                read(checks.lo, checks.n_pages, checks.n_pages_one)
-                m.next = "SEGMENT"
-            with m.State("SEGMENT"):
-                with m.If(reader.o_word.valid):
-                    m.d.sync += [want.eq(0), sub_step.segment.eq(1),
-                                 sub_step.load_head.eq(1)]
-                    m.next = "ADDRESS"
-            with m.State("ADDRESS"):
-                m.d.sync += [sub_step.address_sum.eq(1), sub_step.load_dram.eq(1)]
-                m.next = "ADDRESS_SUM"
-            with m.State("ADDRESS_SUM"):
-                m.d.sync += in_hand.eq(1)
-                m.next = "HAND"
-            with m.State("HAND"):
-                # (The hand-over's register updates are below, outside the FSM: hand_fire
-                # implies this state.)
-                with m.If(hand_fire & last_head):
-                    with m.If(last_seg):
-                        m.d.sync += pop_kv.eq(1)
-                        m.next = "DONE"
-                    with m.Else():
-                        m.next = "SEGMENT"
-                with m.If(stop):
-                    m.d.sync += in_hand.eq(0)
-                    m.next = "HALT"
-            with m.State("DONE"):
-                # The KV instruction leaves the queue (pop_kv); the next one is there a cycle
-                # later, in IDLE.
-                m.d.sync += [idle_go.eq(~self.halt), regs_open.eq(1)]
-                m.next = "IDLE"
-            with m.State("REPORT"):
-                # Report once everything before this instruction has finished (registered:
-                # once true it stays true, as the unit is idle and gets no more work).
-                m.d.comb += flush.eq(1)
-                # (From registered inputs: no more work reaches the unit in REPORT.)
-                m.d.sync += can.eq(~unit_busy_q & ~stage_busy_q & ~stage.busy &
-                                   (~pop | token_q))
-                m.d.comb += self.waiting.eq(~self.unit_busy & pop & ~self.token_available &
-                                            ~reader.busy & ~stage.busy)
-                with m.If(halt_q):
-                    m.next = "HALT"
-                with m.Elif(can):
-                    m.d.sync += [halted.eq(1), err_code.eq(pending), self.error.pc.eq(pc)]
-                    m.next = "HALT"
-            with m.State("HALT"):
-                m.d.comb += flush.eq(1)
-        # HAND: one sub-instruction per head (sub's hand step, a cycle later); the last head's
-        # hand-over moves on to the next segment (hand_valid waits for the scratchpad advance).
-        with m.If(hand_fire):
-            m.d.sync += [sub_step.hand.eq(1), sub_step.load_head.eq(1),
-                         sub_step.load_dram.eq(1)]
-            with m.If(last_head):
-                m.d.sync += [in_hand.eq(0), sub_step.load_walk.eq(1)]
-                with m.If(~last_seg):
-                    m.d.sync += want.eq(1)
-        with m.If(stop & ~fsm.ongoing("REPORT")):
-            m.d.comb += flush.eq(1)
-
         m.d.comb += [
-            self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("HALT") | reader.busy |
-                         stage.busy),
-            self.blocked.eq((in_hand & ~o_instr.ready) | stage.busy |
-                            fsm.ongoing("REPORT")),
+            self.busy.eq(seq.working | reader.busy | stage.busy),
+            self.blocked.eq((in_hand & ~o_instr.ready) | stage.busy | seq.reporting),
         ]
         return m

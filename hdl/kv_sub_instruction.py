@@ -1,7 +1,7 @@
 """The sub-instructions of a KV instruction: one LOAD or STORE per page segment and head.
 
 :class:`KvSubInstruction` is the datapath of the KV-cache controller's second phase
-(:mod:`.kv_controller` holds the state machine that steps it). Once the checks have passed, it
+(:mod:`.kv_sequencer` is the state machine that steps it). Once the checks have passed, it
 walks the positions page segment by page segment (a segment is the run of positions within
 one physical page, whose number arrives as a block-table word) and, within a segment, head by
 head (one pool per head). For each it drives the LOAD (KV_LOAD) or int8 STORE (KV_APPEND)
