@@ -2,9 +2,29 @@
 
 ``stream_put`` / ``stream_get`` transfer one beat with the valid/ready handshake; the optional
 ``stall`` callable inserts idle cycles before a beat so tests exercise backpressure.
+``run_with_watchdog`` runs testbenches on a clocked simulator and fails a test that hangs.
 """
 
-__all__ = ["stream_put", "stream_get"]
+from amaranth.sim import Simulator
+
+__all__ = ["stream_put", "stream_get", "run_with_watchdog"]
+
+
+def run_with_watchdog(dut, *testbenches, timeout=20_000):
+    """Simulate ``dut`` with a 1 MHz clock until ``testbenches`` finish; AssertionError after
+    ``timeout`` cycles (a deadlock)."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    for tb in testbenches:
+        sim.add_testbench(tb)
+
+    async def watchdog(ctx):
+        for _ in range(timeout):
+            await ctx.tick()
+        raise AssertionError("simulation still running (deadlock?)")
+
+    sim.add_testbench(watchdog, background=True)
+    sim.run()
 
 
 async def stream_put(ctx, stream, payload, stall=None):

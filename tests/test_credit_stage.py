@@ -14,22 +14,8 @@ import pytest
 from amaranth.sim import Simulator
 
 from octet.hdl.credit_stage import CreditStage
+from octet.sim.amaranth_streams import run_with_watchdog as _run
 from octet.sim.amaranth_streams import stream_get
-
-
-def _run(dut, *testbenches, timeout=20_000):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    for tb in testbenches:
-        sim.add_testbench(tb)
-
-    async def watchdog(ctx):
-        for _ in range(timeout):
-            await ctx.tick()
-        raise AssertionError("simulation still running (deadlock?)")
-
-    sim.add_testbench(watchdog, background=True)
-    sim.run()
 
 
 def _producer(dut, beats, send_p, rng, cycles=None):

@@ -9,25 +9,10 @@ changing the inputs between clock edges).
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from octet.hdl.skid_buffer import SkidBuffer
+from octet.sim.amaranth_streams import run_with_watchdog as _run
 from octet.sim.amaranth_streams import stream_get, stream_put
-
-
-def _run(dut, *testbenches, timeout=20_000):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    for tb in testbenches:
-        sim.add_testbench(tb)
-
-    async def watchdog(ctx):
-        for _ in range(timeout):
-            await ctx.tick()
-        raise AssertionError("simulation still running (deadlock?)")
-
-    sim.add_testbench(watchdog, background=True)
-    sim.run()
 
 
 @pytest.mark.parametrize("p_in, p_out", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.4, 0.6),
