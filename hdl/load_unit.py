@@ -24,8 +24,8 @@ from octet.isa import LAYOUTS, ErrorCode, Opcode, Target
 
 from .load_checks import LoadChecks
 from .read_aligner import ReadAligner
-from .skid_buffer import SkidBuffer
 from .segment_generators import PIPELINE_SLACK, Im2colGenerator, LoadGenerator, segment_descriptor
+from .skid_buffer import SkidBuffer
 from .unit_ports import BusRequest, ErrorReport, InstructionStream, MemWrite
 
 __all__ = ["LoadUnit"]

@@ -60,7 +60,7 @@ def _run_generator(dut, fields, setup, n_expected, rng):
         await ctx.tick()
         ctx.set(dut.start, 0)
         room, low_since = 1, 0
-        for cycle in range(50 * n_expected + 100):
+        for _cycle in range(50 * n_expected + 100):
             if rng.random() < 0.15:
                 room ^= 1
                 low_since = 0
