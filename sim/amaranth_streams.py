@@ -10,18 +10,21 @@ from amaranth.sim import Simulator
 __all__ = ["stream_put", "stream_get", "run_with_watchdog"]
 
 
-def run_with_watchdog(dut, *testbenches, timeout=20_000):
-    """Simulate ``dut`` with a 1 MHz clock until ``testbenches`` finish; AssertionError after
-    ``timeout`` cycles (a deadlock)."""
+def run_with_watchdog(dut, *testbenches, background=(), timeout=20_000):
+    """Simulate ``dut`` with a 1 MHz clock until ``testbenches`` finish (``background`` ones
+    run alongside without being waited for); AssertionError after ``timeout`` cycles (a
+    deadlock)."""
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     for tb in testbenches:
         sim.add_testbench(tb)
+    for tb in background:
+        sim.add_testbench(tb, background=True)
 
     async def watchdog(ctx):
         for _ in range(timeout):
             await ctx.tick()
-        raise AssertionError("simulation still running (deadlock?)")
+        raise AssertionError(f"simulation still running after {timeout} cycles (deadlock?)")
 
     sim.add_testbench(watchdog, background=True)
     sim.run()

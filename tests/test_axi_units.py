@@ -15,33 +15,19 @@ from collections import deque
 import numpy as np
 import pytest
 from amaranth.hdl import Fragment
-from amaranth.sim import Simulator
 
 from octet.hdl.axi import AxiLiteSignature, AxiSignature
 from octet.hdl.axi_reader import AxiReader
 from octet.hdl.axi_writer import AxiWriter
 from octet.hdl.axil_csr import CsrBank
-from octet.sim.amaranth_streams import stream_get, stream_put
+from octet.sim.amaranth_streams import run_with_watchdog, stream_get, stream_put
 from octet.sim.axi_models import split_bursts
 
 PAGE = 4096
 
 
 def run(dut, *testbenches, background=(), timeout=50_000):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    for tb in testbenches:
-        sim.add_testbench(tb)
-    for tb in background:
-        sim.add_testbench(tb, background=True)
-
-    async def watchdog(ctx):
-        for _ in range(timeout):
-            await ctx.tick()
-        raise AssertionError(f"simulation still running after {timeout} cycles (deadlock?)")
-
-    sim.add_testbench(watchdog, background=True)
-    sim.run()
+    run_with_watchdog(dut, *testbenches, background=background, timeout=timeout)
 
 
 def elaborated(component):

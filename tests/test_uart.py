@@ -13,22 +13,11 @@ from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from octet.hdl.uart import UartRx, UartTx, uart_divisor
-from octet.sim.amaranth_streams import stream_get, stream_put
+from octet.sim.amaranth_streams import run_with_watchdog, stream_get, stream_put
 
 
 def _run(m, *benches, timeout=100_000):
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    for bench in benches:
-        sim.add_testbench(bench)
-
-    async def watchdog(ctx):
-        for _ in range(timeout):
-            await ctx.tick()
-        raise AssertionError("UART simulation timed out")
-
-    sim.add_testbench(watchdog, background=True)
-    sim.run()
+    run_with_watchdog(m, *benches, timeout=timeout)
 
 
 @pytest.mark.parametrize("divisor", [4, 5, 7, 16])
