@@ -46,6 +46,10 @@ def test_bitstream_flags_are_checked(capsys):
     assert "--mem-kib must be between 4 and 256" in capsys.readouterr().err
     assert main(["bitstream", "--seed", "-1"]) == 2
     assert "--seed must be between 0 and 2**31 - 1" in capsys.readouterr().err
+    proc = subprocess.run([sys.executable, "-m", "octet", "bitstream", "--placer", "sa"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "argument --placer: invalid choice: 'sa'" in proc.stderr
     assert "ulx3s-85f" in BOARDS
 
 
@@ -53,6 +57,8 @@ def test_bitstream_seed_is_checked():
     from octet.host.fpga_build import build_bitstream
     with pytest.raises(ValueError, match="nextpnr seed must be an integer"):
         build_bitstream(seed=1.5)
+    with pytest.raises(ValueError, match="nextpnr placer must be one of static, heap"):
+        build_bitstream(placer="sa")
 
 
 def _sizes():
@@ -80,9 +86,11 @@ def test_bitstream_builds(rows, cols, tmp_path, capsys):
     assert bit.exists() and bit.stat().st_size > 100_000
     report = json.loads(bit.with_suffix(".json").read_text())
     assert report["fmax_mhz"] == result["fmax_mhz"] and report["divisor"] == 25
+    assert report["placer"] == "static" and report["seed"] == 1
     assert "yosys" in captured.err and "nextpnr" in captured.err      # progress was shown
     # The routed listing reads this build's netlist and nextpnr's per-endpoint arrivals.
     build = tmp_path / f"octet_ulx3s-85f_{rows}x{cols}.build"
+    assert "--seed 1 --placer static --router router2" in (build / "build_top.sh").read_text()
     sta = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "tools" /
                                               "fpga_sta.py"),
                           str(build / "top.json"), "5", "3", "--routed",
