@@ -2,8 +2,8 @@
 
 The store unit's controller (``octet.hdl.store_unit``) issues one accumulator row at a time
 with its destination. The row is read from the accumulator (:class:`SpadReader`), passes a
-register stage, and goes either straight (int32) or through the requantizer (int8) to the
-write packer, which writes exactly the row's valid bytes. A FIFO (``dest``) holds each issued
+register stage, and goes either straight (int32) or through the requantizer (int8) and a skid
+stage to the write packer, which writes exactly the row's valid bytes. A FIFO (``dest``) holds each issued
 row's destination until the row reaches the packer. The path also keeps the instruction's
 *write run* (all its rows in one bus request, when they are contiguous) and counts the writes
 awaiting their response.
@@ -138,7 +138,14 @@ class StoreRowPath(wiring.Component):
         m.submodules.beat_stage = beat_stage = SkidBuffer(packer.o_beat.payload.shape())
         wiring.connect(m, packer.o_beat, beat_stage.i_stream)
         wiring.connect(m, beat_stage.o_stream, wiring.flipped(self.o_wdata))
-        packing = packer.busy | beat_stage.busy
+        # Chunks enter the packer through a skid stage: the int8 / int32 row multiplexer
+        # (its select fans out to every data bit, its inputs come from the requantizer's
+        # lanes and the row stage) ends in a register here, and the packer's byte masking
+        # and insertion start from the stage's registers.
+        m.submodules.chunk_stage = chunk_stage = SkidBuffer(packer.i_chunk.payload.shape())
+        wiring.connect(m, chunk_stage.o_stream, packer.i_chunk)
+        chunk_in = chunk_stage.i_stream
+        packing = packer.busy | beat_stage.busy | chunk_stage.busy
         # Destination of each row read from the accumulator, in read order: address, bytes
         # (precomputed: the read side does not shift) and whether it starts / ends a run of
         # the write packer.
@@ -178,24 +185,24 @@ class StoreRowPath(wiring.Component):
         m.d.comb += [rq_stage.i_stream.payload.data.eq(rows_o.payload.data),
                      rq_stage.i_stream.payload.last.eq(rows_o.payload.last)]
         m.d.comb += [rq_stage.i_stream.valid.eq(rows_o.valid & int8),
-                     rows_o.ready.eq(Mux(int8, rq_stage.i_stream.ready, packer.i_chunk.ready &
+                     rows_o.ready.eq(Mux(int8, rq_stage.i_stream.ready, chunk_in.ready &
                                          dest.r_rdy))]
         row_bytes = Mux(int8_rows, rq.o_stream.payload.data.as_value(), rows_o.payload.data)
         row_valid = Mux(int8, rq.o_stream.valid, rows_o.valid)
-        m.d.comb += [packer.i_chunk.valid.eq(row_valid & dest.r_rdy),
-                     packer.i_chunk.payload.data.eq(row_bytes),
-                     packer.i_chunk.payload.addr.eq(dest.r_data[:32]),
-                     packer.i_chunk.payload.nbytes.eq(dest.r_data[32:40]),
-                     packer.i_chunk.payload.first.eq(dest.r_data[40]),
-                     packer.i_chunk.payload.last.eq(dest.r_data[41]),
-                     packer.i_chunk.payload.run_bytes.eq(
+        m.d.comb += [chunk_in.valid.eq(row_valid & dest.r_rdy),
+                     chunk_in.payload.data.eq(row_bytes),
+                     chunk_in.payload.addr.eq(dest.r_data[:32]),
+                     chunk_in.payload.nbytes.eq(dest.r_data[32:40]),
+                     chunk_in.payload.first.eq(dest.r_data[40]),
+                     chunk_in.payload.last.eq(dest.r_data[41]),
+                     chunk_in.payload.run_bytes.eq(
                          Mux(run, run_bytes, dest.r_data[32:40])),
-                     rq.o_stream.ready.eq(packer.i_chunk.ready & dest.r_rdy & int8),
-                     dest.r_en.eq(packer.i_chunk.valid & packer.i_chunk.ready)]
+                     rq.o_stream.ready.eq(chunk_in.ready & dest.r_rdy & int8),
+                     dest.r_en.eq(chunk_in.valid & chunk_in.ready)]
 
         # A run the rows in flight do not complete is finished unstrobed once they are out.
         m.d.comb += packer.flush.eq(self.flush & (~rows_busy & (dest.level == 0) &
-                                                  ~dest.r_rdy & ~rq.busy))
+                                                  ~dest.r_rdy & ~rq.busy & ~chunk_stage.busy))
         m.d.comb += [
             self.idle.eq(~rows_busy & (dest.level == 0) & ~dest.r_rdy & ~packing &
                          ~rq.busy & ~outstanding_nz & ~issued),
