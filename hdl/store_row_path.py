@@ -3,10 +3,10 @@
 The store unit's controller (``octet.hdl.store_unit``) issues one accumulator row at a time
 with its destination. The row is read from the accumulator (:class:`SpadReader`), passes a
 register stage, and goes either straight (int32) or through the requantizer (int8) and a skid
-stage to the write packer, which writes exactly the row's valid bytes. A FIFO (``dest``) holds each issued
-row's destination until the row reaches the packer. The path also keeps the instruction's
-*write run* (all its rows in one bus request, when they are contiguous) and counts the writes
-awaiting their response.
+stage to the write packer, which writes exactly the row's valid bytes. A FIFO (``dest``)
+holds each issued row's destination until the row reaches the packer. The path also keeps
+the instruction's *write run* (all its rows in one bus request, when they are contiguous) and
+counts the writes awaiting their response.
 
 Tested through the store unit by the accelerator tests (``tests/test_accelerator_rtl.py``);
 its blocks have unit tests of their own (requantizer, write packer).
