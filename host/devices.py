@@ -62,17 +62,22 @@ def accelerator_config(rows=8, cols=8, bus_bytes=8):
 
 
 @contextmanager
-def open_device(backend, config=None, progress=True):
+def open_device(backend, config=None, progress=True, port=None, baud=None):
     """Open the device of ``backend`` (one of :data:`BACKENDS`) and close it afterwards.
 
     Parameters
     ----------
     backend : str
-        ``"golden"`` or ``"verilator"``.
+        ``"golden"``, ``"verilator"`` or ``"board"``.
     config : AcceleratorConfig, optional
         The accelerator (default: the default configuration).
     progress : bool
         Let slow backends report progress (build, simulation) on stderr.
+    port : str, optional
+        ``"board"``: the board's serial port (default ``$OCTET_BOARD_PORT``).
+    baud : int, optional
+        ``"board"``: the UART baud rate of its bitstream (default ``$OCTET_BOARD_BAUD``, else
+        :data:`octet.host.board.DEFAULT_BAUD`).
 
     Yields
     ------
@@ -86,7 +91,7 @@ def open_device(backend, config=None, progress=True):
         with VerilatorSession(config, progress=progress) as session:
             yield session
     elif backend == "board":
-        with _open_board(config) as board:
+        with _open_board(config, port, baud) as board:
             yield board
     else:
         raise DeviceError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -94,21 +99,26 @@ def open_device(backend, config=None, progress=True):
 
 # --- The "board" backend (octet bitstream, docs/fpga.md) ------------------------------------
 
-def _open_board(config):
-    """A :class:`~octet.host.board.BoardDevice` on ``$OCTET_BOARD_PORT`` at
-    ``$OCTET_BOARD_BAUD`` (default 1000000); its array must be the one ``config`` asks for."""
+def _open_board(config, port=None, baud=None):
+    """A :class:`~octet.host.board.BoardDevice` on ``port`` (default ``$OCTET_BOARD_PORT``) at
+    ``baud`` (default ``$OCTET_BOARD_BAUD``, else 1000000); its array must be the one
+    ``config`` asks for."""
     import os
 
     from .board import DEFAULT_BAUD, BoardDevice
 
-    port = os.environ.get("OCTET_BOARD_PORT")
+    port = port or os.environ.get("OCTET_BOARD_PORT")
     if not port:
-        raise DeviceError("the board backend needs OCTET_BOARD_PORT, the board's serial port "
-                          "(e.g. OCTET_BOARD_PORT=/dev/ttyUSB0)")
-    baud = os.environ.get("OCTET_BOARD_BAUD", str(DEFAULT_BAUD))
-    if not baud.isdigit():
-        raise DeviceError(f"OCTET_BOARD_BAUD must be a baud rate, not {baud!r}")
-    board = BoardDevice(port, int(baud))
+        raise DeviceError("the board backend needs the board's serial port: --port DEV or "
+                          "OCTET_BOARD_PORT (e.g. /dev/ttyUSB0)")
+    if baud is None:
+        baud = os.environ.get("OCTET_BOARD_BAUD", str(DEFAULT_BAUD))
+        if not baud.isdigit():
+            raise DeviceError(f"OCTET_BOARD_BAUD must be a baud rate, not {baud!r}")
+        baud = int(baud)
+    if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
+        raise DeviceError(f"the baud rate must be a positive integer, not {baud!r}")
+    board = BoardDevice(port, baud)
     found = board.config
     if (found.rows, found.cols) != (config.rows, config.cols):
         board.close()

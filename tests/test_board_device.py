@@ -171,7 +171,8 @@ def test_open_errors(monkeypatch):
 def test_board_backend_of_open_device(monkeypatch):
     from octet.host.devices import open_device
     monkeypatch.delenv("OCTET_BOARD_PORT", raising=False)
-    with pytest.raises(DeviceError, match="needs OCTET_BOARD_PORT"), open_device("board"):
+    with pytest.raises(DeviceError, match="needs the board's serial port: --port DEV or "
+                                          "OCTET_BOARD_PORT"), open_device("board"):
         pass
     monkeypatch.setenv("OCTET_BOARD_PORT", "/dev/ttyFAKE")
     monkeypatch.setattr("octet.host.board._open_serial", lambda port, baud, timeout: BridgeModel(
@@ -182,3 +183,57 @@ def test_board_backend_of_open_device(monkeypatch):
     with pytest.raises(DeviceError, match="has a 2x2 array, not 4x4; pass --rows 2 --cols 2"), \
             open_device("board", accelerator_config(4, 4)):
         pass
+
+
+def test_board_port_and_baud_arguments(monkeypatch):
+    """open_device's port and baud come before the environment's; bad baud rates are named."""
+    from octet.host.devices import open_device
+    opened = []
+
+    def fake_serial(port, baud, timeout):
+        opened.append((port, baud))
+        return BridgeModel(GoldenDevice(accelerator_config(2, 2), timed=False))
+    monkeypatch.setenv("OCTET_BOARD_PORT", "/dev/ttyENV")
+    monkeypatch.setenv("OCTET_BOARD_BAUD", "115200")
+    monkeypatch.setattr("octet.host.board._open_serial", fake_serial)
+    with open_device("board", accelerator_config(2, 2), port="/dev/ttyARG", baud=3_000_000):
+        pass
+    with open_device("board", accelerator_config(2, 2)):
+        pass
+    assert opened == [("/dev/ttyARG", 3_000_000), ("/dev/ttyENV", 115200)]
+    with pytest.raises(DeviceError, match="baud rate must be a positive integer, not 0"), \
+            open_device("board", accelerator_config(2, 2), baud=0):
+        pass
+    monkeypatch.setenv("OCTET_BOARD_BAUD", "fast")
+    with pytest.raises(DeviceError, match="OCTET_BOARD_BAUD must be a baud rate, not 'fast'"), \
+            open_device("board", accelerator_config(2, 2)):
+        pass
+
+
+def test_cli_gemm_on_the_board_backend(monkeypatch, tmp_path, capsys):
+    """``octet gemm --backend board --port DEV``: the GEMM runs through the protocol (against
+    the bridge model above) and equals NumPy's product; --port without the board is refused."""
+    import json
+
+    from octet.cli import main
+    monkeypatch.delenv("OCTET_BOARD_PORT", raising=False)
+    monkeypatch.setattr("octet.host.board.time.sleep", lambda s: None)
+    model = BridgeModel(GoldenDevice(accelerator_config(2, 2), timed=False))
+    ports = []
+    monkeypatch.setattr("octet.host.board._open_serial",
+                        lambda port, baud, timeout: ports.append((port, baud)) or model)
+    rng = np.random.default_rng(5)
+    a = rng.integers(-128, 128, (7, 11), dtype=np.int8)
+    b = rng.integers(-128, 128, (11, 5), dtype=np.int8)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    args = ["gemm", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "-o",
+            str(tmp_path / "c.npy"), "--rows", "2", "--cols", "2", "--json"]
+    assert main(args + ["--backend", "board", "--port", "/dev/ttyFAKE0"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["backend"] == "board"
+    assert ports == [("/dev/ttyFAKE0", 1_000_000)] and model.requests > 10
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), matmul_int32(a, b))
+    assert main(args + ["--port", "/dev/ttyFAKE0"]) == 2
+    assert "--port and --baud are for --backend board" in capsys.readouterr().err
+    assert main(args + ["--backend", "board"]) == 2
+    assert "needs the board's serial port: --port DEV" in capsys.readouterr().err

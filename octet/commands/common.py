@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from octet.cli import UsageError
-from octet.host.devices import BACKENDS, BUS_WIDTHS, MAX_ARRAY_DIM
+from octet.host.devices import BACKENDS, BUS_WIDTHS, MAX_ARRAY_DIM, open_device
 from octet.numerics import RequantParams
 
-__all__ = ["add_array_flags", "add_accelerator_flags", "add_backend_flag", "load_npy",
-           "load_requant", "print_json", "positive_dim", "check_output_path", "save_npy"]
+__all__ = ["add_array_flags", "add_accelerator_flags", "add_backend_flag", "open_backend",
+           "load_npy", "load_requant", "print_json", "positive_dim", "check_output_path",
+           "save_npy"]
 
 
 def positive_dim(text):
@@ -45,11 +46,28 @@ def add_accelerator_flags(parser):
 
 
 def add_backend_flag(parser):
+    """--backend, and --port and --baud for the board backend."""
     parser.add_argument("--backend", choices=BACKENDS, default="golden",
                         help="where to run: 'golden' = the golden ISA simulator (NumPy) "
                              "with its cycle model (instant), 'verilator' = the RTL of the "
                              "accelerator in a Verilator simulation (compiled once, then "
-                             "cached); default golden")
+                             "cached), 'board' = an FPGA with an 'octet bitstream' image over "
+                             "its USB serial port; default golden")
+    parser.add_argument("--port", metavar="DEV",
+                        help="with --backend board: the board's serial port, e.g. "
+                             "/dev/ttyUSB0 (default $OCTET_BOARD_PORT)")
+    parser.add_argument("--baud", type=int, metavar="N",
+                        help="with --backend board: the UART baud rate the bitstream was "
+                             "built with (default $OCTET_BOARD_BAUD, else 1000000)")
+
+
+def open_backend(args, config):
+    """The device of ``--backend`` (a context manager), with ``--port`` / ``--baud``."""
+    if args.backend != "board" and (args.port is not None or args.baud is not None):
+        raise UsageError("--port and --baud are for --backend board")
+    if args.baud is not None and args.baud <= 0:
+        raise UsageError(f"--baud must be positive, not {args.baud}")
+    return open_device(args.backend, config, port=args.port, baud=args.baud)
 
 
 def load_npy(path, what):

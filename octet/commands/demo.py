@@ -15,7 +15,7 @@ import numpy as np
 
 from octet.cli import UsageError
 
-from .common import add_accelerator_flags, add_backend_flag
+from .common import add_accelerator_flags, add_backend_flag, open_backend
 
 __all__ = ["add_parser", "run"]
 
@@ -61,7 +61,7 @@ def _transformer_demo(args):
     import sys
 
     from octet.host.device import GoldenDevice
-    from octet.host.devices import accelerator_config, open_device
+    from octet.host.devices import accelerator_config
     from octet.quant.prepare import prepare_model
 
     from .run import VERILATOR_TIMEOUT_CYCLES, format_summary, generate_text, summarize
@@ -82,7 +82,7 @@ def _transformer_demo(args):
     golden = generate_text(GoldenDevice(config, timed=False), prepared.qmodel, prompt,
                            args.max_tokens)
     timeout = None if args.backend == "golden" else VERILATOR_TIMEOUT_CYCLES
-    with open_device(args.backend, config) as device:
+    with open_backend(args, config) as device:
         result = generate_text(device, prepared.qmodel, prompt, args.max_tokens,
                                out=sys.stdout, timeout_cycles=timeout)
     wall = time.monotonic() - start
@@ -131,7 +131,7 @@ def run(args):
 def _gemm_demo(args):
     from octet.host.compiler import run_conv2d, run_gemm
     from octet.host.device import GoldenDevice
-    from octet.host.devices import accelerator_config, open_device
+    from octet.host.devices import accelerator_config
     from octet.numerics import RequantParams
     from octet.sim import golden
 
@@ -158,7 +158,7 @@ def _gemm_demo(args):
           f"({args.backend} backend)")
     model = [op(GoldenDevice(config, timed=False), *fargs) for _, op, fargs in jobs]
     start = time.monotonic()
-    with open_device(args.backend, config) as device:
+    with open_backend(args, config) as device:
         results = [device.call(op, *fargs, timeout_cycles=10 * est.cycles + 100_000)
                    for (_, op, fargs), (_, est) in zip(jobs, model, strict=True)]
     wall = time.monotonic() - start

@@ -9,9 +9,9 @@ import time
 
 from octet.cli import UsageError
 from octet.host.device import GoldenDevice
-from octet.host.devices import accelerator_config, open_device
+from octet.host.devices import accelerator_config
 
-from .common import add_accelerator_flags, add_backend_flag
+from .common import add_accelerator_flags, add_backend_flag, open_backend
 
 __all__ = ["add_device_flags", "config_from_args", "run_on_device", "cost_report",
            "cost_summary", "TIMEOUT_FACTOR", "TIMEOUT_SLACK"]
@@ -63,7 +63,7 @@ def run_on_device(args, config, function, *fargs):
     """
     timeout = _timeout(args, config, function, fargs)
     start = time.monotonic()
-    with open_device(args.backend, config) as device:
+    with open_backend(args, config) as device:
         out, stats = device.call(function, *fargs, timeout_cycles=timeout)
     return out, stats, time.monotonic() - start
 

@@ -17,7 +17,7 @@ import time
 
 from octet.cli import UsageError
 
-from .common import add_accelerator_flags, add_backend_flag, print_json
+from .common import add_accelerator_flags, add_backend_flag, open_backend, print_json
 
 __all__ = ["add_parser", "run", "summarize", "format_summary", "generate_text",
            "VERILATOR_TIMEOUT_CYCLES"]
@@ -187,7 +187,7 @@ def generate_text(device, qmodel, prompt, max_new, *, out=None, timeout_cycles=N
 
 
 def run(args):
-    from octet.host.devices import accelerator_config, open_device
+    from octet.host.devices import accelerator_config
     from octet.quant.prepare import prepare_model
 
     prompt = args.prompt.encode("utf-8")
@@ -211,7 +211,7 @@ def run(args):
           f"({config.rows}x{config.cols} array, {config.bus_bytes * 8}-bit bus), "
           f"{sampler.describe()}")
     start = time.monotonic()
-    with open_device(args.backend, config) as device:
+    with open_backend(args, config) as device:
         result = generate_text(device, prepared.qmodel, prompt, args.max_tokens,
                                out=sys.stdout, timeout_cycles=timeout,
                                temperature=args.temperature, top_k=args.top_k, seed=args.seed,
