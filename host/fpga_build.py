@@ -217,7 +217,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         ``<build folder>/top.report.json`` (``--detailed-timing-report``; tens of MB), for
         ``tools/fpga_sta.py --routed`` to list every failing endpoint.
     seed : int
-        nextpnr's placement seed (``--seed``): Fmax varies by a few percent between seeds.
+        nextpnr's placement seed (``--seed``): Fmax varies by several percent between seeds.
     placer : {"static", "heap"}
         nextpnr's placer (``--placer``). The electrostatic placer ("static") spreads the
         8x8 system with less routing congestion than the analytic "heap" placer (nextpnr's

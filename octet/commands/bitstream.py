@@ -60,13 +60,13 @@ def add_parser(subparsers):
                         "BUILD/top.report.json' lists every endpoint over 10 ns, not only "
                         "the critical path")
     p.add_argument("--seed", type=int, default=1, metavar="N",
-                   help="nextpnr placement seed (default 1); Fmax varies by a few percent "
+                   help="nextpnr placement seed (default 1); Fmax varies by several percent "
                         "between seeds")
     from octet.host.fpga_build import PLACERS
     p.add_argument("--placer", choices=PLACERS, default=PLACERS[0],
                    help="nextpnr placer (default static, the electrostatic placer: it leaves "
-                        "less routing congestion, 74 against 67 MHz on the 8x8 system; heap "
-                        "is nextpnr's default and faster)")
+                        "less routing congestion, 74 against 67 MHz on the same 8x8 netlist; "
+                        "heap is nextpnr's own default)")
     p.set_defaults(run=run)
 
 
