@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -42,6 +43,8 @@ _NAME = "top"
 _PROGRESS = re.compile(r"^(\d+\.\d+\. Executing (SYNTH_ECP5|FLATTEN|MEMORY_LIBMAP|ALUMACC|"
                        r"ABC9?|JSON) pass|Info: (Packing|Running|Program finished|Max frequency"
                        r"|Device utilisation|Logic utilisation|Checksum)|ERROR)")
+# A line of nextpnr's utilisation block: "Info: \t  TRELLIS_COMB:  48487/ 83640    57%".
+_UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%")
 
 
 class FpgaBuildError(ToolchainError):
@@ -97,11 +100,35 @@ def fpga_tools():
     return found
 
 
-def _tail_progress(build_dir, stop, say):
-    """Print the interesting new lines of the tool logs until ``stop`` is set."""
+def _overfull(log_text):
+    """The resources of nextpnr's "Device utilisation" block (after packing) that the design
+    uses more of than the device has, as ``(name, used, available)``; None while the block is
+    not complete in ``log_text`` (a log still being written: its last line may be partial)."""
+    lines = log_text[:log_text.rfind("\n") + 1].splitlines()
+    try:
+        first = next(i for i, ln in enumerate(lines) if "Device utilisation:" in ln) + 1
+    except StopIteration:
+        return None
+    over = []
+    for line in lines[first:]:
+        found = _UTILISATION.match(line)
+        if not found:
+            return over
+        used, available = int(found[2]), int(found[3])
+        if used > available:
+            over.append((found[1], used, available))
+    return None
+
+
+def _tail_progress(build_dir, stop, say, abort):
+    """Print the interesting new lines of the tool logs until ``stop`` is set; call
+    ``abort(message)`` if the packed design does not fit the device (nextpnr's placers do not
+    stop by themselves then)."""
     offsets = {}
     start = time.monotonic()
     last = ""
+    placed_log = ""
+    checked = False
     while not stop.wait(2.0):
         for log, tool in ((f"{_NAME}.rpt", "yosys"), (f"{_NAME}.tim", "nextpnr")):
             path = build_dir / log
@@ -115,6 +142,16 @@ def _tail_progress(build_dir, stop, say):
                 if _PROGRESS.match(line.strip()) and line.strip() != last:
                     last = line.strip()
                     say(f"[{time.monotonic() - start:6.0f} s] {tool}: {last[:110]}")
+            if tool == "nextpnr" and not checked:
+                placed_log += chunk
+                over = _overfull(placed_log)
+                if over is not None:
+                    checked = True
+                    if over:
+                        abort("the design does not fit the device: " + ", ".join(
+                            f"{name} {used} of {available} ({100 * used // available}%)"
+                            for name, used, available in over) +
+                            " after packing; build a smaller array (--rows/--cols)")
 
 
 def _run_plan(build_dir, env, say):
@@ -122,16 +159,29 @@ def _run_plan(build_dir, env, say):
     if shutil.which("nice"):
         script = ["nice", "-n", "10", *script]
     stop = threading.Event()
-    watcher = threading.Thread(target=_tail_progress, args=(build_dir, stop, say), daemon=True)
-    watcher.start()
-    try:
-        with open(build_dir / "build.log", "w") as log:
-            result = subprocess.run(script, cwd=build_dir, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT)
-    finally:
-        stop.set()
-        watcher.join()
-    if result.returncode:
+    aborted = []
+    with open(build_dir / "build.log", "w") as log:
+        # A session of its own, so that an abort stops the script and the tool it runs.
+        proc = subprocess.Popen(script, cwd=build_dir, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+        def abort(message):
+            aborted.append(message)
+            os.killpg(proc.pid, signal.SIGTERM)
+        watcher = threading.Thread(target=_tail_progress, args=(build_dir, stop, say, abort),
+                                   daemon=True)
+        watcher.start()
+        try:
+            returncode = proc.wait()
+        finally:
+            stop.set()
+            watcher.join()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
+    if aborted:
+        raise FpgaBuildError(aborted[0])
+    if returncode:
         tail = (build_dir / "build.log").read_text(errors="replace").strip().splitlines()[-8:]
         for log in (f"{_NAME}.tim", f"{_NAME}.rpt"):
             path = build_dir / log
@@ -141,7 +191,7 @@ def _run_plan(build_dir, env, say):
                 if errors:
                     tail = errors[-4:]
                     break
-        raise FpgaBuildError(f"the FPGA tools failed (exit status {result.returncode}) in "
+        raise FpgaBuildError(f"the FPGA tools failed (exit status {returncode}) in "
                              f"{build_dir}: " + " | ".join(t.strip() for t in tail))
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,48 @@ def test_report_parsing(tmp_path):
     assert critical == ["from soc.accel.store.n_tiles_TRELLIS_FF_Q",
                         "to soc.accel.store.error__code_TRELLIS_FF_Q_2",
                         "hdl/store_unit.py:159", "24.2 ns (9.47 logic, 14.69 routing)"]
+
+
+_UTILISATION_16X16 = (  # nextpnr-ecp5's block after packing the 16x16 system (2026-11-27)
+    "Info: Device utilisation:\n"
+    "Info: \t          TRELLIS_IO:      11/    365     3%\n"
+    "Info: \t          MULT18X18D:      73/    156    46%\n"
+    "Info: \t          TRELLIS_FF:   67561/  83640    80%\n"
+    "Info: \t        TRELLIS_COMB:  101656/  83640   121%\n"
+    "Info: \t        TRELLIS_RAMW:    1073/  10455    10%\n"
+    "\n"
+    "Info: Running Static placer...\n")
+
+
+def test_overfull_designs_are_found_in_the_log():
+    """The resources over the device's count, once nextpnr's block is complete (a log being
+    written may end in a partial line)."""
+    from octet.host.fpga_build import _overfull
+    text = _UTILISATION_16X16
+    assert _overfull(text) == [("TRELLIS_COMB", 101656, 83640)]
+    assert _overfull(text.replace("101656/", " 48487/").replace("121%", " 57%")) == []
+    cut = text.index("TRELLIS_COMB") + 5
+    assert _overfull(text[:cut]) is None          # TRELLIS_COMB not written yet
+    assert _overfull(text[:text.index("\n\n") + 1]) is None
+    assert _overfull("Info: Logic utilisation before packing:\n") is None
+
+
+def test_build_stops_when_the_design_does_not_fit(tmp_path):
+    """A build whose packed design is over the device's size stops at once with a message
+    naming the resource (nextpnr's placers would run on); here the build script writes the
+    16x16 system's log and then waits, as nextpnr's placer would."""
+    from octet.host.fpga_build import FpgaBuildError, _run_plan
+    (tmp_path / "top.tim").write_text("")
+    (tmp_path / "build_top.sh").write_text(
+        f"printf '%s' '{_UTILISATION_16X16}' > top.tim\nsleep 60\necho finished > done\n")
+    start = time.monotonic()
+    with pytest.raises(FpgaBuildError, match=r"the design does not fit the device: "
+                       r"TRELLIS_COMB 101656 of 83640 \(121%\) after packing; build a smaller "
+                       r"array \(--rows/--cols\)"):
+        _run_plan(tmp_path, dict(os.environ), lambda line: None)
+    assert time.monotonic() - start < 30
+    time.sleep(1)
+    assert not (tmp_path / "done").exists()
 
 
 def test_bench_sizes_and_kept_rows(tmp_path):
