@@ -15,6 +15,7 @@ steer multipliers between DSPs and LUTs.
 Tested by ``tests/test_bitstream.py`` (the smallest configuration end to end).
 """
 
+import contextlib
 import json
 import os
 import re
@@ -165,9 +166,13 @@ def _run_plan(build_dir, env, say):
         proc = subprocess.Popen(script, cwd=build_dir, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
+        def stop_tools():
+            with contextlib.suppress(ProcessLookupError):      # it had just finished
+                os.killpg(proc.pid, signal.SIGTERM)
+
         def abort(message):
             aborted.append(message)
-            os.killpg(proc.pid, signal.SIGTERM)
+            stop_tools()
         watcher = threading.Thread(target=_tail_progress, args=(build_dir, stop, say, abort),
                                    daemon=True)
         watcher.start()
@@ -176,8 +181,8 @@ def _run_plan(build_dir, env, say):
         finally:
             stop.set()
             watcher.join()
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+            if proc.poll() is None:          # interrupted (Ctrl-C): the tools stop too
+                stop_tools()
                 proc.wait()
     if aborted:
         raise FpgaBuildError(aborted[0])
