@@ -65,8 +65,6 @@ def open_backend(args, config):
     """The device of ``--backend`` (a context manager), with ``--port`` / ``--baud``."""
     if args.backend != "board" and (args.port is not None or args.baud is not None):
         raise UsageError("--port and --baud are for --backend board")
-    if args.baud is not None and args.baud <= 0:
-        raise UsageError(f"--baud must be positive, not {args.baud}")
     return open_device(args.backend, config, port=args.port, baud=args.baud)
 
 
