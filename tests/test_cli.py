@@ -154,6 +154,14 @@ def test_gemm_bad_flags_no_traceback(operands, flags, message):
     assert "Traceback" not in proc.stderr
 
 
+def test_gemm_empty_input_file_is_one_line(operands, capsys):
+    tmp = operands[0]
+    (tmp / "empty.npy").write_bytes(b"")
+    assert main(["gemm", tmp / "empty.npy", tmp / "b.npy", "-o", tmp / "c.npy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot read A file" in err[0] and "as .npy" in err[0], err
+
+
 def test_gemm_output_folder_missing(operands, capsys):
     tmp = operands[0]
     assert main(["gemm", tmp / "a.npy", tmp / "b.npy", "-o", tmp / "nowhere" / "c.npy"]) == 2

@@ -74,7 +74,7 @@ def load_npy(path, what):
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise UsageError(f"{what} file {path} does not exist") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:       # EOFError: an empty file
         raise UsageError(f"cannot read {what} file {path} as .npy: {exc}") from None
 
 
