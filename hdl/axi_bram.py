@@ -2,7 +2,7 @@
 
 The on-chip memory of :class:`~octet.hdl.soc.Soc`. One read burst and one write burst are in
 progress at a time (the address channels wait meanwhile); read beats stream at one per cycle
-from the RAM's registered read port through one more register stage, write beats are taken at
+from the RAM's registered read port through a four-beat queue, write beats are taken at
 one per cycle with byte strobes. Each burst waits one cycle after its address for a pipelined
 range check.
 INCR bursts only (the only kind Octet's masters issue). A burst that touches bytes beyond the
@@ -16,13 +16,15 @@ Tested by ``tests/test_uart_bridge.py`` (Amaranth simulator, behind the bridge) 
 """
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In
 
 from .axi import AxiResp, AxiSignature
-from .skid_buffer import SkidBuffer
 
 __all__ = ["AxiBram"]
+
+#: Read beats the memory buffers ahead of the master's RREADY (enough for one per cycle).
+_READ_QUEUE = 4
 
 
 class AxiBram(wiring.Component):
@@ -73,49 +75,49 @@ class AxiBram(wiring.Component):
 
         # Reads. The range check is split over the AR cycle (the burst's end address) and the
         # next (the comparison), so it starts from registers; the first beat waits for it.
+        # The RAM's read port is always enabled (an enable would fan out to every block RAM
+        # of the memory, spread over the chip): a beat is read when there is room for it in
+        # a small queue, and a stalled master stalls only the queue.
         r_active = Signal()
         r_addr = Signal(range(words))
         r_left = Signal(9)
         r_end = Signal(34)
         r_check = Signal()          # the range check is under way
         r_bad = Signal()
-        r_valid = Signal()        # rp.data holds the beat addressed last
+        r_valid = Signal()          # rp.data holds the beat addressed in the previous cycle
         r_last = Signal()
-        # The beats leave through a register stage, so the RAM's output and the master's
-        # RREADY each end in flip-flops.
+        beat_bad = Signal()         # (that beat's response; r_bad may belong to a new burst)
         beat_layout = data.StructLayout({"data": self._width, "last": 1, "bad": 1})
-        m.submodules.r_out = r_out = SkidBuffer(beat_layout)
+        m.submodules.r_queue = r_queue = fifo.SyncFIFOBuffered(width=beat_layout.size,
+                                                               depth=_READ_QUEUE)
         m.d.comb += bus.arready.eq(~r_active)
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += [r_active.eq(1), r_addr.eq(bus.araddr[shift:]), r_left.eq(bus.arlen + 1),
                          r_end.eq(end_of(bus.araddr, bus.arlen)), r_check.eq(1)]
         with m.If(r_check):
             m.d.sync += [r_check.eq(0), r_bad.eq(r_end > self._size)]
+        # Room for this beat and for the one read in the previous cycle, which enters the
+        # queue in this cycle.
         issue = Signal()
         m.d.comb += issue.eq(r_active & ~r_check & (r_left != 0) &
-                             (~r_valid | r_out.i_stream.ready))
-        m.d.comb += [rp.addr.eq(r_addr), rp.en.eq(issue & ~r_bad)]
+                             (r_queue.level + r_valid < _READ_QUEUE))
+        m.d.comb += rp.addr.eq(r_addr)
+        m.d.sync += r_valid.eq(issue)
         with m.If(issue):
-            m.d.sync += [r_addr.eq(r_addr + 1), r_left.eq(r_left - 1), r_valid.eq(1),
-                         r_last.eq(r_left == 1)]
+            m.d.sync += [r_addr.eq(r_addr + 1), r_left.eq(r_left - 1),
+                         r_last.eq(r_left == 1), beat_bad.eq(r_bad)]
             with m.If(r_left == 1):
                 m.d.sync += r_active.eq(0)
-        with m.Elif(r_out.i_stream.ready):
-            m.d.sync += r_valid.eq(0)
-        # r_bad of the burst just finished may be overwritten by a new AR only after its
-        # last beat was issued; the beat's response is kept with it.
-        beat_bad = Signal()
-        with m.If(issue):
-            m.d.sync += beat_bad.eq(r_bad)
-        m.d.comb += [r_out.i_stream.valid.eq(r_valid),
-                     r_out.i_stream.payload.data.eq(Mux(beat_bad, 0, rp.data)),
-                     r_out.i_stream.payload.last.eq(r_last),
-                     r_out.i_stream.payload.bad.eq(beat_bad)]
-        out = r_out.o_stream
-        m.d.comb += [bus.rvalid.eq(out.valid), bus.rlast.eq(out.payload.last), bus.rid.eq(0),
-                     bus.rdata.eq(out.payload.data),
-                     bus.rresp.eq(Mux(out.payload.bad, AxiResp.DECERR, AxiResp.OKAY)),
-                     out.ready.eq(bus.rready)]
+        beat_in = Signal(beat_layout)
+        beat_out = Signal(beat_layout)
+        m.d.comb += [beat_in.data.eq(Mux(beat_bad, 0, rp.data)), beat_in.last.eq(r_last),
+                     beat_in.bad.eq(beat_bad),
+                     r_queue.w_data.eq(beat_in), r_queue.w_en.eq(r_valid),
+                     beat_out.eq(r_queue.r_data)]
+        m.d.comb += [bus.rvalid.eq(r_queue.r_rdy), bus.rlast.eq(beat_out.last), bus.rid.eq(0),
+                     bus.rdata.eq(beat_out.data),
+                     bus.rresp.eq(Mux(beat_out.bad, AxiResp.DECERR, AxiResp.OKAY)),
+                     r_queue.r_en.eq(bus.rready)]
 
         # Writes (the same range check before WREADY).
         w_active = Signal()

@@ -16,7 +16,7 @@ access  behaviour
 
 ``<name>_w_data`` is the register's new value for ``rw`` and the written word with unstrobed
 bytes as zero otherwise (so a W1C byte that was not written clears nothing). ``<name>_r_stb``
-pulses in the cycle a read of the register is sampled (the cycle after its address was
+pulses in the cycle a read of the register is sampled (two cycles after its address was
 accepted; the response follows a cycle later), the same cycle its ``r_data`` is sampled: a
 64-bit counter can latch its high word there so that the low-then-high read pair is
 consistent. Accesses to unmapped addresses complete with SLVERR (never hang). AW and W may
@@ -31,6 +31,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AxiLiteSignature, AxiResp
+from .or_tree import or_tree
 
 __all__ = ["CsrBank", "ACCESS_MODES"]
 
@@ -163,24 +164,24 @@ class CsrBank(wiring.Component):
         m.d.comb += write.eq(aw_held & w_held & ~bus.bvalid)
         byte_mask = Cat(w_strb[i].replicate(8) for i in range(4))
 
-        # Read: one read at a time. The address is registered first, the data sampled in the
-        # next cycle (``read``, into per-group registers) and answered in the one after, so
-        # the register decode starts from flip-flops.
+        # Read: one read at a time. The address is registered first, decoded into one
+        # select flip-flop per register in the next cycle (``read``), the data sampled into
+        # per-group registers in the one after (``selected``) and answered in the third
+        # (``sampled``): each select drives only its own register's 32 bits, instead of the
+        # address bits driving a multiplexer for every bit of every register.
         ar_held, ar_addr = Signal(), Signal(self._addr_width)
-        sampled = Signal()
+        selected, sampled = Signal(), Signal()
         m.d.comb += bus.arready.eq(~ar_held & ~bus.rvalid)
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += [ar_held.eq(1), ar_addr.eq(bus.araddr)]
         read = Signal()
-        m.d.comb += read.eq(ar_held & ~sampled)
+        m.d.comb += read.eq(ar_held & ~selected & ~sampled)
 
-        read_hits, shown_at = [], {}
-        read_data = Signal(32)
+        shown_at = {}
         for name, address, access, _ in self._registers:
             word = address >> 2
             w_hit = write & (aw_addr[2:] == word)
             r_hit = read & (ar_addr[2:] == word)
-            read_hits.append(r_hit)
             if access != "ro":
                 m.d.comb += self.port(name, "w_stb").eq(w_hit)
             if access == "rw":
@@ -194,28 +195,25 @@ class CsrBank(wiring.Component):
                 if access != "ro":
                     m.d.comb += self.port(name, "w_data").eq(w_data & byte_mask)
                 shown = self.port(name, "r_data") if access != "wo" else 0
+            select = Signal(name=f"read_sel_{name}")
+            m.d.sync += select.eq(r_hit)
             if access != "wo":
-                m.d.comb += self.port(name, "r_stb").eq(r_hit)
-            shown_at[word] = shown
-        # Two registered multiplexer levels on the address (the addresses are unique): groups
-        # of eight registers on the low word-address bits, then the group on the rest.
+                m.d.comb += self.port(name, "r_stb").eq(select)
+            shown_at[word] = (select, shown)
+        # AND-OR multiplexers on the one-hot selects, in groups of eight registers (each
+        # group a register), then the groups ORed (the unselected ones are zero).
         groups = {}
-        for word, shown in shown_at.items():
-            groups.setdefault(word >> 3, {})[word & 7] = shown
-        picked = {}
+        for word, pair in shown_at.items():
+            groups.setdefault(word >> 3, []).append(pair)
+        picked = []
         for group, members in groups.items():
-            picked[group] = Signal(32, name=f"read_group{group}")
-            m.d.sync += picked[group].eq(0)      # unmapped addresses read 0
-            with m.Switch(ar_addr[2:5]):
-                for low, shown in members.items():
-                    with m.Case(low):
-                        m.d.sync += picked[group].eq(shown)
-        with m.Switch(ar_addr[5:]):
-            for group, value in picked.items():
-                with m.Case(group):
-                    m.d.comb += read_data.eq(value)
-        read_hit = Signal()
-        m.d.sync += [sampled.eq(read), read_hit.eq(Cat(read_hits).any())]
+            value = Signal(32, name=f"read_group{group}")
+            m.d.sync += value.eq(or_tree([Mux(select, shown, 0) for select, shown in members]))
+            picked.append(value)
+        read_data = or_tree(picked)
+        selected_hit = Signal()     # an existing register was read (else SLVERR)
+        m.d.sync += [selected.eq(read), sampled.eq(selected),
+                     selected_hit.eq(Cat(select for select, _ in shown_at.values()).any())]
 
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)
@@ -226,5 +224,5 @@ class CsrBank(wiring.Component):
             m.d.sync += bus.rvalid.eq(0)
         with m.If(sampled):
             m.d.sync += [ar_held.eq(0), bus.rvalid.eq(1), bus.rdata.eq(read_data),
-                         bus.rresp.eq(Mux(read_hit, AxiResp.OKAY, AxiResp.SLVERR))]
+                         bus.rresp.eq(Mux(selected_hit, AxiResp.OKAY, AxiResp.SLVERR))]
         return m

@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from octet.isa import ErrorCode
 
+from .or_tree import or_tree
 from .unit_ports import ErrorReport
 
 __all__ = ["UnitWatch", "ErrorControl", "DEADLOCK_CYCLES"]
@@ -35,14 +36,6 @@ DEADLOCK_CYCLES = 8
 _UNITS = ("fetch", "kv_load", "load", "compute", "kv_store", "store")
 # Units that can wait for a token; this order also breaks ties in the oldest-waiting pc.
 _WAITERS = ("load", "compute", "store", "kv_load", "kv_store")
-
-
-def _or_all(values):
-    """The OR of ``values`` as a balanced tree."""
-    while len(values) > 1:
-        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]
 
 
 class UnitWatch(wiring.Signature):
@@ -168,10 +161,10 @@ class ErrorControl(wiring.Component):
                 m.d.sync += pick[i].eq(cond & ~higher.any() if len(higher) else cond)
         with m.If(capture):
             m.d.sync += [
-                err_code.as_value().eq(_or_all([
+                err_code.as_value().eq(or_tree([
                     Mux(pick[i], code.value if isinstance(code, ErrorCode) else code.as_value(), 0)
                     for i, (_, code, _) in enumerate(sources)])),
-                err_pc.eq(_or_all([Mux(pick[i], pc, 0) for i, (_, _, pc) in enumerate(sources)]))]
+                err_pc.eq(or_tree([Mux(pick[i], pc, 0) for i, (_, _, pc) in enumerate(sources)]))]
         with m.If(start):
             m.d.sync += [err_latched.eq(0), err_code.eq(ErrorCode.NONE), err_pc.eq(0)]
 

@@ -273,7 +273,16 @@ class LoadUnit(wiring.Component):
         m.d.sync += [idle_q[t].eq(~al.busy & ~(dispatch & (head.target == t)))
                      for t, al in enumerate(aligners)]
 
-        seg_pc = Signal(32)         # of the segment receiving beats
+        # The PC of the segment receiving beats: head.pc sampled every cycle (next_pc) is the
+        # dispatched segment's in the cycle after dispatch, and kept (seg_pc) from then on, so
+        # neither register's enable waits for the dispatch decision.
+        seg_pc = Signal(32)
+        next_pc = Signal(32)
+        dispatched = Signal()
+        cur_pc = Mux(dispatched, next_pc, seg_pc)
+        m.d.sync += [next_pc.eq(head.pc), dispatched.eq(dispatch)]
+        with m.If(dispatched):
+            m.d.sync += seg_pc.eq(next_pc)
         seg_tag = Signal(tag)
         m.d.comb += [seg_tag.spad_row.eq(head.seg.spad_row), seg_tag.push.eq(head.push)]
         for t, al in enumerate(aligners):
@@ -306,13 +315,16 @@ class LoadUnit(wiring.Component):
             m.d.sync += [beats_left.eq(beats_left - 1), beating.eq(~last_beat),
                          last_beat.eq(beats_left == 2)]
             with m.If(beat.payload.error):
-                m.d.sync += [err_pend.eq(1), err_pend_pc.eq(seg_pc)]
+                m.d.sync += err_pend.eq(1)
+        # The PC goes with an error beat whether or not it is taken in this cycle (it is
+        # read only in the cycle after one is taken), so its enable is made of flip-flops.
+        with m.If(beat.valid & beat.payload.error & beating):
+            m.d.sync += err_pend_pc.eq(cur_pc)
         # (After the beat's updates, so a segment dispatched with the last beat wins.)
         with m.If(dispatch):
             m.d.sync += [route.eq(head.target),
                          beats_left.eq(Mux(head.seg.zero, 0, head.seg.beats)),
                          beating.eq(~head.seg.zero & (head.seg.beats != 0)),
-                         last_beat.eq(~head.seg.zero & (head.seg.beats == 1)),
-                         seg_pc.eq(head.pc)]
+                         last_beat.eq(~head.seg.zero & (head.seg.beats == 1))]
         return (beating | stage.busy | aligners[0].busy | aligners[1].busy | err_pend |
                 push_pend)

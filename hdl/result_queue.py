@@ -33,9 +33,9 @@ class ResultQueue(wiring.Component):
     Ports
     -----
     credit : Out(1)
-        High when one more input may be admitted into the pipeline this cycle.
+        High when one more input may be admitted into the pipeline this cycle (a register).
     credit_full : Out(1)
-        No input is in flight or queued (all credits returned).
+        No input is in flight or queued (all credits returned; a register).
     admit : In(1)
         The pipeline admitted an input this cycle (only allowed while ``credit`` is high).
     result : In(layout)
@@ -52,8 +52,8 @@ class ResultQueue(wiring.Component):
         self._layout = data.Layout.cast(layout)
         self._depth = depth
         super().__init__({
-            "credit": Out(1),
-            "credit_full": Out(1),
+            "credit": Out(1, init=1),
+            "credit_full": Out(1, init=1),
             "admit": In(1),
             "result": In(self._layout),
             "result_valid": In(1),
@@ -73,11 +73,12 @@ class ResultQueue(wiring.Component):
             self.o_stream.payload.eq(queue.r_data),
             self.o_stream.valid.eq(queue.r_rdy),
             queue.r_en.eq(self.o_stream.ready),
-            self.credit.eq(pending < self._depth),
-            self.credit_full.eq(pending == 0),
         ]
-        with m.If(self.admit & ~popped):
-            m.d.sync += pending.eq(pending + 1)
-        with m.Elif(~self.admit & popped):
-            m.d.sync += pending.eq(pending - 1)
+        # The flags are registers, computed from the next count (the admit decision that
+        # reads ``credit`` does not wait for a compare).
+        pending_next = Signal.like(pending)
+        m.d.comb += pending_next.eq(pending + self.admit - popped)
+        m.d.sync += [pending.eq(pending_next),
+                     self.credit.eq(pending_next < self._depth),
+                     self.credit_full.eq(pending_next == 0)]
         return m

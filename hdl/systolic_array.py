@@ -115,9 +115,13 @@ class SystolicArray(wiring.Component):
         load_row = Signal(range(R))
         cur_bank = Signal()
 
+        # drain == 0 per bank, kept as a register beside the count, so the weight stream's
+        # ready (the clock enable of the row registers in front of the array) comes from
+        # flip-flops through one LUT.
+        drained = [Signal(init=1, name=f"drained{b}") for b in range(2)]
         load_free = Signal()
         m.d.comb += load_free.eq(~full.bit_select(load_bank, 1) &
-                                 (Mux(load_bank, drain[1], drain[0]) == 0))
+                                 Mux(load_bank, drained[1], drained[0]))
         m.d.comb += self.w_stream.ready.eq(load_free)
         w_accept = self.w_stream.valid & self.w_stream.ready
 
@@ -143,9 +147,9 @@ class SystolicArray(wiring.Component):
 
         for b in range(2):
             with m.If(a_accept & (cur_bank == b)):
-                m.d.sync += drain[b].eq(C - 1)
+                m.d.sync += [drain[b].eq(C - 1), drained[b].eq(C == 1)]
             with m.Elif(drain[b] != 0):
-                m.d.sync += drain[b].eq(drain[b] - 1)
+                m.d.sync += [drain[b].eq(drain[b] - 1), drained[b].eq(drain[b] == 1)]
 
         # Weight rows reach the PEs through registers at the array's edge, so that neither the
         # handshake nor the stream's payload fans out to every PE. Stage 1 holds the accepted

@@ -155,7 +155,15 @@ class UartBridge(wiring.Component):
         m.submodules.reply = reply_sm = UartReply(B)
         wiring.connect(m, reply_sm.o_stream, wiring.flipped(tx))
         reply_len = Signal(16)
-        reply_word = Signal(64)              # INFO / READ_REG payload
+        # The INFO / READ_REG payload: INFO's constant, or the register value captured when
+        # the read answers (only the bridge reads registers), so that neither register's
+        # enable comes from the state decode.
+        reply_info = Signal()
+        reg_value = Signal(32)
+        with m.If(axil.rvalid):
+            m.d.sync += reg_value.eq(axil.rdata)
+        info = PROTOCOL_VERSION | B << 8 | MAX_DATA << 16 | self._clock << 32
+        reply_word = Mux(reply_info, info, reg_value)
         reply_go = Signal()
         reply_end = reply_sm.reply_end
         m.d.comb += [reply_sm.start.eq(reply_go), reply_sm.status.eq(status),
@@ -233,13 +241,12 @@ class UartBridge(wiring.Component):
                 with m.If(settle == 2):
                     m.next = "CHECK"
             with m.State("CHECK"):
-                m.d.sync += [word.eq(0), aw_done.eq(0), w_done.eq(0), bus_error.eq(0)]
+                m.d.sync += [word.eq(0), aw_done.eq(0), w_done.eq(0), bus_error.eq(0),
+                             reply_info.eq(is_cmd[Command.INFO])]
                 with m.If(check_fail):
                     reply(check_status)
                 with m.Else():
                     with m.If(is_cmd[Command.INFO]):
-                        m.d.sync += reply_word.eq(
-                            PROTOCOL_VERSION | B << 8 | MAX_DATA << 16 | self._clock << 32)
                         reply(Status.OK, 8)
                     with m.Elif(is_cmd[Command.READ_REG]):
                         m.next = "REG_READ"
@@ -257,7 +264,6 @@ class UartBridge(wiring.Component):
                 with m.If(axil.arvalid & axil.arready):
                     m.d.sync += aw_done.eq(1)
                 with m.If(axil.rvalid):
-                    m.d.sync += reply_word.eq(axil.rdata)
                     reply(Mux(axil.rresp[1], Status.BUS_ERROR, Status.OK),
                           Mux(axil.rresp[1], 0, 4))
             with m.State("REG_WRITE"):

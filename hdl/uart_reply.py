@@ -5,14 +5,14 @@ holds the request machine), kept apart so that neither one's state decode covers
 states. The request machine sets the status, length and payload, raises ``start`` and waits
 for ``done``; the reply machine loads one byte at a time into an output register (the stream's
 payload and valid come straight from flip-flops), folds each sent byte into the reply's
-CRC-16 a cycle later, and reads READ_MEM data out of the bridge's buffer (three cycles per
-byte: address, capture, send).
+CRC-16 a cycle later, and takes each payload byte (READ_MEM's out of the bridge's buffer,
+the others out of ``word``) in three cycles: address, capture, send.
 
 Tested through the bridge by ``tests/test_uart_bridge.py`` (every reply, including every
 error reply and unaligned READ_MEM) and ``tests/test_soc_uart.py``.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -96,7 +96,7 @@ class UartReply(wiring.Component):
         tx_crc = Signal(16)
         tx_byte = Signal(8)
         tx_valid = Signal()
-        fetched = Signal(2)                  # READ_MEM: 1: buf_data holds the word,
+        fetched = Signal(2)                  # 1: buf_data holds the word,
                                              # 2: mem_byte holds the byte to send
         mem_byte = Signal(8)
         m.d.comb += [tx.payload.eq(tx_byte), tx.valid.eq(tx_valid)]
@@ -153,22 +153,18 @@ class UartReply(wiring.Component):
                     with m.If(reply_empty):
                         m.next = "REPLY_CRC0"
             with m.State("REPLY_DATA"):
+                # Three cycles per byte: address the buffer, take the byte (from what the
+                # buffer shows, or from ``word``) into a register, then send it, so the byte
+                # multiplexers end in that register rather than in the output register.
                 load = Signal()
-                with m.If(read_mem):
-                    # Three cycles per byte: address the buffer, take the byte from what it
-                    # shows, then send it.
-                    m.d.comb += load.eq(free & (fetched == 2))
-                    with m.If(fetched == 1):
-                        m.d.sync += mem_byte.eq(self.buf_data[buf_pos[:shift]])
-                    with m.If(fetched != 2):
-                        m.d.sync += fetched.eq(fetched + 1)
-                    with m.If(load):
-                        send(mem_byte)
-                with m.Else():
-                    m.d.comb += load.eq(free)
-                    with m.If(load):
-                        send(reply_word.word_select(sent[:3], 8))
+                m.d.comb += load.eq(free & (fetched == 2))
+                with m.If(fetched == 1):
+                    m.d.sync += mem_byte.eq(Mux(read_mem, self.buf_data[buf_pos[:shift]],
+                                                reply_word.word_select(sent[:3], 8)))
+                with m.If(fetched != 2):
+                    m.d.sync += fetched.eq(fetched + 1)
                 with m.If(load):
+                    send(mem_byte)
                     m.d.sync += [sent.eq(sent + 1), buf_pos.eq(buf_pos + 1),
                                  to_send.eq(to_send - 1), fetched.eq(0)]
                     with m.If(last_to_send):

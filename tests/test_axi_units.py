@@ -461,6 +461,31 @@ def test_csr_bank(order):
     ]
 
 
+def test_csr_read_strobe_is_the_sampling_cycle():
+    """``r_stb`` pulses in the very cycle ``r_data`` is sampled: a value that changes every
+    cycle, latched on the strobe, equals what the read returns (the 64-bit counter pattern)."""
+    dut = CsrBank([("count", 0x00, "ro"), ("other", 0x04, "rw")])
+    latched = []
+
+    async def counter(ctx):
+        value = 0
+        async for _, _, stb in ctx.tick().sample(dut.count_r_stb):
+            if stb:
+                latched.append(value)
+            value = (value + 7) & 0xFFFF_FFFF
+            ctx.set(dut.count_r_data, value)
+
+    async def host(ctx):
+        for _ in range(3):
+            data, resp = await lite_read(ctx, dut.bus, 0x00)
+            assert resp == 0
+            assert latched and data == latched[-1]
+            await ctx.tick().repeat(len(latched))   # a different phase each time
+        assert len(latched) == 3
+
+    run(dut, host, background=[counter], timeout=2000)
+
+
 def test_csr_back_to_back():
     """AW and W presented continuously: every write lands once, responses in order."""
     dut = CsrBank([("a", 0, "rw"), ("b", 4, "wo")])
