@@ -5,7 +5,7 @@ cycles the bus is busy and stalled, bytes read and written, instructions dispatc
 host reads each as two 32-bit registers (``octet.isa.Reg``), high, low, high to catch a carry.
 
 Every event is registered before it reaches its 64-bit adder, so each count lands a cycle
-after its event (two for the DMA counts). Tested through the accelerator by
+after its event (two for the DMA and byte counts). Tested through the accelerator by
 ``tests/test_accelerator_rtl.py`` (exact counts against ``octet.sim.isa_sim``).
 """
 
@@ -72,25 +72,29 @@ class PerfCounters(wiring.Component):
         B = self._bus_bytes
         start, running = self.start, self.running
 
-        written = Signal(range(B + 1))
-        m.d.comb += written.eq(sum(self.write_strb[i] for i in range(B)))
-        # The DMA flags come from the reader's and writer's logic: registered once more (with
-        # running) before they are combined, so those two counts land a cycle later still.
+        # The DMA flags come from the reader's and writer's handshake logic: registered once
+        # (with running) before they are combined, so those counts land a cycle later still.
         dma_running, dma_busy, dma_beat = Signal(), Signal(), Signal()
+        read_beat, write_accept, write_strb = Signal(), Signal(), Signal(B)
         m.d.sync += [dma_running.eq(running), dma_busy.eq(self.read_busy | self.write_busy),
-                     dma_beat.eq(self.read_beat | self.write_beat)]
+                     dma_beat.eq(self.read_beat | self.write_beat),
+                     read_beat.eq(self.read_beat), write_accept.eq(self.write_accept),
+                     write_strb.eq(self.write_strb)]
+        written = Signal(range(B + 1))
+        m.d.comb += written.eq(sum(write_strb[i] for i in range(B)))
         increments = {
             "CYCLES": running,
             "COMPUTE_CYCLES": running & self.computing,
             "DMA_BUSY_CYCLES": dma_running & dma_busy,
             "DMA_STALL_CYCLES": dma_running & dma_busy & ~dma_beat,
-            "BYTES_READ": Mux(running & self.read_beat, B, 0),
-            "BYTES_WRITTEN": Mux(running & self.write_accept, written, 0),
+            "BYTES_READ": Mux(dma_running & read_beat, B, 0),
+            "BYTES_WRITTEN": Mux(dma_running & write_accept, written, 0),
             "INSTRUCTIONS": running & self.dispatched,
         }
         # Increments are registered first, so the events' logic (e.g. the fetch unit's decode)
-        # does not run on into the 64-bit adders; each count lands one cycle later, never
-        # across a start (no event happens while not running).
+        # does not run on into the 64-bit adders; each count lands one cycle later (the DMA
+        # ones two), never across a start (no event happens while not running, and a start
+        # follows the end of a run by more cycles: the host reads the status first).
         for name in COUNTERS:
             count = getattr(self, name.lower())
             step = Signal(range(B + 1), name=f"step_{name.lower()}")

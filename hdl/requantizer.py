@@ -1,6 +1,6 @@
 """Per-channel int32 -> int8 requantization unit, bit-exact with TFLite.
 
-Each of the ``lanes`` lanes holds one output channel's parameters and applies, in an 8-stage
+Each of the ``lanes`` lanes holds one output channel's parameters and applies, in a 9-stage
 pipeline (see ``docs/numerics.md``)::
 
     x  = wrap32(acc + bias)
@@ -143,14 +143,14 @@ class Requantizer(wiring.Component):
         m.d.comb += self.busy.eq((valid_pipe != 0) | ~queue.credit_full)
 
         # The saturation floor, registered: it follows zero_point and relu a cycle later,
-        # long before a row that uses them reaches stage 8.
+        # long before a row that uses them reaches stage 9.
         low = Signal(signed(ACC_BITS))
         m.d.sync += low.eq(Mux(relu & (zero_point > INT8_MIN), zero_point, INT8_MIN))
 
         for c in range(n):
             x = Signal(signed(32), name=f"x_{c}")
             xs = Signal(signed(32), name=f"xs_{c}")
-            ovf = [Signal(name=f"ovf{k}_{c}") for k in range(2)]
+            ovf = [Signal(name=f"ovf{k}_{c}") for k in range(3)]
             hm = Signal(signed(32), name=f"hm_{c}")
             shifted = Signal(signed(32), name=f"shifted_{c}")
             round_up = Signal(name=f"round_up_{c}")
@@ -167,19 +167,16 @@ class Requantizer(wiring.Component):
             m.d.comb += coarse.eq(Mux(fwd, Mux(p.shift > 0, p.shift, 0)[3:5], left[c][3:5]))
             m.d.sync += x.eq((biased << (coarse * 8))[:32])
             # 2: the rest of the left shift (left[c] % 8), wrapping: (v << 8a << b) mod 2**32
-            # is (v << (8a + b)) mod 2**32. Its result goes straight into the multipliers'
-            # operand registers (inside the DSP blocks on ECP5), so only a short shift sits in
-            # front of that route; xs is a fabric copy for the overflow test only.
-            xs_next = Signal(signed(32), name=f"xs_next_{c}")
-            m.d.comb += xs_next.eq((x << left[c][:3])[:32])
-            m.d.sync += xs.eq(xs_next)
-            # 2-3: the 32 x 32 product from four 16 x 16 halves, one pipelined DSP multiplier
-            # each (operands registered at 2, products at 3); summed over stages 4-5:
+            # is (v << (8a + b)) mod 2**32, into a fabric register; from there it goes
+            # straight into the multipliers' operand registers (inside the DSP blocks on
+            # ECP5), so nothing but a route sits in front of them.
+            m.d.sync += xs.eq((x << left[c][:3])[:32])
+            # 3-4: the 32 x 32 product from four 16 x 16 halves, one pipelined DSP multiplier
+            # each (operands registered at 3, products at 4); summed over stages 5-6:
             # (prod + 2**30) >> 31 = (outer + (middle << 16)) >> 31. The low halves are
             # unsigned (zero-extended into the signed operand ports), the high halves signed.
-            # The multiplier register follows mult[c] a stage earlier than xs did; mult[c] is
-            # written only while no row is in flight.
-            xh, xl = xs_next[16:].as_signed(), xs_next[:16]
+            # mult[c] is written only while no row is in flight.
+            xh, xl = xs[16:].as_signed(), xs[:16]
             mh, ml = mult[c][16:].as_signed(), mult[c][:16]
             pp_hh = Signal(signed(32), name=f"pp_hh_{c}")
             pp_hl = Signal(signed(33), name=f"pp_hl_{c}")
@@ -193,16 +190,17 @@ class Requantizer(wiring.Component):
             outer = Signal(signed(64), name=f"outer_{c}")
             middle = Signal(signed(34), name=f"middle_{c}")
             m.d.sync += [
-                # 3: the overflow case of the doubling high multiply.
+                # 3: the overflow case of the doubling high multiply, carried along.
                 ovf[0].eq((xs == INT32_MIN) & (mult[c] == INT32_MIN)),
-                # 4: the outer products (side by side) with the rounding constant; the middle.
+                ovf[1].eq(ovf[0]),
+                # 5: the outer products (side by side) with the rounding constant; the middle.
                 outer.eq(Cat(pp_ll, pp_hh).as_signed() + (1 << 30)),
                 middle.eq(pp_hl + pp_lh),
-                ovf[1].eq(ovf[0]),
-                # 5: doubling high multiply with gemmlowp's rounding.
-                hm.eq(Mux(ovf[1], INT32_MAX, ((outer + (middle << 16)) >> 31)[:32])),
+                ovf[2].eq(ovf[1]),
+                # 6: doubling high multiply with gemmlowp's rounding.
+                hm.eq(Mux(ovf[2], INT32_MAX, ((outer + (middle << 16)) >> 31)[:32])),
             ]
-            # 6: rounding divide by a power of two: ties away from zero, so the remainder
+            # 7: rounding divide by a power of two: ties away from zero, so the remainder
             # (the low `right` bits) rounds up when it is at least half (bit right - 1 set)
             # and, for a negative hm, more than half (a lower bit set too). The bit and
             # the bits below it follow the shift a cycle later, long before data reaches this
@@ -214,9 +212,9 @@ class Requantizer(wiring.Component):
             m.d.sync += [shifted.eq(hm >> right[c]),
                          round_up.eq((hm & half_bit).any() &
                                      (~hm[31] | (hm & below[:31]).any()))]
-            # 7: round, add the zero point (int32 wrap).
+            # 8: round, add the zero point (int32 wrap).
             m.d.sync += r.eq((shifted + round_up + zero_point)[:32].as_signed())
-            # 8: saturate.
+            # 9: saturate.
             with m.If(r > INT8_MAX):
                 m.d.sync += y.eq(INT8_MAX)
             with m.Elif(r < low):

@@ -37,7 +37,7 @@ MAX_EXACT_K = 2**31 // 2**14 - 1
 
 #: Pipeline depth of the requantizer; the RTL is built with it and the golden cycle model
 #: counts with it.
-REQUANT_STAGES = 8
+REQUANT_STAGES = 9
 
 
 class NumericsError(ValueError):

@@ -1,7 +1,7 @@
 """Amaranth-simulator tests of ``PerfCounters``.
 
 Reference: Python counts of random events. Each count must equal the events up to two cycles
-before (three for the DMA counts, registered once more), nothing is counted while not running,
+before (three for the DMA and byte counts, registered once more), nothing is counted while not running,
 and ``start`` clears every count. The accelerator's exact counts are checked by
 ``tests/test_accelerator_rtl.py``.
 """
@@ -53,10 +53,10 @@ def test_counts_events(seed):
             for name in COUNTERS:
                 assert ctx.get(getattr(dut, name.lower())) == counts[name], (cycle, name)
             await ctx.tick()
-            # After this edge a count holds the increments of events two (DMA: three) cycles
-            # back, unless start was high now, which clears it.
+            # After this edge a count holds the increments of events two (DMA and bytes:
+            # three) cycles back, unless start was high now, which clears it.
             for name in COUNTERS:
-                lag = 3 if name.startswith("DMA") else 2
+                lag = 3 if name.startswith(("DMA", "BYTES")) else 2
                 if start:
                     counts[name] = 0
                 elif len(history) >= lag:
