@@ -3,9 +3,10 @@
 Benchmarks and long runs cannot afford a Python bus model that wakes up every clock cycle.
 This memory lives in the RTL: it queues up to eight read and eight write bursts, starts each
 read burst ``latency`` cycles after its AR and streams beats at one per cycle (bursts follow
-each other back to back), accepts write beats at one per cycle with byte strobes, and answers DECERR for bursts that touch addresses beyond its size. The host reaches
-its contents through the simulator's access to the ``storage`` array (a backdoor, like loading
-a board's DRAM before a run), see :class:`octet.sim.fast_device.FastVerilatorDevice`.
+each other back to back), accepts write beats at one per cycle with byte strobes, and answers
+DECERR for bursts that touch addresses beyond its size. The host reaches its contents
+through the simulator's access to the ``storage`` array (a backdoor, like loading a board's
+DRAM before a run), see :class:`octet.sim.fast_device.FastVerilatorDevice`.
 
 The storage is a small Verilog RAM model (:data:`RAM_VERILOG`, instantiated as ``ram``): an
 Amaranth ``Memory`` of millions of words would make Yosys write and process an initial value

@@ -42,7 +42,8 @@ class LoadChecks(wiring.Component):
     word : In(256)
     mem_limit : In(33)
     done : Out(1)
-        One cycle (registered, never the cycle of ``start``): ``code`` is the result (``ErrorCode.NONE``: the instruction may run).
+        One cycle (registered, never the cycle of ``start``): ``code`` is the result
+        (``ErrorCode.NONE``: the instruction may run).
     code : Out(ErrorCode)
     failed : Out(1)
         ``code != ErrorCode.NONE``, registered with it.
@@ -98,7 +99,7 @@ class LoadChecks(wiring.Component):
         # Each state's operands are driven whether or not the multipliers are free, and only
         # ``start`` waits for them.
         def operands(*jobs):
-            for mul, (a, b, b_nz) in zip(muls, jobs):
+            for mul, (a, b, b_nz) in zip(muls, jobs, strict=False):   # (fewer jobs: idle)
                 m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.b_nonzero.eq(b_nz)]
 
         def multiply(*jobs):

@@ -3,7 +3,8 @@
 :func:`chunked_greater` compares ``a`` and ``b`` in chunks of ``chunk`` bits every cycle into
 flip-flops (each chunk's carry chain is short; chunks above ``b``'s width are only a zero
 test of ``a``), combines them in a balanced tree into one more flip-flop and returns that:
-it holds ``a > b`` for the ``a`` and ``b`` of two cycles before. Tested by ``tests/test_staged_compare.py``.
+it holds ``a > b`` for the ``a`` and ``b`` of two cycles before. Tested by
+``tests/test_staged_compare.py``.
 """
 
 from amaranth.hdl import Signal

@@ -6,9 +6,10 @@ in progress; device memory is reached through the simulator's handle on the memo
 (``memory.ram.storage``, one bus word per element). :meth:`FastVerilatorDevice.run` is one
 coroutine in the simulator's thread (one hand-over from the host thread per program, not one
 per register access): it starts the program with the interrupt enabled, lets Verilator run
-until the ``irq`` pin rises (no polling), disables the interrupt again and reads STATUS and
-the counters. So while a program runs Verilator runs at its own speed, with no Python at all. Use it from blocking host code in a
-``cocotb.task.bridge`` thread, like :class:`~octet.sim.verilator_device.VerilatorDevice`.
+until the ``irq`` pin rises (no polling), disables the interrupt again and reads STATUS and the
+counters. So while a program runs Verilator runs at its own speed, with no Python at all. Use
+it from blocking host code in a ``cocotb.task.bridge`` thread, like
+:class:`~octet.sim.verilator_device.VerilatorDevice`.
 
 Tested by ``tests/test_accelerator_rtl.py`` (fast configuration, against the golden device).
 """

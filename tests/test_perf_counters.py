@@ -1,8 +1,8 @@
 """Amaranth-simulator tests of ``PerfCounters``.
 
 Reference: Python counts of random events. Each count must equal the events up to two cycles
-before (three for the DMA and byte counts, registered once more), nothing is counted while not running,
-and ``start`` clears every count. The accelerator's exact counts are checked by
+before (three for the DMA and byte counts, registered once more), nothing is counted while not
+running, and ``start`` clears every count. The accelerator's exact counts are checked by
 ``tests/test_accelerator_rtl.py``.
 """
 

@@ -1,17 +1,16 @@
 """Amaranth-simulator test of ``ReadAligner``.
 
 Reference: a Python model that cuts each segment's bytes out of its beats and packs them into
-zero-padded rows (with the segment's tag, and first / last flags). Separate testbenches feed segments, feed beats and take rows, each with
-random stalls; rows must come out in order with the right data and ``last`` flags. A run
-without stalls checks that one beat per cycle is absorbed when rows are at least as wide as
-the bus, one row every two cycles for one-beat segments and one per cycle for
-zero (padding) segments.
+zero-padded rows (with the segment's tag, and first / last flags). Separate testbenches feed
+segments, feed beats and take rows, each with random stalls; rows must come out in order with
+the right data and ``last`` flags. A run without stalls checks that one beat per cycle is
+absorbed when rows are at least as wide as the bus, one row every two cycles for one-beat
+segments and one per cycle for zero (padding) segments.
 """
 
 import random
 
 import pytest
-from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from octet.hdl.read_aligner import ReadAligner
