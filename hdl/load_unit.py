@@ -100,11 +100,13 @@ class LoadUnit(wiring.Component):
         m.submodules.im2col_gen = im2col_gen = Im2colGenerator(B, cfg.rows)
         m.d.comb += [load_gen.instr.eq(ld), im2col_gen.instr.eq(ic)]
 
-        # Segments waiting for their beats; requests queue separately towards the bus.
+        # Segments waiting for their beats; requests queue separately towards the bus. The
+        # segment queue is read straight from its LUT RAM (no output register), so taking a
+        # segment (the dispatch decision) only moves the read pointer instead of enabling
+        # a register as wide as the segment.
         seg_layout = data.StructLayout({"seg": segment_descriptor(B), "target": 1,
                                         "push": 1, "pc": 32})
-        m.submodules.segs = segs = fifo.SyncFIFOBuffered(width=seg_layout.size,
-                                                         depth=_SEG_DEPTH)
+        m.submodules.segs = segs = fifo.SyncFIFO(width=seg_layout.size, depth=_SEG_DEPTH)
         m.submodules.reqs = reqs = fifo.SyncFIFOBuffered(width=48, depth=_SEG_DEPTH)
         # Own counts of the two queues (a FIFO's level output is an adder).
         n_segs = Signal(range(_SEG_DEPTH + 1))
@@ -114,10 +116,15 @@ class LoadUnit(wiring.Component):
         # Registered (it gates every step of the generators): from the counts of the cycle
         # before, so one segment fewer, as a segment may have been added since; the
         # generators' steps in flight beyond that are PIPELINE_SLACK.
+        # One copy per generator (each enables dozens of registers there); the second is
+        # reset-less, which keeps Yosys from merging the two (after a reset it holds the
+        # value of the cycle before for one cycle, while the generators are idle).
         room = Signal()
-        m.d.sync += room.eq((n_segs <= _SEG_DEPTH - PIPELINE_SLACK - 2) &
-                            (n_reqs <= _SEG_DEPTH - PIPELINE_SLACK - 2))
-        m.d.comb += [load_gen.room.eq(room), im2col_gen.room.eq(room)]
+        room_im2col = Signal(reset_less=True)
+        has_room = ((n_segs <= _SEG_DEPTH - PIPELINE_SLACK - 2) &
+                    (n_reqs <= _SEG_DEPTH - PIPELINE_SLACK - 2))
+        m.d.sync += [room.eq(has_room), room_im2col.eq(has_room)]
+        m.d.comb += [load_gen.room.eq(room), im2col_gen.room.eq(room_im2col)]
 
         target = Signal()
         gen_seg = Signal(segment_descriptor(B))

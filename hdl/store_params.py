@@ -111,6 +111,11 @@ class StoreParams(wiring.Component):
         lane_lt_width = Signal()
         lane_lt_c = Signal()
         lane_is_last = self.lane_is_last
+        # Copies of cached and lane_lt_width for the record multiplexers (72 bits wide), so
+        # the flags' own fan-out stays small; reset-less, which also keeps Yosys from merging
+        # them with the flags (both are set before they are read).
+        cached_sel = Signal(reset_less=True)
+        width_sel = Signal(reset_less=True)
         rec_full = Signal()          # loading: rec_beats == per_record
         rec_bad = self.rec_bad
         rec = Signal(8 * PARAM_RECORD_BYTES)
@@ -160,6 +165,7 @@ class StoreParams(wiring.Component):
         slot_base = self.slot_base
         with m.If(self.start):
             m.d.sync += [lane.eq(0), rec_beats.eq(0), cached.eq(self.cache_table),
+                         cached_sel.eq(self.cache_table),
                          w_index.eq(slot_base), r_index.eq(slot_base),
                          r_next.eq(slot_base + 1)]
         with m.Elif(self.validate):
@@ -177,19 +183,20 @@ class StoreParams(wiring.Component):
                 m.d.sync += [r_index.eq(slot_base), r_next.eq(slot_base + 1)]
         with m.Elif(self.tile):
             w = self.tile_width
-            m.d.sync += [lane.eq(0), lane_lt_width.eq(w != 0), lane_lt_c.eq(1),
+            m.d.sync += [lane.eq(0), lane_lt_width.eq(w != 0), width_sel.eq(w != 0),
+                         lane_lt_c.eq(1),
                          lane_is_last.eq(C == 1), rec_beats.eq(0), rec_full.eq(0),
                          rec_bad.eq(0)]
         with m.Elif(self.load):
             # From the on-chip memory (one record per cycle) or from the bus.
-            src = Mux(cached, cached_rec, rec[:72])
+            src = Mux(cached_sel, cached_rec, rec[:72])
             shift = src[64:72].as_signed()
             params = self.o_params
             m.d.comb += [
                 params.valid.eq(p_valid),
-                params.payload.multiplier.eq(Mux(lane_lt_width, src[0:32], 0)),
-                params.payload.bias.eq(Mux(lane_lt_width, src[32:64], 0)),
-                params.payload.shift.eq(Mux(lane_lt_width, shift, 0)),
+                params.payload.multiplier.eq(Mux(width_sel, src[0:32], 0)),
+                params.payload.bias.eq(Mux(width_sel, src[32:64], 0)),
+                params.payload.shift.eq(Mux(width_sel, shift, 0)),
                 params.payload.zero_point.eq(self.zero_point),
                 params.payload.relu.eq(self.relu),
             ]
@@ -206,6 +213,7 @@ class StoreParams(wiring.Component):
             with m.Elif(p_valid & params.ready):
                 m.d.sync += [lane.eq(lane + 1), rec_beats.eq(0), rec_full.eq(0),
                              rec_bad.eq(0), lane_lt_width.eq(lane + 1 < self.width),
+                             width_sel.eq(lane + 1 < self.width),
                              lane_lt_c.eq(~lane_is_last), lane_is_last.eq(lane == C - 2)]
                 with m.If(lane_lt_width & cached):
                     m.d.comb += advance.eq(1)
