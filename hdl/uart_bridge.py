@@ -177,10 +177,12 @@ class UartBridge(wiring.Component):
             m.next = "REPLY"
 
         # The buffer's read port reads all the time (its data is only used in MEM_WRITE and
-        # in the reply's REPLY_DATA, each a cycle after addressing it), at the reply's buf_pos
-        # while replying.
-        m.d.comb += [buf_r.en.eq(1), buf_r.addr.eq(Mux(reply_sm.replying,
-                                                       reply_sm.buf_pos >> shift, word))]
+        # in the reply's REPLY_DATA), at the reply's buf_pos while replying. Its address is a
+        # register (the choice would otherwise run on into every LUT RAM of the buffer), so
+        # the data shows two cycles after the position that selects it changes.
+        buf_addr = Signal.like(buf_r.addr)
+        m.d.sync += buf_addr.eq(Mux(reply_sm.replying, reply_sm.buf_pos >> shift, word))
+        m.d.comb += [buf_r.en.eq(1), buf_r.addr.eq(buf_addr)]
 
         # --- Bus defaults ----------------------------------------------------------------
         m.d.comb += [axi.arlen.eq(0), axi.arsize.eq(shift), axi.arburst.eq(AxiBurst.INCR),
@@ -296,11 +298,15 @@ class UartBridge(wiring.Component):
 
             # --- Memory writes: one beat per word from the buffer ---
             with m.State("MEM_WRITE_FETCH"):
-                # The word's strobes and "last" are worked out here, registered for MEM_WRITE.
+                # The word's strobes and "last" are worked out here, registered for MEM_WRITE;
+                # the buffer's address takes the word.
                 lo = Mux(word == 0, strb_first, (1 << B) - 1)
                 hi = Mux(last_word, strb_last, (1 << B) - 1)
-                m.d.sync += [aw_pend.eq(1), w_pend.eq(1), b_pend.eq(1), strb.eq(lo & hi),
-                             last.eq(last_word)]
+                m.d.sync += [strb.eq(lo & hi), last.eq(last_word)]
+                m.next = "MEM_WRITE_READ"
+            with m.State("MEM_WRITE_READ"):
+                # The buffer reads the word; its data shows in MEM_WRITE.
+                m.d.sync += [aw_pend.eq(1), w_pend.eq(1), b_pend.eq(1)]
                 m.next = "MEM_WRITE"
             with m.State("MEM_WRITE"):
                 m.d.comb += [axi.wstrb.eq(strb), axi.wdata.eq(buf_r.data)]

@@ -6,7 +6,7 @@ states. The request machine sets the status, length and payload, raises ``start`
 for ``done``; the reply machine loads one byte at a time into an output register (the stream's
 payload and valid come straight from flip-flops), folds each sent byte into the reply's
 CRC-16 a cycle later, and takes each payload byte (READ_MEM's out of the bridge's buffer,
-the others out of ``word``) in three cycles: address, capture, send.
+the others out of ``word``) in four cycles: address, read, capture, send.
 
 Tested through the bridge by ``tests/test_uart_bridge.py`` (every reply, including every
 error reply and unaligned READ_MEM) and ``tests/test_soc_uart.py``.
@@ -58,7 +58,7 @@ class UartReply(wiring.Component):
     offset : In(log2(bus_bytes))
         The first payload byte's lane in the buffer's first word.
     buf_data : In(data.ArrayLayout(8, bus_bytes))
-        The bridge's buffer read port data (one cycle after ``buf_pos`` addresses it).
+        The bridge's buffer read port data (two cycles after ``buf_pos`` addresses it).
     buf_pos : Out(17)
         The buffer byte of the next payload byte (``buf_pos >> log2(bus_bytes)`` is the word).
     replying : Out(1)
@@ -96,8 +96,8 @@ class UartReply(wiring.Component):
         tx_crc = Signal(16)
         tx_byte = Signal(8)
         tx_valid = Signal()
-        fetched = Signal(2)                  # 1: buf_data holds the word,
-                                             # 2: mem_byte holds the byte to send
+        fetched = Signal(2)                  # 2: buf_data holds the word,
+                                             # 3: mem_byte holds the byte to send
         mem_byte = Signal(8)
         m.d.comb += [tx.payload.eq(tx_byte), tx.valid.eq(tx_valid)]
         with m.If(tx.valid & tx.ready):
@@ -153,15 +153,16 @@ class UartReply(wiring.Component):
                     with m.If(reply_empty):
                         m.next = "REPLY_CRC0"
             with m.State("REPLY_DATA"):
-                # Three cycles per byte: address the buffer, take the byte (from what the
-                # buffer shows, or from ``word``) into a register, then send it, so the byte
-                # multiplexers end in that register rather than in the output register.
+                # Four cycles per byte: the buffer's (registered) address takes buf_pos, the
+                # buffer reads, the byte (from what the buffer shows, or from ``word``) goes
+                # into a register, and is sent, so the byte multiplexers end in that register
+                # rather than in the output register.
                 load = Signal()
-                m.d.comb += load.eq(free & (fetched == 2))
-                with m.If(fetched == 1):
+                m.d.comb += load.eq(free & (fetched == 3))
+                with m.If(fetched == 2):
                     m.d.sync += mem_byte.eq(Mux(read_mem, self.buf_data[buf_pos[:shift]],
                                                 reply_word.word_select(sent[:3], 8)))
-                with m.If(fetched != 2):
+                with m.If(fetched != 3):
                     m.d.sync += fetched.eq(fetched + 1)
                 with m.If(load):
                     send(mem_byte)
