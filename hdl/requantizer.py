@@ -106,10 +106,10 @@ class Requantizer(wiring.Component):
         m.d.comb += self.p_stream.ready.eq(p_ready)
         # A parameter beat is registered as it is taken and decoded into its channel's
         # registers a cycle later, so the producer's payload logic (a block RAM read in the
-        # store unit) ends here. The channel index still advances when the beat is taken, so
-        # rows may follow the last beat as before: a row taken while the last channel's beat
-        # is being written gets that channel's new bias forwarded into stage 1 (the other
-        # parameters are used from stage 2 on, after the write).
+        # store unit) ends here. The channel index advances when the beat is taken; rows
+        # wait until the last beat is written (``p_accept``), so stage 1 reads every
+        # parameter from its register, with no forwarding multiplexer in front of the bias
+        # adders.
         # Each channel's write strobe is a flip-flop of its own (one-hot), so the decode of the
         # channel index does not sit in front of the registers of every lane, which are spread
         # along the DSP rows.
@@ -133,7 +133,8 @@ class Requantizer(wiring.Component):
                     right[c].eq(Mux(p.shift < 0, -p.shift, 0)),
                 ]
 
-        m.d.comb += self.i_stream.ready.eq(queue.credit & (index == 0) & ~self.p_stream.valid)
+        m.d.comb += self.i_stream.ready.eq(queue.credit & (index == 0) & ~self.p_stream.valid &
+                                           ~p_accept)
         accept = self.i_stream.valid & self.i_stream.ready
         m.d.comb += queue.admit.eq(accept)
         m.d.sync += p_ready.eq(~accept & (valid_pipe[:-1] == 0))
@@ -158,13 +159,11 @@ class Requantizer(wiring.Component):
             y = Signal(signed(OPERAND_BITS), name=f"y_{c}")
             acc = self.i_stream.payload.data[c]
             # 1: bias, wrapping like int32 C++ arithmetic, then the left shift's whole bytes
-            # (left[c] // 8; forwarded like the bias when this channel's beat is being
-            # written).
-            fwd = p_write[c]
+            # (left[c] // 8).
             biased = Signal(signed(32), name=f"biased_{c}")
-            m.d.comb += biased.eq((acc + Mux(fwd, p.bias, bias[c]))[:32])
+            m.d.comb += biased.eq((acc + bias[c])[:32])
             coarse = Signal(2, name=f"left_bytes_{c}")
-            m.d.comb += coarse.eq(Mux(fwd, Mux(p.shift > 0, p.shift, 0)[3:5], left[c][3:5]))
+            m.d.comb += coarse.eq(left[c][3:5])
             m.d.sync += x.eq((biased << (coarse * 8))[:32])
             # 2: the rest of the left shift (left[c] % 8), wrapping: (v << 8a << b) mod 2**32
             # is (v << (8a + b)) mod 2**32, into a fabric register; from there it goes

@@ -177,13 +177,19 @@ class SystolicArray(wiring.Component):
             m.d.sync += [w_col[j].eq(w_row[j]),
                          w3_col[j].eq(w_row[j] + (w_row[j] << 1)),
                          wneg_col[j].eq(-w_row[j])]
-        # One enable register per row and bank, the clock enable of the bank's 27 flip-flops
-        # in each of the row's C PEs. (Copies per group of columns would be merged by Yosys,
-        # which ignores `keep` on wires when merging identical flip-flops.)
+        # Enable registers per row and bank, the clock enable of the bank's 27 flip-flops in
+        # each of the row's PEs: one for the left half of the columns and a reset-less copy
+        # for the right half. (Yosys merges identical flip-flops, ignoring `keep` on wires,
+        # but not a reset-less one with one that resets. After a reset the copy holds its
+        # value of the cycle before for one cycle, which can only rewrite a weight bank that
+        # no tile uses: the reset empties both.)
         we = [[Signal(name=f"we{b}_{i}") for i in range(R)] for b in range(2)]
+        we_right = [[Signal(name=f"we{b}_{i}_right", reset_less=True) for i in range(R)]
+                    for b in range(2)]
         for b in range(2):
             for i in range(R):
-                m.d.sync += we[b][i].eq(w_we[i] & (w_bank == b))
+                m.d.sync += [we[b][i].eq(w_we[i] & (w_bank == b)),
+                             we_right[b][i].eq(w_we[i] & (w_bank == b))]
 
         # The PE grid.
         pes = [[ProcessingElement(psum_bits) for _ in range(C)] for _ in range(R)]
@@ -195,8 +201,8 @@ class SystolicArray(wiring.Component):
                     pe.w_data.eq(w_col[j]),
                     pe.w3_data.eq(w3_col[j]),
                     pe.wneg_data.eq(wneg_col[j]),
-                    pe.we0.eq(we[0][i]),
-                    pe.we1.eq(we[1][i]),
+                    pe.we0.eq(we[0][i] if j < (C + 1) // 2 else we_right[0][i]),
+                    pe.we1.eq(we[1][i] if j < (C + 1) // 2 else we_right[1][i]),
                     pe.psum_in.eq(pes[i - 1][j].psum_out if i > 0 else 0),
                 ]
                 if j > 0:
