@@ -127,9 +127,9 @@ def requant_cycles(m, n, lanes):
 
     Each pass loads ``lanes`` parameter beats, streams M rows and waits for the pipeline
     to drain before the next pass's parameters (the requantizer only takes parameters while
-    empty). Five more cycles per pass: the driver starts rows only once the last parameter
-    beat is taken (one), the requantizer takes rows only once that beat is written into its
-    lane (one), and the FIFO and handshake cost three as for the array.
+    empty). Four more cycles per pass: the driver starts rows only once the last parameter
+    beat is taken (one; the requantizer takes rows from the cycle after too, once that beat is
+    in its lane's registers), and the FIFO and handshake cost three as for the array.
     """
     passes = -(-n // lanes)
-    return passes * (lanes + m + REQUANT_STAGES + 5)
+    return passes * (lanes + m + REQUANT_STAGES + 4)

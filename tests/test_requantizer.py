@@ -176,16 +176,16 @@ def test_extremes_every_shift(seed):
 @pytest.mark.parametrize("lanes", LANES)
 def test_cycle_model(lanes, seed):
     """With no stalls and the cocotb driver's protocol (``drain``) the run takes
-    ``golden.requant_cycles``, less two known differences of these testbenches: the first
-    beat is offered in cycle 0, not one edge later (1), and a pass's rows are offered in the
-    cycle after its last parameter beat is taken, where the cocotb source loses an edge (1 per
-    pass)."""
+    ``golden.requant_cycles``, less one known difference of these testbenches: the first
+    beat is offered in cycle 0, not one edge later (1). (A pass's rows are offered in the
+    cycle after its last parameter beat is taken, where the cocotb source loses an edge; the
+    requantizer takes none in that cycle either, as the beat is being written.)"""
     rng = np.random.default_rng(seed + 4)
     for m in (1, 9):
         for n_passes in (1, 3):
             passes = [(realistic_params(rng, lanes), rng.integers(-1000, 1000, (m, lanes)))
                       for _ in range(n_passes)]
-            expect = golden.requant_cycles(m, n_passes * lanes, lanes) - 1 - n_passes
+            expect = golden.requant_cycles(m, n_passes * lanes, lanes) - 1
             assert run_passes(lanes, passes, drain=True) == expect, f"M={m}, {n_passes} passes"
 
 
