@@ -4,7 +4,8 @@ A build is keyed by a hash of everything that goes into it (the generated Verilo
 module name, the Verilator and cocotb versions), so a second test run or CLI call with the same
 design reuses the compiled model instead of spending a minute in the C++ compiler. Builds live
 in ``$OCTET_CACHE_DIR`` (default ``~/.cache/octet/verilator``), one folder per hash, guarded by
-a file lock so parallel runs never build the same model twice at once.
+a file lock so parallel runs never build the same model twice at once. The cache is kept
+under a size limit, least recently used builds first (:mod:`octet.sim.build_cache`).
 
 Visibility. cocotb's runner makes *every* signal public (``--public-flat-rw``), which keeps
 Verilator from optimising anything away and puts all combinational logic into the region it
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from octet.sim.build_cache import MARKER, cache_limit_bytes, mark_used, prune
 from octet.toolchain import use_bundled_verilator
 
 __all__ = ["VerilatorModel", "build_model", "cache_root"]
@@ -144,12 +146,15 @@ def build_model(component, toplevel, progress=True, ports=None, extra_verilog=()
         text, toplevel, version("verilator"), version("cocotb"), "octet-build-1",
         *([] if public is None else ["public", repr(sorted(public))]),
     ]).encode()).hexdigest()[:16]
+    limit = cache_limit_bytes()          # (checked before a long build, not after)
     build_dir = cache_root() / f"{toplevel}-{key}"
-    marker = build_dir / ".octet-built"
+    marker = build_dir / MARKER
     if marker.exists():
+        mark_used(build_dir)
         return VerilatorModel(build_dir, toplevel)
     with _locked(cache_root() / f"{toplevel}-{key}.lock"):
         if marker.exists():
+            mark_used(build_dir)
             return VerilatorModel(build_dir, toplevel)
         build_dir.mkdir(parents=True, exist_ok=True)
         source = build_dir / f"{toplevel}.v"
@@ -188,4 +193,10 @@ def build_model(component, toplevel, progress=True, ports=None, extra_verilog=()
         if progress:
             print(f"octet: compiled {toplevel} in {seconds:.0f} s", file=sys.stderr,
                   flush=True)
+    removed = prune(cache_root(), limit, keep=[build_dir])
+    if removed and progress:
+        freed = sum(size for _, size in removed) / 1e9
+        print(f"octet: removed {len(removed)} least recently used Verilator builds "
+              f"({freed:.1f} GB) from {cache_root()} to keep it under "
+              f"{limit / 1e9:g} GB ($OCTET_CACHE_MAX_GB)", file=sys.stderr, flush=True)
     return VerilatorModel(build_dir, toplevel)
