@@ -22,6 +22,7 @@ from amaranth.lib.wiring import In, Out
 from octet.config import AcceleratorConfig
 from octet.isa import LAYOUTS, ErrorCode, Opcode, Target
 
+from .flagged_queue import FlaggedQueue
 from .load_checks import LoadChecks
 from .read_aligner import ReadAligner
 from .segment_generators import PIPELINE_SLACK, Im2colGenerator, LoadGenerator, segment_descriptor
@@ -103,16 +104,17 @@ class LoadUnit(wiring.Component):
         # Segments waiting for their beats; requests queue separately towards the bus. The
         # segment queue is read straight from its LUT RAM (no output register), so taking a
         # segment (the dispatch decision) only moves the read pointer instead of enabling
-        # a register as wide as the segment.
-        seg_layout = data.StructLayout({"seg": segment_descriptor(B), "target": 1,
+        # a register as wide as the segment; the head's target (bit 0), which the dispatch
+        # decision itself needs, and the queue's status come from flip-flops.
+        seg_layout = data.StructLayout({"target": 1, "seg": segment_descriptor(B),
                                         "push": 1, "pc": 32})
-        m.submodules.segs = segs = fifo.SyncFIFO(width=seg_layout.size, depth=_SEG_DEPTH)
+        m.submodules.segs = segs = FlaggedQueue(seg_layout.size, _SEG_DEPTH, flag_bits=1)
         m.submodules.reqs = reqs = fifo.SyncFIFOBuffered(width=48, depth=_SEG_DEPTH)
-        # Own counts of the two queues (a FIFO's level output is an adder).
-        n_segs = Signal(range(_SEG_DEPTH + 1))
+        # Own count of the request queue (a library FIFO's level output is an adder; the
+        # segment queue's is a register).
+        n_segs = segs.level
         n_reqs = Signal(range(_SEG_DEPTH + 1))
-        m.d.sync += [n_segs.eq(n_segs + (segs.w_en & segs.w_rdy) - (segs.r_en & segs.r_rdy)),
-                     n_reqs.eq(n_reqs + (reqs.w_en & reqs.w_rdy) - (reqs.r_en & reqs.r_rdy))]
+        m.d.sync += n_reqs.eq(n_reqs + (reqs.w_en & reqs.w_rdy) - (reqs.r_en & reqs.r_rdy))
         # Registered (it gates every step of the generators): from the counts of the cycle
         # before, so one segment fewer, as a segment may have been added since; the
         # generators' steps in flight beyond that are PIPELINE_SLACK.
@@ -258,6 +260,7 @@ class LoadUnit(wiring.Component):
         m.d.comb += self.token_push.eq(push_pend)
 
         head = Signal(seg_layout)
+        head_target = segs.r_flags[0]       # head.target, from a flip-flop
         m.d.comb += head.eq(segs.r_data)
         route = Signal()            # aligner receiving beats
         beats_left = Signal(16)
@@ -265,8 +268,8 @@ class LoadUnit(wiring.Component):
         # Each aligner's idle flag, registered and conservative (a cycle late to fall idle,
         # at once busy when a segment is dispatched to it), so dispatch starts from flip-flops.
         idle_q = [Signal(init=1, name=f"aligner_idle{t}") for t in range(2)]
-        other_idle = Mux(head.target, idle_q[0], idle_q[1])
-        target_ready = Mux(head.target, aligners[1].i_seg.ready, aligners[0].i_seg.ready)
+        other_idle = Mux(head_target, idle_q[0], idle_q[1])
+        target_ready = Mux(head_target, aligners[1].i_seg.ready, aligners[0].i_seg.ready)
         dispatch = Signal()
         beat_taken = Signal()
         last_beat = Signal()        # beats_left == 1, kept as a flag
@@ -275,9 +278,9 @@ class LoadUnit(wiring.Component):
         # The next segment is dispatched in the cycle the current one's last beat is taken,
         # so back-to-back short segments (IM2COL's) lose no cycle between them.
         m.d.comb += dispatch.eq(segs.r_rdy & (~beating | (beat_taken & last_beat)) &
-                                target_ready & ((head.target == route) | other_idle))
+                                target_ready & ((head_target == route) | other_idle))
         m.d.comb += segs.r_en.eq(dispatch)
-        m.d.sync += [idle_q[t].eq(~al.busy & ~(dispatch & (head.target == t)))
+        m.d.sync += [idle_q[t].eq(~al.busy & ~(dispatch & (head_target == t)))
                      for t, al in enumerate(aligners)]
 
         # The PC of the segment receiving beats: head.pc sampled every cycle (next_pc) is the
@@ -293,7 +296,7 @@ class LoadUnit(wiring.Component):
         seg_tag = Signal(tag)
         m.d.comb += [seg_tag.spad_row.eq(head.seg.spad_row), seg_tag.push.eq(head.push)]
         for t, al in enumerate(aligners):
-            m.d.comb += [al.i_seg.valid.eq(dispatch & (head.target == t)),
+            m.d.comb += [al.i_seg.valid.eq(dispatch & (head_target == t)),
                          al.i_seg.payload.offset.eq(head.seg.offset),
                          al.i_seg.payload.nbytes.eq(head.seg.nbytes),
                          al.i_seg.payload.zero.eq(head.seg.zero),
@@ -329,7 +332,7 @@ class LoadUnit(wiring.Component):
             m.d.sync += err_pend_pc.eq(cur_pc)
         # (After the beat's updates, so a segment dispatched with the last beat wins.)
         with m.If(dispatch):
-            m.d.sync += [route.eq(head.target),
+            m.d.sync += [route.eq(head_target),
                          beats_left.eq(Mux(head.seg.zero, 0, head.seg.beats)),
                          beating.eq(~head.seg.zero & (head.seg.beats != 0)),
                          last_beat.eq(~head.seg.zero & (head.seg.beats == 1))]
