@@ -53,7 +53,8 @@ class LoadUnit(wiring.Component):
         Device memory is [0, mem_limit).
     halt : In(1)
         Another unit failed: take no more instructions, drain what is in flight without
-        writing the scratchpads (writes stop at once; the control acts a cycle later).
+        writing the scratchpads (no row that leaves from then on is written; rows reach the
+        scratchpads a cycle after they leave; the control acts a cycle later).
     error : Out(ErrorReport())
     o_req : Out(BusRequest())
         Bus reads, served in order.
@@ -180,7 +181,7 @@ class LoadUnit(wiring.Component):
             m.d.sync += halted.eq(1)
         # Another unit's error is acted on a cycle late (registered here, so the accelerator's
         # error OR does not run on into every start and enable of this unit); the scratchpad
-        # writes still close at once on ``halt`` itself, so nothing is written after it.
+        # writes still close at once on ``halt`` itself: no row leaving from then on is written.
         halt_q = Signal()
         m.d.sync += halt_q.eq(self.halt)
         stop = halt_q | halted
@@ -294,6 +295,7 @@ class LoadUnit(wiring.Component):
         with m.If(dispatched):
             m.d.sync += seg_pc.eq(next_pc)
         seg_tag = Signal(tag)
+        w_pending = []
         m.d.comb += [seg_tag.spad_row.eq(head.seg.spad_row), seg_tag.push.eq(head.push)]
         for t, al in enumerate(aligners):
             m.d.comb += [al.i_seg.valid.eq(dispatch & (head_target == t)),
@@ -305,12 +307,22 @@ class LoadUnit(wiring.Component):
             row_tag = Signal(tag, name=f"row_tag{t}")
             next_addr = Signal(16, name=f"next_addr{t}")   # the row after the last written
             addr = Signal(16, name=f"row_addr{t}")
+            # Rows reach the scratchpad through a register stage, so the aligner is not
+            # pulled towards the scratchpad's block RAMs (its segment start fanned out over
+            # the chip). The rows written are the same, a cycle later: a token pushed after
+            # an instruction's last row is seen by the compute unit two cycles after the row
+            # leaves (push_pend, then the token queue's flag), after the write.
+            w_en = Signal(name=f"spad_w_en{t}")
+            w_addr = Signal(16, name=f"spad_w_addr{t}", reset_less=True)
+            w_data = Signal(len(row.payload.data), name=f"spad_w_data{t}", reset_less=True)
             m.d.comb += [row_tag.eq(row.payload.tag),
                          addr.eq(Mux(row.payload.first, row_tag.spad_row, next_addr)),
                          row.ready.eq(1),
-                         ports[t].addr.eq(addr), ports[t].data.eq(row.payload.data),
-                         ports[t].en.eq(row.valid & ~self.halt & ~self.error.valid &
-                                        ~err_pend)]
+                         ports[t].addr.eq(w_addr), ports[t].data.eq(w_data),
+                         ports[t].en.eq(w_en)]
+            m.d.sync += [w_addr.eq(addr), w_data.eq(row.payload.data),
+                         w_en.eq(row.valid & ~self.halt & ~self.error.valid & ~err_pend)]
+            w_pending.append(w_en)
             with m.If(row.valid):
                 m.d.sync += next_addr.eq(addr + 1)
             m.d.comb += [al.i_data.payload.eq(beat.payload.data),
@@ -337,4 +349,4 @@ class LoadUnit(wiring.Component):
                          beating.eq(~head.seg.zero & (head.seg.beats != 0)),
                          last_beat.eq(~head.seg.zero & (head.seg.beats == 1))]
         return (beating | stage.busy | aligners[0].busy | aligners[1].busy | err_pend |
-                push_pend)
+                push_pend | w_pending[0] | w_pending[1])
