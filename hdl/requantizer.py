@@ -133,8 +133,13 @@ class Requantizer(wiring.Component):
                     right[c].eq(Mux(p.shift < 0, -p.shift, 0)),
                 ]
 
-        m.d.comb += self.i_stream.ready.eq(queue.credit & (index == 0) & ~self.p_stream.valid &
-                                           ~p_accept)
+        # No parameter beat is being decoded and the channel index is back at 0, as a
+        # register (p_accept follows p_taken, and the index moves only on p_taken), so rows'
+        # ``ready``, which enables the row stage in front (a whole accumulator row), is one
+        # LUT of flip-flops.
+        p_idle = Signal(init=1)
+        m.d.sync += p_idle.eq(~p_taken & (index == 0))
+        m.d.comb += self.i_stream.ready.eq(queue.credit & p_idle & ~self.p_stream.valid)
         accept = self.i_stream.valid & self.i_stream.ready
         m.d.comb += queue.admit.eq(accept)
         m.d.sync += p_ready.eq(~accept & (valid_pipe[:-1] == 0))

@@ -13,9 +13,10 @@ its blocks have unit tests of their own (requantizer, write packer).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .flagged_queue import FlaggedQueue
 from .layouts import requant_param_layout
 from .requantizer import Requantizer
 from .skid_buffer import SkidBuffer
@@ -149,7 +150,10 @@ class StoreRowPath(wiring.Component):
         # Destination of each row read from the accumulator, in read order: address, bytes
         # (precomputed: the read side does not shift) and whether it starts / ends a run of
         # the write packer.
-        m.submodules.dest = dest = fifo.SyncFIFOBuffered(width=32 + 8 + 2, depth=8)
+        # It is read straight from LUT RAM with its status in flip-flops, so taking a row
+        # (which waits for the requantizer's output and the chunk stage) moves a pointer
+        # instead of enabling a 42-bit output register.
+        m.submodules.dest = dest = FlaggedQueue(32 + 8 + 2, 8, flag_bits=1)
         # The whole STORE is contiguous in memory (one row, or rows of one n-tile back to
         # back) and its rows need no parameter reads in between: one write run.
         run = Signal()
