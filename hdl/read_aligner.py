@@ -112,6 +112,7 @@ class ReadAligner(wiring.Component):
         at_least = {k: Signal(name=f"count_ge{k}") for k in levels}
         rp = Signal(range(slots))       # row pointer (in rows)
         wp = Signal(range(N))           # write pointer (in bytes)
+        wofs = Signal(range(N))         # wp - (bytes to drop from the next beat), mod N
         active = Signal()
         zero = Signal()
         take = Signal(range(B + 1))     # bytes the next beat brings: min(to_read, B - skip)
@@ -150,18 +151,10 @@ class ReadAligner(wiring.Component):
         m.d.comb += [self.i_data.ready.eq(active & ~zero & take_nz & room),
                      absorb.eq(self.i_data.valid & self.i_data.ready)]
         beat = [self.i_data.payload[8 * i:8 * i + 8] for i in range(B)]
-        # Per ring byte, its position after the write pointer (rel = k - wp) and the beat
-        # byte that lands in it (src = k - wofs, where wofs is wp less the bytes to drop
-        # from the next beat), both mod N, are registers of their own beside the byte, kept
-        # in step with wp (updated below, where a segment starts or a beat is absorbed), so
-        # the byte's write enable and select start from flip-flops next to it instead of
-        # from a shared pointer.
-        rels = [Signal(range(N), name=f"rel{k}", init=k) for k in range(N)]
-        srcs = [Signal(range(N), name=f"src{k}", init=k) for k in range(N)]
-        new_wp = Signal(range(N))
-        m.d.comb += new_wp.eq(wrap(wp + take))
         for k in range(N):
-            rel, src = rels[k], srcs[k]
+            rel = Signal(range(N), name=f"rel{k}")        # position after the write pointer
+            src = Signal(range(N), name=f"src{k}")        # byte of the beat that lands here
+            m.d.comb += [rel.eq(wrap(k + N - wp)), src.eq(wrap(k + N - wofs))]
             with m.If(absorb & (rel < take)):
                 with m.Switch(src[:lg_b] if lg_b else 0):
                     for j in range(B):
@@ -169,9 +162,10 @@ class ReadAligner(wiring.Component):
                             m.d.sync += buf[k].eq(beat[j])
 
         with m.If(absorb):
+            new_wp = wrap(wp + take)
             more = rest[lg_b:] != 0
             m.d.sync += [take.eq(Mux(more, B, rest)), rest.eq(Mux(more, rest - B, 0)),
-                         take_nz.eq(rest != 0), wp.eq(new_wp)]
+                         take_nz.eq(rest != 0), wp.eq(new_wp), wofs.eq(new_wp)]
 
         # The four possible next counts (and their flags) come from registers; emit and
         # absorb only select. A row leaves with at most W bytes buffered only if it is the
@@ -243,14 +237,7 @@ class ReadAligner(wiring.Component):
                          to_emit.eq(head.seg.nbytes), last_row.eq(head.last_row),
                          emit_left.eq(head.emit_left),
                          take.eq(head.take), take_nz.eq(head.take_nz),
-                         rp.eq(0), wp.eq(0)]
-        # The ring bytes' rel and src follow: after an absorb wp and wofs are both new_wp;
-        # a segment start sets wp to 0 and wofs to the head's (it wins, as above).
-        for k in range(N):
-            with m.If(consume):
-                m.d.sync += [rels[k].eq(k), srcs[k].eq(wrap(k + N - head.wofs))]
-            with m.Elif(absorb):
-                m.d.sync += [rels[k].eq(wrap(k + N - new_wp)), srcs[k].eq(wrap(k + N - new_wp))]
+                         rp.eq(0), wp.eq(0), wofs.eq(head.wofs)]
         # The head refills when it is empty or being started: from the second entry if it
         # holds one (then ``i_seg`` is not ready), else from ``i_seg``.
         with m.If(~head_valid | consume):
