@@ -162,11 +162,8 @@ class Accelerator(wiring.Component):
         acc_w = acc.write_port()
         m.d.comb += [acc_w.addr.eq(compute.acc_w.addr), acc_w.data.eq(compute.acc_w.data),
                      acc_w.en.eq(compute.acc_w.en)]
-        # No read port is transparent: the compute unit forwards its own recent sums, and
-        # no unit uses a row read in the cycle another writes it (docs/fpga.md, "Block RAM
-        # collisions"), so on the board the block RAMs need no collision logic.
-        for r in (compute.acc_r, store.acc_r):
-            rp = acc.read_port()
+        for r, transparent in ((compute.acc_r, (acc_w,)), (store.acc_r, ())):
+            rp = acc.read_port(transparent_for=transparent)
             m.d.comb += [rp.addr.eq(r.addr), rp.en.eq(r.en), r.data.eq(rp.data)]
 
         # Instruction queues (KV instructions through their controllers) and tokens.

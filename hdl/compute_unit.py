@@ -8,26 +8,27 @@ engines that run concurrently and stay in step through the array's streams:
   array's ``w_stream``; the array double-buffers, so the next tile loads during this one;
 * the activation feeder reads the tile's ``m`` input rows into ``a_stream``;
 * the result writer takes each output row and writes (or, for ``accumulate`` and every
-  k-tile after the first, adds into) the accumulator row (:mod:`octet.hdl.acc_rmw`); with
-  the instruction's last row it pushes the tokens the instruction promised.
+  k-tile after the first, adds into) the accumulator row; after the instruction's last row it
+  pushes the tokens the instruction promised.
 
 The next instruction's feeds start while the current one is still in the array. Addresses
 come from :class:`~octet.hdl.tile_loops.TileLoops` (running sums, no multipliers); the range
 check is spread over five cycles (decrement, multiply, add, compare, decide) so that no cycle
-holds more than one multiplier or adder.
+holds more than one multiplier or adder; the result writer reads, registers, then adds and
+writes each accumulator row, adding the sum of the row just ahead instead of the row read when
+it is the same row.
 
 Tested against the golden ISA simulator by the accelerator tests (``tests/test_accelerator_rtl``,
 ``tests/test_kv_rtl``) and, for the loop engine, ``tests/test_tile_loops.py``.
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from octet.config import AcceleratorConfig
 from octet.isa import LAYOUTS, ErrorCode, Opcode
 
-from .acc_rmw import AccumulatorRmw
 from .spad_reader import SpadReader
 from .systolic_array import SystolicArray
 from .tile_loops import TileLoops
@@ -56,10 +57,8 @@ class ComputeUnit(wiring.Component):
     error : Out(ErrorReport())
     input_r : Out(MemRead(8R, input_rows)), weight_r : Out(MemRead(8C, weight_rows))
     acc_r : Out(MemRead(32C, acc_rows))
-        Read port for read-modify-write, *not* transparent to ``acc_w``
-        (:class:`~octet.hdl.acc_rmw.AccumulatorRmw` forwards the sums a read misses).
+        Read port for read-modify-write; must be transparent to ``acc_w``.
     acc_w : Out(MemWrite(32C, acc_rows))
-        Driven from registers.
     computing : Out(1)
         An activation row entered the array in the previous cycle.
     busy, waiting : Out(1)
@@ -277,26 +276,53 @@ class ComputeUnit(wiring.Component):
                     loops.n_step.eq(ins.acc_n_step)]
         ins, active, loops = self._loop_engine(m, "res", queue, setup)
 
-        # The rows go through the accumulator's read-modify-write pipeline (forwarding,
-        # write stage; `AccumulatorRmw`).
-        m.submodules.rmw = rmw = AccumulatorRmw(cfg.cols, cfg.acc_rows)
+        # Stage 0: read the accumulator row. Stage 1: the row arrives; register it as read.
+        # Stage 2: add and write. The read in stage 0 sees writes up to the same cycle (the
+        # read port is transparent), so only the result one step ahead, written while this
+        # one is in stage 1, is forwarded: stage 2 adds the previous cycle's sum (registered)
+        # instead of the row read. The choice is made in stage 2 so that the memory's data
+        # goes straight into a register.
         out = array.o_stream
         m.d.comb += out.ready.eq(active)
         take = out.valid & active
         m.d.comb += loops.advance.eq(take)
-        m.d.comb += [rmw.i_row.valid.eq(take), rmw.i_row.payload.addr.eq(loops.addr),
-                     rmw.i_row.payload.data.eq(out.payload.data.as_value()),
-                     rmw.i_row.payload.acc.eq(ins.accumulate | ~loops.first_kt),
-                     rmw.i_row.payload.push_prev.eq(loops.done & ins.header.push_prev),
-                     rmw.i_row.payload.push_next.eq(loops.done & ins.header.push_next),
-                     rmw.stop.eq(self.halt | self.error.valid),
-                     self.push_prev.eq(rmw.push_prev), self.push_next.eq(rmw.push_next)]
-        wiring.connect(m, wiring.flipped(self.acc_r), rmw.acc_r)
-        wiring.connect(m, wiring.flipped(self.acc_w), rmw.acc_w)
+        s1 = {"valid": Signal(name="s1_valid"), "acc": Signal(name="s1_acc"),
+              "addr": Signal(range(cfg.acc_rows), name="s1_addr"),
+              "data": Signal(32 * cfg.cols, name="s1_data"),
+              "push_prev": Signal(name="s1_push_prev"), "push_next": Signal(name="s1_push_next")}
+        s2 = {key: Signal.like(sig, name=f"s2_{key}") for key, sig in s1.items() if key != "acc"}
+        s1_forward = Signal()   # stage 2 writes s1's row in the cycle s1's read arrives
+        s2_read = Signal(32 * cfg.cols)    # the accumulator row as read
+        s2_prev = Signal(32 * cfg.cols)    # the sum computed (and written) in the last cycle
+        s2_add_read = Signal()             # accumulate onto s2_read
+        s2_add_prev = Signal()             # accumulate onto s2_prev (forwarded)
+        # The read port is always enabled (its data is only used in the cycle after ``take``), so
+        # the array's handshake does not fan out to the read port's capture flip-flops.
+        m.d.comb += [self.acc_r.addr.eq(loops.addr), self.acc_r.en.eq(1)]
+        m.d.sync += [s1["valid"].eq(take), s1["addr"].eq(loops.addr),
+                     s1["acc"].eq(ins.accumulate | ~loops.first_kt),
+                     s1["data"].eq(out.payload.data.as_value()),
+                     s1["push_prev"].eq(take & loops.done & ins.header.push_prev),
+                     s1["push_next"].eq(take & loops.done & ins.header.push_next),
+                     s1_forward.eq(s1["valid"] & (s1["addr"] == loops.addr))]
+        m.d.sync += [s2[key].eq(s1[key]) for key in s2]
+        m.d.sync += [s2_read.eq(self.acc_r.data), s2_add_read.eq(s1["acc"] & ~s1_forward),
+                     s2_add_prev.eq(s1["acc"] & s1_forward)]
         with m.If(take & loops.done):
             m.d.sync += active.eq(0)
         with m.If(stop):
             m.d.sync += active.eq(0)
+        total = []
+        for j in range(cfg.cols):
+            col = slice(32 * j, 32 * j + 32)
+            # One gate level per bit in front of the adder: at most one of the two is set.
+            old = (Mux(s2_add_read, s2_read[col], 0) | Mux(s2_add_prev, s2_prev[col], 0))
+            total.append((old + s2["data"][col])[:32])
+        m.d.sync += s2_prev.eq(Cat(*total))
+        m.d.comb += [self.acc_w.addr.eq(s2["addr"]), self.acc_w.data.eq(Cat(*total)),
+                     self.acc_w.en.eq(s2["valid"] & ~self.halt & ~self.error.valid),
+                     self.push_prev.eq(s2["push_prev"] & s2["valid"]),
+                     self.push_next.eq(s2["push_next"] & s2["valid"])]
         m.d.comb += self._engines_busy(m, None, array).eq(
-            self._w_active | self._a_active | active | rmw.busy |
+            self._w_active | self._a_active | active | s1["valid"] | s2["valid"] |
             self._w_reader.busy | self._a_reader.busy | array.busy | self._queued)

@@ -107,16 +107,8 @@ class LoadUnit(wiring.Component):
         # segment (the dispatch decision) only moves the read pointer instead of enabling
         # a register as wide as the segment; the head's target (bit 0), which the dispatch
         # decision itself needs, and the queue's status come from flip-flops.
-        # Each entry carries its aligner's start values for the segment, computed here as the
-        # segment is made, so that the queue's LUT RAM feeds the aligner's segment slots
-        # without arithmetic in between.
-        tag = data.StructLayout({"spad_row": 16, "push": 1})
-        aligners = [ReadAligner(B, cfg.rows, tag.size, start_in_segment=True),
-                    ReadAligner(B, cfg.cols, tag.size, start_in_segment=True)]
-        m.submodules.input_aligner, m.submodules.weight_aligner = aligners
-        start_bits = max(al.start_shape.size for al in aligners)
         seg_layout = data.StructLayout({"target": 1, "seg": segment_descriptor(B),
-                                        "push": 1, "pc": 32, "start": start_bits})
+                                        "push": 1, "pc": 32})
         m.submodules.segs = segs = FlaggedQueue(seg_layout.size, _SEG_DEPTH, flag_bits=1)
         m.submodules.reqs = reqs = fifo.SyncFIFOBuffered(width=48, depth=_SEG_DEPTH)
         # Own count of the request queue (a library FIFO's level output is an adder; the
@@ -143,10 +135,7 @@ class LoadUnit(wiring.Component):
         m.d.comb += [gen_valid.eq(load_gen.o_valid | im2col_gen.o_valid),
                      gen_seg.eq(Mux(load_gen.o_valid, load_gen.o_seg, im2col_gen.o_seg))]
         entry = Signal(seg_layout)
-        starts = [al.start_of(m, gen_seg.offset, gen_seg.nbytes, name=f"gen_start{t}")
-                  for t, al in enumerate(aligners)]
-        m.d.comb += [entry.start.eq(Mux(target, starts[1].as_value(), starts[0].as_value())),
-                     entry.seg.eq(gen_seg), entry.target.eq(target),
+        m.d.comb += [entry.seg.eq(gen_seg), entry.target.eq(target),
                      entry.push.eq(gen_seg.last & push_next), entry.pc.eq(pc),
                      segs.w_data.eq(entry), segs.w_en.eq(gen_valid),
                      reqs.w_data.eq(gen_seg.addr | (gen_seg.beats << 32)),
@@ -176,7 +165,7 @@ class LoadUnit(wiring.Component):
 
         bus_err = Signal()
         bus_err_pc = Signal(32)
-        back_busy = self._back(m, segs, seg_layout, aligners, tag, bus_err, bus_err_pc)
+        back_busy = self._back(m, segs, seg_layout, bus_err, bus_err_pc)
         # The back end's activity, registered for the busy and waiting outputs (the
         # accelerator's completion and deadlock checks): a cycle late to fall, never late to
         # rise, as the back end only fills from segments generated while ``full``, and its
@@ -249,8 +238,13 @@ class LoadUnit(wiring.Component):
         m.d.comb += self.busy.eq(full & ~fsm.ongoing("HALT") | back_q)
         return m
 
-    def _back(self, m, segs, seg_layout, aligners, tag, bus_err, bus_err_pc):
+    def _back(self, m, segs, seg_layout, bus_err, bus_err_pc):
         """Route segments and beats to the aligner of their scratchpad; write the rows."""
+        cfg = self._cfg
+        B = cfg.bus_bytes
+        tag = data.StructLayout({"spad_row": 16, "push": 1})
+        aligners = [ReadAligner(B, cfg.rows, tag.size), ReadAligner(B, cfg.cols, tag.size)]
+        m.submodules.input_aligner, m.submodules.weight_aligner = aligners
         ports = [self.input_w, self.weight_w]
 
         # Beats enter through a registered stage: the aligners' absorb logic starts from
@@ -308,7 +302,6 @@ class LoadUnit(wiring.Component):
                          al.i_seg.payload.offset.eq(head.seg.offset),
                          al.i_seg.payload.nbytes.eq(head.seg.nbytes),
                          al.i_seg.payload.zero.eq(head.seg.zero),
-                         al.i_seg.payload.start.eq(head.start[:al.start_shape.size]),
                          al.i_seg.payload.tag.eq(seg_tag)]
             row = al.o_row
             row_tag = Signal(tag, name=f"row_tag{t}")

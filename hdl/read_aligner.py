@@ -15,8 +15,7 @@ row, so when rows are at least as wide as the bus, one beat is absorbed per cycl
 For timing, the byte count is also kept as registered threshold flags (``count >= k``), each
 next value chosen from flags of the three possible next counts, so the emit decision is a LUT
 or two on flip-flops. Every segment is first taken into a register slot (``i_seg.ready`` is a
-flip-flop), with its first take, remaining bytes and row flags computed as it arrives (or
-before: ``start_in_segment``, where the producer computes them with :meth:`start_of`);
+flip-flop), where its first take, remaining bytes and row flags are computed as it arrives;
 a segment then starts from that slot, in the cycle after the previous one's last row (a
 segment arriving at an idle aligner starts a cycle after it is taken).
 
@@ -28,7 +27,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ReadAligner", "row_layout", "segment_layout", "start_layout"]
+__all__ = ["ReadAligner", "row_layout", "segment_layout"]
 
 
 def segment_layout(bus_bytes, tag_width=0):
@@ -42,13 +41,6 @@ def segment_layout(bus_bytes, tag_width=0):
 
 def row_layout(row_bytes, tag_width=0):
     return data.StructLayout({"data": 8 * row_bytes, "first": 1, "last": 1, "tag": tag_width})
-
-
-def start_layout(bus_bytes, ring_bytes):
-    """A segment's start values (its first take, the bytes after it, its row flags and the
-    ring offset of its first beat), computed from ``offset`` and ``nbytes``."""
-    return data.StructLayout({"take": range(bus_bytes + 1), "rest": 17, "take_nz": 1,
-                              "last_row": 1, "emit_left": 1, "wofs": range(ring_bytes)})
 
 
 def _ring_rows(bus_bytes, row_bytes):
@@ -68,16 +60,11 @@ class ReadAligner(wiring.Component):
         Bytes per output row.
     tag_width : int
         Bits of user data that travel with each segment to its rows.
-    start_in_segment : bool
-        The producer computes each segment's start values with :meth:`start_of` and sends
-        them in ``i_seg.payload.start`` (so that arithmetic sits where the segment is made,
-        not between a queue and this aligner); otherwise the aligner computes them.
 
     Ports
     -----
     i_seg : In(stream.Signature(segment_layout(bus_bytes, tag_width)))
-        Segments, in the order their beats arrive; with ``start_in_segment`` the layout
-        has a field ``start`` (:attr:`start_shape`) too.
+        Segments, in the order their beats arrive.
     i_data : In(stream.Signature(8 * bus_bytes))
         Beats: ceil((offset + nbytes) / bus_bytes) per non-zero segment.
     o_row : Out(stream.Signature(row_layout(row_bytes, tag_width)))
@@ -87,7 +74,7 @@ class ReadAligner(wiring.Component):
         A segment is being processed or waits in the queue (registered).
     """
 
-    def __init__(self, bus_bytes, row_bytes, tag_width=0, *, start_in_segment=False):
+    def __init__(self, bus_bytes, row_bytes, tag_width=0):
         for name, v in (("bus_bytes", bus_bytes), ("row_bytes", row_bytes)):
             if not isinstance(v, int) or v < 1:
                 raise TypeError(f"Aligner {name} must be a positive integer, not {v!r}")
@@ -99,39 +86,12 @@ class ReadAligner(wiring.Component):
         self._bus = bus_bytes
         self._row = row_bytes
         self._tag = tag_width
-        self._start_in = bool(start_in_segment)
-        seg = segment_layout(bus_bytes, tag_width)
-        if self._start_in:
-            seg = data.StructLayout({**dict(seg.members), "start": self.start_shape})
         super().__init__({
-            "i_seg": In(stream.Signature(seg)),
+            "i_seg": In(stream.Signature(segment_layout(bus_bytes, tag_width))),
             "i_data": In(stream.Signature(8 * bus_bytes)),
             "o_row": Out(stream.Signature(row_layout(row_bytes, tag_width))),
             "busy": Out(1),
         })
-
-    @property
-    def start_shape(self):
-        """Layout of a segment's start values for this aligner."""
-        return start_layout(self._bus, _ring_rows(self._bus, self._row) * self._row)
-
-    def start_of(self, m, offset, nbytes, name="seg_start"):
-        """A signal of :attr:`start_shape` driven (in ``m``'s comb domain) with the start
-        values of a segment of ``nbytes`` bytes at ``offset`` into its first beat."""
-        B, W = self._bus, self._row
-        N = _ring_rows(B, W) * W
-        start = Signal(self.start_shape, name=name)
-        # One subtraction: its sign says whether the segment ends in its first beat.
-        beyond = Signal(signed(19), name=f"{name}_beyond")
-        m.d.comb += beyond.eq(nbytes - (B - offset))
-        first_take = Mux(beyond < 0, nbytes, B - offset)
-        wofs = N - offset
-        m.d.comb += [start.take.eq(first_take), start.rest.eq(Mux(beyond < 0, 0, beyond)),
-                     start.take_nz.eq(first_take != 0), start.last_row.eq(nbytes <= W),
-                     start.emit_left.eq(nbytes != 0),
-                     start.wofs.eq(wofs[:(N - 1).bit_length()] if not N & (N - 1) else
-                                   Mux(wofs >= N, wofs - N, wofs))]
-        return start
 
     def elaborate(self, platform):
         m = Module()
@@ -252,13 +212,17 @@ class ReadAligner(wiring.Component):
             "seg": segment_layout(B, self._tag), "take": range(B + 1), "rest": 17,
             "take_nz": 1, "last_row": 1, "emit_left": 1, "wofs": range(N)})
         seg = self.i_seg.payload
-        start = (seg.start if self._start_in else
-                 self.start_of(m, seg.offset, seg.nbytes, name="incoming_start"))
+        # One subtraction: its sign says whether the segment ends in its first beat.
+        beyond = Signal(signed(19))
+        m.d.comb += beyond.eq(seg.nbytes - (B - seg.offset))
+        first_take = Mux(beyond < 0, seg.nbytes, B - seg.offset)
         incoming = Signal(start_layout)
-        m.d.comb += [incoming.seg.offset.eq(seg.offset), incoming.seg.nbytes.eq(seg.nbytes),
-                     incoming.seg.zero.eq(seg.zero), incoming.seg.tag.eq(seg.tag)]
-        m.d.comb += [getattr(incoming, f).eq(getattr(start, f))
-                     for f in ("take", "rest", "take_nz", "last_row", "emit_left", "wofs")]
+        m.d.comb += [incoming.seg.eq(seg), incoming.take.eq(first_take),
+                     incoming.rest.eq(Mux(beyond < 0, 0, beyond)),
+                     incoming.take_nz.eq(first_take != 0),
+                     incoming.last_row.eq(seg.nbytes <= W),
+                     incoming.emit_left.eq(seg.nbytes != 0),
+                     incoming.wofs.eq(wrap(N - seg.offset))]
         head, head_valid = Signal(start_layout), Signal()
         spare, spare_valid = Signal(start_layout), Signal()
         m.d.comb += [self.i_seg.ready.eq(~spare_valid),

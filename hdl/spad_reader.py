@@ -5,8 +5,7 @@ a read only when its output FIFO has room for every read still in flight, so it 
 row and never stalls the memory. The read port is always enabled: a row is only taken in the
 cycle after it was addressed, so reads of other cycles are simply not used, and no stall or
 error signal fans out to the capture flip-flops of a wide memory (on the FPGA, a whole row of
-block RAM outputs). Used by the compute unit's weight and activation feeders, and with a
-registered address (``addr_stage``) by the store unit's accumulator reads.
+block RAM outputs). Used by the compute unit's weight and activation feeders.
 
 Tested through the accelerator tests (:mod:`octet.sim.isa_sim` as reference).
 """
@@ -27,9 +26,6 @@ class SpadReader(wiring.Component):
     ----------
     width, depth : int
         Row width in bits and rows of the memory.
-    addr_stage : bool
-        Register the read address before the memory (a row arrives a cycle later; the
-        memory's address pins are driven by flip-flops, not by the requester's logic).
 
     Ports
     -----
@@ -41,10 +37,9 @@ class SpadReader(wiring.Component):
 
     _DEPTH = 6
 
-    def __init__(self, width, depth, *, addr_stage=False):
+    def __init__(self, width, depth):
         self._width = width
         self._depth = depth
-        self._addr_stage = bool(addr_stage)
         super().__init__({
             "i_addr": In(stream.Signature(data.StructLayout({"addr": range(depth),
                                                              "last": 1}))),
@@ -66,22 +61,14 @@ class SpadReader(wiring.Component):
         issue = self.i_addr.valid & room
         popped = self.o_row.valid & self.o_row.ready
         m.d.sync += outstanding.eq(outstanding + issue - popped)
-        m.d.comb += [self.i_addr.ready.eq(room), self.mem.en.eq(1)]
-        addr, sent, sent_last = self.i_addr.payload.addr, issue, self.i_addr.payload.last
-        staged = Signal()
-        if self._addr_stage:
-            # The count above already covers a row in this stage (it counts from the issue).
-            addr_q = Signal.like(addr)
-            last_q = Signal()
-            m.d.sync += [addr_q.eq(addr), staged.eq(issue), last_q.eq(sent_last)]
-            addr, sent, sent_last = addr_q, staged, last_q
-        m.d.comb += self.mem.addr.eq(addr)
-        m.d.sync += [in_flight.eq(sent), in_flight_last.eq(sent_last)]
+        m.d.comb += [self.i_addr.ready.eq(room), self.mem.addr.eq(self.i_addr.payload.addr),
+                     self.mem.en.eq(1)]
+        m.d.sync += [in_flight.eq(issue), in_flight_last.eq(self.i_addr.payload.last)]
         m.d.comb += [queue.w_en.eq(in_flight),
                      queue.w_data.eq(self.mem.data | (in_flight_last << self._width)),
                      self.o_row.valid.eq(queue.r_rdy),
                      self.o_row.payload.data.eq(queue.r_data[:self._width]),
                      self.o_row.payload.last.eq(queue.r_data[self._width]),
                      queue.r_en.eq(self.o_row.ready),
-                     self.busy.eq(staged | in_flight | (queue.level != 0) | queue.r_rdy)]
+                     self.busy.eq(in_flight | (queue.level != 0) | queue.r_rdy)]
         return m

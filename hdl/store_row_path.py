@@ -3,8 +3,7 @@
 The store unit's controller (``octet.hdl.store_unit``) issues one accumulator row at a time
 with its destination. The row is read from the accumulator (:class:`SpadReader`), passes a
 register stage, and goes either straight (int32) or through the requantizer (int8) and a skid
-stage to the write packer, in pieces of at most a bus beat (:class:`ChunkSplitter`), and the
-packer writes exactly the row's valid bytes. A FIFO (``dest``)
+stage to the write packer, which writes exactly the row's valid bytes. A FIFO (``dest``)
 holds each issued row's destination until the row reaches the packer. The path also keeps
 the instruction's *write run* (all its rows in one bus request, when they are contiguous) and
 counts the writes awaiting their response.
@@ -17,7 +16,6 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .chunk_splitter import ChunkSplitter, last_piece_index, split_chunk_layout
 from .flagged_queue import FlaggedQueue
 from .layouts import requant_param_layout
 from .requantizer import Requantizer
@@ -115,10 +113,7 @@ class StoreRowPath(wiring.Component):
             m.d.sync += [params_held.eq(1), rq.p_stream.payload.eq(params.payload)]
         with m.Elif(rq.p_stream.ready):
             m.d.sync += params_held.eq(0)
-        # The read address passes a register: the accumulator's block RAMs are spread over
-        # the chip, and the controller's next-row logic ran on into their address pins (the
-        # 78.2 MHz build's worst path, 12.6 ns).
-        m.submodules.acc_reader = reader = SpadReader(32 * C, self._acc_rows, addr_stage=True)
+        m.submodules.acc_reader = reader = SpadReader(32 * C, self._acc_rows)
         wiring.connect(m, reader.mem, wiring.flipped(self.acc_r))
         # The rows leave the reader through a skid buffer, so the reader's FIFO (whose output
         # register is a whole row) is enabled from a register, not from the requantizer's or
@@ -136,10 +131,7 @@ class StoreRowPath(wiring.Component):
         # The reader was idle in the cycle before: the controller issues no rows while it
         # loads parameters, so there this is ~reader.busy one cycle late and never early.
         m.d.sync += self.rows_idle.eq(~rows_busy)
-        # The packer takes pieces of at most a beat (the bus moves no more per cycle), so its
-        # stages are a beat wide, not a row (an int32 row is 4 * C bytes).
-        piece = min(4 * C, B)
-        m.submodules.packer = packer = WritePacker(B, piece)
+        m.submodules.packer = packer = WritePacker(B, 4 * C)
         wiring.connect(m, packer.o_req, wiring.flipped(self.o_wreq))
         # The beats leave through a skid stage of their own, so the packer's beat handshake
         # (its fill level and buffer shift) starts from a register beside it, not from the
@@ -151,10 +143,8 @@ class StoreRowPath(wiring.Component):
         # (its select fans out to every data bit, its inputs come from the requantizer's
         # lanes and the row stage) ends in a register here, and the packer's byte masking
         # and insertion start from the stage's registers.
-        m.submodules.chunk_stage = chunk_stage = SkidBuffer(split_chunk_layout(4 * C, piece))
-        m.submodules.splitter = splitter = ChunkSplitter(4 * C, piece)
-        wiring.connect(m, chunk_stage.o_stream, splitter.i_chunk)
-        wiring.connect(m, splitter.o_piece, packer.i_chunk)
+        m.submodules.chunk_stage = chunk_stage = SkidBuffer(packer.i_chunk.payload.shape())
+        wiring.connect(m, chunk_stage.o_stream, packer.i_chunk)
         chunk_in = chunk_stage.i_stream
         packing = packer.busy | beat_stage.busy | chunk_stage.busy
         # Destination of each row read from the accumulator, in read order: address, bytes
@@ -163,10 +153,7 @@ class StoreRowPath(wiring.Component):
         # It is read straight from LUT RAM with its status in flip-flops, so taking a row
         # (which waits for the requantizer's output and the chunk stage) moves a pointer
         # instead of enabling a 42-bit output register.
-        # With each row's last piece for the splitter (worked out here, from the controller's
-        # registers, not on the way into the chunk stage).
-        piece_bits = len(chunk_stage.i_stream.payload.last_piece)
-        m.submodules.dest = dest = FlaggedQueue(32 + 8 + 2 + piece_bits, 8, flag_bits=1)
+        m.submodules.dest = dest = FlaggedQueue(32 + 8 + 2, 8, flag_bits=1)
         # The whole STORE is contiguous in memory (one row, or rows of one n-tile back to
         # back) and its rows need no parameter reads in between: one write run.
         run = Signal()
@@ -192,9 +179,7 @@ class StoreRowPath(wiring.Component):
                      self.i_row.ready.eq(dest.w_rdy & reader.i_addr.ready),
                      dest.w_en.eq(reader.i_addr.valid & reader.i_addr.ready),
                      dest.w_data.eq(Cat(row.addr, row.nbytes, ~run | run_first,
-                                        ~run | row.run_last,
-                                        last_piece_index(row.nbytes, piece)[:piece_bits]
-                                        if piece_bits else Cat()))]
+                                        ~run | row.run_last))]
         with m.If(self.run_load):
             m.d.sync += [run.eq(self.run), run_bytes.eq(self.run_bytes), run_first.eq(1)]
         with m.Elif(self.i_row.valid & self.i_row.ready):
@@ -214,7 +199,6 @@ class StoreRowPath(wiring.Component):
                      chunk_in.payload.nbytes.eq(dest.r_data[32:40]),
                      chunk_in.payload.first.eq(dest.r_data[40]),
                      chunk_in.payload.last.eq(dest.r_data[41]),
-                     chunk_in.payload.last_piece.eq(dest.r_data[42:]),
                      chunk_in.payload.run_bytes.eq(
                          Mux(run, run_bytes, dest.r_data[32:40])),
                      rq.o_stream.ready.eq(chunk_in.ready & dest.r_rdy & int8),

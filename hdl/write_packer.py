@@ -34,7 +34,6 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .chunk_splitter import chunk_layout
 from .skid_buffer import SkidBuffer
 from .unit_ports import BusRequest
 
@@ -70,7 +69,9 @@ class WritePacker(wiring.Component):
         self._bus = bus_bytes
         self._chunk = chunk_bytes
         super().__init__({
-            "i_chunk": In(stream.Signature(chunk_layout(chunk_bytes))),
+            "i_chunk": In(stream.Signature(data.StructLayout({
+                "data": 8 * chunk_bytes, "addr": 32, "nbytes": range(chunk_bytes + 1),
+                "first": 1, "last": 1, "run_bytes": 16}))),
             "o_req": Out(BusRequest()),
             "o_beat": Out(stream.Signature(data.StructLayout({"data": 8 * bus_bytes,
                                                               "strb": bus_bytes}))),

