@@ -81,6 +81,8 @@ class BuildReport:
     synth_opts: str = ""
     seed: int = 1
     placer: str = "static"
+    #: Fmax of every seed placed (one, or a sweep's), by seed.
+    seeds: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)
     critical_path: list = field(default_factory=list)
 
@@ -121,16 +123,19 @@ def _overfull(log_text):
     return None
 
 
-def _tail_progress(build_dir, stop, say, abort):
+def _tail_progress(build_dir, stop, say, abort, cancel=None):
     """Print the interesting new lines of the tool logs until ``stop`` is set; call
     ``abort(message)`` if the packed design does not fit the device (nextpnr's placers do not
-    stop by themselves then)."""
+    stop by themselves then) or when ``cancel`` (an Event) is set."""
     offsets = {}
     start = time.monotonic()
     last = ""
     placed_log = ""
     checked = False
     while not stop.wait(2.0):
+        if cancel is not None and cancel.is_set():
+            abort("cancelled")
+            return
         for log, tool in ((f"{_NAME}.rpt", "yosys"), (f"{_NAME}.tim", "nextpnr")):
             path = build_dir / log
             if not path.exists():
@@ -155,13 +160,14 @@ def _tail_progress(build_dir, stop, say, abort):
                             " after packing; build a smaller array (--rows/--cols)")
 
 
-def _run_plan(build_dir, env, say):
-    script = ["sh", f"build_{_NAME}.sh"]
+def _run_plan(build_dir, env, say, script_name=f"build_{_NAME}.sh", log_name="build.log",
+              cancel=None):
+    script = ["sh", script_name]
     if shutil.which("nice"):
         script = ["nice", "-n", "10", *script]
     stop = threading.Event()
     aborted = []
-    with open(build_dir / "build.log", "w") as log:
+    with open(build_dir / log_name, "w") as log:
         # A session of its own, so that an abort stops the script and the tool it runs.
         proc = subprocess.Popen(script, cwd=build_dir, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -173,8 +179,8 @@ def _run_plan(build_dir, env, say):
         def abort(message):
             aborted.append(message)
             stop_tools()
-        watcher = threading.Thread(target=_tail_progress, args=(build_dir, stop, say, abort),
-                                   daemon=True)
+        watcher = threading.Thread(target=_tail_progress,
+                                   args=(build_dir, stop, say, abort, cancel), daemon=True)
         watcher.start()
         try:
             returncode = proc.wait()
@@ -187,7 +193,7 @@ def _run_plan(build_dir, env, say):
     if aborted:
         raise FpgaBuildError(aborted[0])
     if returncode:
-        tail = (build_dir / "build.log").read_text(errors="replace").strip().splitlines()[-8:]
+        tail = (build_dir / log_name).read_text(errors="replace").strip().splitlines()[-8:]
         for log in (f"{_NAME}.tim", f"{_NAME}.rpt"):
             path = build_dir / log
             if path.exists():
@@ -248,7 +254,7 @@ def _parse_report(build_dir, clock_net_hint="clk"):
 
 def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None,
                     mem_bytes=1 << 16, out_dir="build/fpga", say=None, timing_detail=False,
-                    seed=1, placer="static"):
+                    seed=1, placer="static", jobs=None):
     """Build the bitstream of an R x C SoC for ``board``; return a :class:`BuildReport`.
 
     Parameters
@@ -271,8 +277,13 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         Also write nextpnr's routed arrival time at every timing endpoint into
         ``<build folder>/top.report.json`` (``--detailed-timing-report``; tens of MB), for
         ``tools/fpga_sta.py --routed`` to list every failing endpoint.
-    seed : int
+    seed : int or sequence of int
         nextpnr's placement seed (``--seed``): Fmax varies by several percent between seeds.
+        Several seeds: one synthesis, a placement per seed (:mod:`octet.host.fpga_seeds`),
+        the one with the highest Fmax kept; the report lists every seed's Fmax.
+    jobs : int, optional
+        Placements run at a time in a seed sweep (default: one per CPU, at most one per
+        seed).
     placer : {"static", "heap"}
         nextpnr's placer (``--placer``). The electrostatic placer ("static") spreads the
         8x8 system with less routing congestion than the analytic "heap" placer (nextpnr's
@@ -294,8 +305,16 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     if board not in BOARDS:
         raise ValueError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}")
     baud = DEFAULT_BAUD if baud is None else baud
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 31:
-        raise ValueError(f"nextpnr seed must be an integer in [0, 2**31), not {seed!r}")
+    seeds = tuple(seed) if isinstance(seed, (list, tuple)) else (seed,)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"nextpnr seeds must be distinct, and at least one, not {seed!r}")
+    for one in seeds:
+        if isinstance(one, bool) or not isinstance(one, int) or not 0 <= one < 2 ** 31:
+            raise ValueError(f"nextpnr seed must be an integer in [0, 2**31), not {one!r}")
+    if jobs is None:
+        jobs = max(1, min(len(seeds), os.cpu_count() or 1))
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
     if placer not in PLACERS:
         raise ValueError(f"nextpnr placer must be one of {', '.join(PLACERS)}, not {placer!r}")
     config = soc_config(rows, cols, mem_bytes=mem_bytes)
@@ -317,7 +336,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         f"{top.clock_hz / 1e6:g} MHz (PLL), UART {baud} baud; building in {build_dir}")
     plan = platform.prepare(
         top, _NAME,
-        nextpnr_opts=f"--timing-allow-fail --seed {seed} --placer {placer} --router router2 "
+        nextpnr_opts=f"--timing-allow-fail --seed {seeds[0]} --placer {placer} --router router2 "
                      f"--report {_NAME}.report.json" +
                      (" --detailed-timing-report" if timing_detail else ""))
     plan.extract(build_dir)
@@ -325,8 +344,17 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     env = {**os.environ, **tools}
     say(f"octet: running yosys, nextpnr-ecp5, ecppack (logs: {_NAME}.rpt, {_NAME}.tim)")
     synth_opts = ""
+    if len(seeds) == 1:
+        def run():
+            _run_plan(build_dir, env, say)
+            return seeds[0], None
+    else:
+        from .fpga_seeds import run_seed_sweep
+
+        def run():
+            return run_seed_sweep(build_dir, env, say, seeds, jobs)
     try:
-        _run_plan(build_dir, env, say)
+        best, fmaxes = run()
     except FpgaBuildError:
         if not _abc9_lutram_bug(build_dir):
             raise
@@ -337,10 +365,15 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
             "synth_ecp5 -nolutram")
         ys = build_dir / f"{_NAME}.ys"
         ys.write_text(ys.read_text().replace("synth_ecp5 ", f"synth_ecp5 {synth_opts} ", 1))
-        _run_plan(build_dir, env, say)
-    seconds = time.monotonic() - start
+        best, fmaxes = run()
 
     clock_name, fmax, util, critical = _parse_report(build_dir)
+    if fmaxes is not None and fmax >= top.clock_hz / 1e6:
+        # A sweep places only; the best placement is packed here.
+        from .fpga_seeds import pack_script
+        pack_script(build_dir, _NAME)
+        _run_plan(build_dir, env, say, f"pack_{_NAME}.sh", "pack.log")
+    seconds = time.monotonic() - start
     used = {k: v.get("used", 0) for k, v in util.items()}
     target = top.clock_hz / 1e6
     met = fmax >= target
@@ -355,7 +388,9 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         ff=used.get("TRELLIS_FF", 0), dsp=used.get("MULT18X18D", 0),
         bram=used.get("DP16KD", 0), bitstream=str(bit) if met else "",
         build_seconds=round(seconds, 1), baud=baud, divisor=divisor, mem_bytes=mem_bytes,
-        synth_opts=synth_opts, seed=seed, placer=placer, resources=util, critical_path=critical)
+        synth_opts=synth_opts, seed=best, placer=placer,
+        seeds={str(k): round(v, 2) for k, v in (fmaxes or {best: fmax}).items()},
+        resources=util, critical_path=critical)
     (out_dir / f"{stem}.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     if not met:
         raise TimingError(

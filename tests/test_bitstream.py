@@ -46,7 +46,9 @@ def test_bitstream_flags_are_checked(capsys):
     assert main(["bitstream", "--mem-kib", "1"]) == 2
     assert "--mem-kib must be between 4 and 256" in capsys.readouterr().err
     assert main(["bitstream", "--seed", "-1"]) == 2
-    assert "--seed must be between 0 and 2**31 - 1" in capsys.readouterr().err
+    assert "--seed: nextpnr seed '-1' is not a number or a range" in capsys.readouterr().err
+    assert main(["bitstream", "--seed", "1-2", "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1, not 0" in capsys.readouterr().err
     proc = subprocess.run([sys.executable, "-m", "octet", "bitstream", "--placer", "sa"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -62,6 +64,26 @@ def test_bitstream_seed_is_checked():
         build_bitstream(placer="sa")
 
 
+def test_seed_lists_and_ranges():
+    from octet.host.fpga_seeds import MAX_SEEDS, parse_seeds
+    assert parse_seeds("3") == (3,)
+    assert parse_seeds("1-4") == (1, 2, 3, 4)
+    assert parse_seeds("1-3, 2,7") == (1, 2, 3, 7)
+    with pytest.raises(ValueError, match="nextpnr seed range '4-1' is empty"):
+        parse_seeds("4-1")
+    with pytest.raises(ValueError, match="nextpnr seed 'x' is not a number"):
+        parse_seeds("1,x")
+    with pytest.raises(ValueError, match=f"at most {MAX_SEEDS} nextpnr seeds per build"):
+        parse_seeds(f"1-{MAX_SEEDS + 1}")
+    with pytest.raises(ValueError, match="out of range"):
+        parse_seeds("2147483648")
+    from octet.host.fpga_build import build_bitstream
+    with pytest.raises(ValueError, match="nextpnr seeds must be distinct"):
+        build_bitstream(seed=[1, 1])
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        build_bitstream(seed=[1, 2], jobs=0)
+
+
 def _sizes():
     extra = os.environ.get("OCTET_FPGA_SIZES", "")
     sizes = [SMALLEST] + [tuple(int(v) for v in s.split("x")) for s in extra.split(",") if s]
@@ -73,9 +95,10 @@ def _sizes():
                     f" missing): pip install 'octet-npu[fpga]'")
 @pytest.mark.parametrize("rows, cols", _sizes(), ids=[f"{r}x{c}" for r, c in _sizes()])
 def test_bitstream_builds(rows, cols, tmp_path, capsys):
+    # A two-seed sweep: one synthesis, two placements, the faster one packed.
     status = main(["bitstream", "--board", "ulx3s-85f", "--rows", rows, "--cols", cols,
                    "--clock", "25", "--mem-kib", "8", "-o", tmp_path, "--json",
-                   "--timing-detail"])
+                   "--timing-detail", "--seed", "1,2"])
     captured = capsys.readouterr()
     assert status == 0, captured.err[-3000:]
     result = json.loads(captured.out.strip().splitlines()[-1])
@@ -87,11 +110,16 @@ def test_bitstream_builds(rows, cols, tmp_path, capsys):
     assert bit.exists() and bit.stat().st_size > 100_000
     report = json.loads(bit.with_suffix(".json").read_text())
     assert report["fmax_mhz"] == result["fmax_mhz"] and report["divisor"] == 25
-    assert report["placer"] == "static" and report["seed"] == 1
+    assert report["placer"] == "static" and set(report["seeds"]) == {"1", "2"}
+    assert report["fmax_mhz"] == max(report["seeds"].values())
+    assert report["fmax_mhz"] == report["seeds"][str(report["seed"])]
     assert "yosys" in captured.err and "nextpnr" in captured.err      # progress was shown
+    assert "[seed 2]" in captured.err and "nextpnr seeds: 1: " in captured.out
     # The routed listing reads this build's netlist and nextpnr's per-endpoint arrivals.
     build = tmp_path / f"octet_ulx3s-85f_{rows}x{cols}.build"
     assert "--seed 1 --placer static --router router2" in (build / "build_top.sh").read_text()
+    assert "--seed 2 --placer static" in (build / "seed2" / "pnr_top.sh").read_text()
+    assert (build / "seed1" / "top.tim").exists() and not (build / "seed1" / "top.json").exists()
     sta = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "tools" /
                                               "fpga_sta.py"),
                           str(build / "top.json"), "5", "3", "--routed",

