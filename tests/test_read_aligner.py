@@ -91,7 +91,9 @@ def _run(bus_bytes, row_bytes, segs, stall, seed):
     return cycles
 
 
-@pytest.mark.parametrize("bus_bytes,row_bytes", [(8, 4), (8, 8), (16, 8), (8, 12), (4, 16)])
+# (8, 3) and (8, 5): rings of 12 and 20 bytes, not a multiple of the beat.
+@pytest.mark.parametrize("bus_bytes,row_bytes",
+                         [(8, 4), (8, 8), (16, 8), (8, 12), (4, 16), (8, 3), (8, 5)])
 def test_rows_match_model_with_random_stalls(bus_bytes, row_bytes, seed):
     rng = random.Random(seed)
     _run(bus_bytes, row_bytes, _segments(rng, bus_bytes, 60), 0.3, seed)
