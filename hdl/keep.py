@@ -1,13 +1,16 @@
 """Flip-flops that must stay separate copies on the FPGA.
 
-Yosys merges flip-flops with the same inputs into one, which undoes a deliberate copy (one per
-lane of a wide register, so that each lane's clock enable is a short net). A register named
-with :func:`kept_name` carries :data:`KEEP_MARK` in its name; the FPGA flow
+Yosys merges flip-flops whose inputs are the same signals into one, which undoes a
+deliberate copy (so that each copy's fan-out is a short net). A register named with
+:func:`kept_name` carries :data:`KEEP_MARK` in its name; the FPGA flow
 (:func:`octet.host.fpga_build.build_bitstream`) marks the flip-flops driving such wires
-``keep`` right after reading the design (:data:`KEEP_SCRIPT`), which stops the merge. In
-simulation the copies are plain registers with identical values.
+``keep`` right after reading the design (:data:`KEEP_SCRIPT`), which stops the merge. (Copies
+whose next state depends on their own value, such as a lane-split skid buffer's valid flags,
+are not merged by Yosys in any case; they carry the mark too, so that every intended copy is
+named the same way.) In simulation the copies are plain registers with identical values.
 
-Tested by ``tests/test_bitstream.py`` (the script selects the copies in the SoC's RTLIL).
+Tested by ``tests/test_bitstream.py``: a copy of an AND of two inputs is merged by
+``synth_ecp5`` without the script and kept with it; a skid buffer's copies are kept.
 """
 
 __all__ = ["KEEP_MARK", "KEEP_SCRIPT", "kept_name"]
