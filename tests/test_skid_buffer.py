@@ -16,7 +16,6 @@ from octet.hdl.skid_buffer import SkidBuffer
 from octet.sim.amaranth_streams import run_with_watchdog as _run
 from octet.sim.amaranth_streams import stream_get, stream_put
 
-
 LANES = pytest.mark.parametrize("lane_bits", [None, 5], ids=["one_lane", "lanes"])
 
 

