@@ -270,15 +270,7 @@ class LoadUnit(wiring.Component):
         # at once busy when a segment is dispatched to it), so dispatch starts from flip-flops.
         idle_q = [Signal(init=1, name=f"aligner_idle{t}") for t in range(2)]
         other_idle = Mux(head_target, idle_q[0], idle_q[1])
-        # Each aligner takes its segments through a skid stage, so the segment queue's LUT
-        # RAM read ends in a register beside the load unit's dispatch and the aligner's start
-        # arithmetic (first take, rest) runs from that register into its segment slots.
-        seg_stages = [SkidBuffer(al.i_seg.payload.shape()) for al in aligners]
-        m.submodules.input_seg_stage, m.submodules.weight_seg_stage = seg_stages
-        for st, al in zip(seg_stages, aligners, strict=True):
-            wiring.connect(m, st.o_stream, al.i_seg)
-        target_ready = Mux(head_target, seg_stages[1].i_stream.ready,
-                           seg_stages[0].i_stream.ready)
+        target_ready = Mux(head_target, aligners[1].i_seg.ready, aligners[0].i_seg.ready)
         dispatch = Signal()
         beat_taken = Signal()
         last_beat = Signal()        # beats_left == 1, kept as a flag
@@ -289,8 +281,7 @@ class LoadUnit(wiring.Component):
         m.d.comb += dispatch.eq(segs.r_rdy & (~beating | (beat_taken & last_beat)) &
                                 target_ready & ((head_target == route) | other_idle))
         m.d.comb += segs.r_en.eq(dispatch)
-        m.d.sync += [idle_q[t].eq(~al.busy & ~seg_stages[t].busy &
-                                  ~(dispatch & (head_target == t)))
+        m.d.sync += [idle_q[t].eq(~al.busy & ~(dispatch & (head_target == t)))
                      for t, al in enumerate(aligners)]
 
         # The PC of the segment receiving beats: head.pc sampled every cycle (next_pc) is the
@@ -307,12 +298,11 @@ class LoadUnit(wiring.Component):
         w_pending = []
         m.d.comb += [seg_tag.spad_row.eq(head.seg.spad_row), seg_tag.push.eq(head.push)]
         for t, al in enumerate(aligners):
-            seg_in = seg_stages[t].i_stream
-            m.d.comb += [seg_in.valid.eq(dispatch & (head_target == t)),
-                         seg_in.payload.offset.eq(head.seg.offset),
-                         seg_in.payload.nbytes.eq(head.seg.nbytes),
-                         seg_in.payload.zero.eq(head.seg.zero),
-                         seg_in.payload.tag.eq(seg_tag)]
+            m.d.comb += [al.i_seg.valid.eq(dispatch & (head_target == t)),
+                         al.i_seg.payload.offset.eq(head.seg.offset),
+                         al.i_seg.payload.nbytes.eq(head.seg.nbytes),
+                         al.i_seg.payload.zero.eq(head.seg.zero),
+                         al.i_seg.payload.tag.eq(seg_tag)]
             row = al.o_row
             row_tag = Signal(tag, name=f"row_tag{t}")
             next_addr = Signal(16, name=f"next_addr{t}")   # the row after the last written
@@ -358,6 +348,5 @@ class LoadUnit(wiring.Component):
                          beats_left.eq(Mux(head.seg.zero, 0, head.seg.beats)),
                          beating.eq(~head.seg.zero & (head.seg.beats != 0)),
                          last_beat.eq(~head.seg.zero & (head.seg.beats == 1))]
-        return (beating | stage.busy | aligners[0].busy | aligners[1].busy |
-                seg_stages[0].busy | seg_stages[1].busy | err_pend |
+        return (beating | stage.busy | aligners[0].busy | aligners[1].busy | err_pend |
                 push_pend | w_pending[0] | w_pending[1])

@@ -24,10 +24,6 @@ from .spad_reader import SpadReader
 from .unit_ports import BusRequest, MemRead
 from .write_packer import WritePacker
 
-#: Lanes of the row-wide skid stages: one int32 column each, with its own valid-flag copies
-#: (:class:`~octet.hdl.skid_buffer.SkidBuffer`), so no enable net spans a whole row.
-_LANE_BITS = 32
-
 __all__ = ["StoreRowPath"]
 
 
@@ -122,15 +118,13 @@ class StoreRowPath(wiring.Component):
         # The rows leave the reader through a skid buffer, so the reader's FIFO (whose output
         # register is a whole row) is enabled from a register, not from the requantizer's or
         # the packer's handshake. rows_busy: a row is in the reader or in that stage.
-        m.submodules.row_stage = row_stage = SkidBuffer(reader.o_row.payload.shape(),
-                                                        lane_bits=_LANE_BITS)
+        m.submodules.row_stage = row_stage = SkidBuffer(reader.o_row.payload.shape())
         wiring.connect(m, reader.o_row, row_stage.i_stream)
         rows_o = row_stage.o_stream
         # Int8 rows pass one more skid stage on their way into the requantizer, whose
         # `ready` (free room, no parameter beat pending) is logic at its lanes, across the
         # DSP rows: so the row stage's enable above depends on registers only.
-        m.submodules.rq_stage = rq_stage = SkidBuffer(rq.i_stream.payload.shape(),
-                                                      lane_bits=_LANE_BITS)
+        m.submodules.rq_stage = rq_stage = SkidBuffer(rq.i_stream.payload.shape())
         wiring.connect(m, rq_stage.o_stream, rq.i_stream)
         rows_busy = reader.busy | row_stage.busy | rq_stage.busy
         m.d.comb += self.rows_busy.eq(rows_busy)
@@ -149,8 +143,7 @@ class StoreRowPath(wiring.Component):
         # (its select fans out to every data bit, its inputs come from the requantizer's
         # lanes and the row stage) ends in a register here, and the packer's byte masking
         # and insertion start from the stage's registers.
-        m.submodules.chunk_stage = chunk_stage = SkidBuffer(packer.i_chunk.payload.shape(),
-                                                            lane_bits=_LANE_BITS)
+        m.submodules.chunk_stage = chunk_stage = SkidBuffer(packer.i_chunk.payload.shape())
         wiring.connect(m, chunk_stage.o_stream, packer.i_chunk)
         chunk_in = chunk_stage.i_stream
         packing = packer.busy | beat_stage.busy | chunk_stage.busy

@@ -115,7 +115,7 @@ class WritePacker(wiring.Component):
         valid_data = Cat(*(Mux(mask[i], chunk.data[8 * i:8 * i + 8], 0) for i in range(W)))
         m.submodules.skid = skid = SkidBuffer(data.StructLayout({
             "data": 8 * W, "mask": W, "offset": max(lg, 1), "nbytes": range(W + 1),
-            "first": 1, "last": 1, "addr": 32, "run_beats": 17}), lane_bits=32)
+            "first": 1, "last": 1, "addr": 32, "run_beats": 17}))
         m.d.comb += [skid.i_stream.valid.eq(self.i_chunk.valid),
                      self.i_chunk.ready.eq(skid.i_stream.ready),
                      skid.i_stream.payload.data.eq(valid_data),

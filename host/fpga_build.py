@@ -296,7 +296,6 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         report is written, the bitstream is not).
     """
     from octet.hdl.boards import BOARDS, BoardTop, ecp5_pll
-    from octet.hdl.keep import KEEP_SCRIPT
     from octet.hdl.soc import soc_config
     from octet.hdl.uart import uart_divisor
 
@@ -336,7 +335,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     say(f"octet: {board}, {rows}x{cols} array, {mem_bytes // 1024} KiB device memory, "
         f"{top.clock_hz / 1e6:g} MHz (PLL), UART {baud} baud; building in {build_dir}")
     plan = platform.prepare(
-        top, _NAME, script_after_read=KEEP_SCRIPT,
+        top, _NAME,
         nextpnr_opts=f"--timing-allow-fail --seed {seeds[0]} --placer {placer} --router router2 "
                      f"--report {_NAME}.report.json" +
                      (" --detailed-timing-report" if timing_detail else ""))

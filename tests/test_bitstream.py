@@ -22,7 +22,6 @@ import pytest
 
 from octet.cli import main
 from octet.hdl.boards import BOARDS, ecp5_pll
-from octet.host.fpga_build import fpga_tools
 
 #: 1x1 array, 8 KiB device memory, 25 MHz (the oscillator's own frequency through the PLL).
 SMALLEST = (1, 1)
@@ -83,53 +82,6 @@ def test_seed_lists_and_ranges():
         build_bitstream(seed=[1, 1])
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         build_bitstream(seed=[1, 2], jobs=0)
-
-
-def _synth_ff_names(tmp_path, design, keep):
-    """Flip-flop cell names after synth_ecp5 of ``design``, with or without the keep script."""
-    from amaranth.back import rtlil
-
-    from octet.hdl.keep import KEEP_SCRIPT
-    (tmp_path / "top.il").write_text(rtlil.convert(design, name="top"))
-    (tmp_path / "top.ys").write_text("read_rtlil top.il\n" + (KEEP_SCRIPT if keep else "") +
-                                     "\nsynth_ecp5 -top top\nwrite_json top.json\n")
-    subprocess.run([fpga_tools()["YOSYS"], "-q", "top.ys"], cwd=tmp_path, check=True,
-                   capture_output=True, timeout=600)
-    cells = json.loads((tmp_path / "top.json").read_text())["modules"]["top"]["cells"]
-    return [n for n, c in cells.items() if c["type"] == "TRELLIS_FF"]
-
-
-@pytest.mark.skipif(bool(_MISSING), reason="the fpga extra is not installed")
-@pytest.mark.parametrize("keep", [True, False], ids=["keep_script", "without"])
-def test_register_copies_survive_synthesis(tmp_path, keep):
-    """hdl/keep.py: a copy of a register computed from other signals is merged into the
-    original by Yosys unless the flow's keep script marks it; a lane-split skid buffer's
-    valid-flag copies stay separate flip-flops with the script."""
-    from amaranth.hdl import Module, Signal
-    from amaranth.lib import wiring
-    from amaranth.lib.wiring import In, Out
-
-    from octet.hdl.keep import KEEP_MARK, kept_name
-    from octet.hdl.skid_buffer import SkidBuffer
-
-    class Copies(wiring.Component):
-        a: In(1)
-        b: In(1)
-        q: Out(2)
-
-        def elaborate(self, platform):
-            m = Module()
-            r, r1 = Signal(name="r"), Signal(name=kept_name("r", 1))
-            m.d.sync += [r.eq(self.a & self.b), r1.eq(self.a & self.b)]
-            m.d.comb += self.q.eq(r | (r1 << 1))
-            return m
-
-    copies = [n for n in _synth_ff_names(tmp_path, Copies(), keep) if KEEP_MARK in n]
-    assert len(copies) == (1 if keep else 0), copies
-    if keep:
-        lanes = SkidBuffer(8, lane_bits=2)               # three copies of each flag
-        copies = [n for n in _synth_ff_names(tmp_path, lanes, keep) if KEEP_MARK in n]
-        assert len(copies) == 6, copies
 
 
 def _sizes():
