@@ -2,9 +2,7 @@
 
 The on-chip memory of :class:`~octet.hdl.soc.Soc`. One read burst and one write burst are in
 progress at a time (the address channels wait meanwhile); read beats stream at one per cycle
-from the RAM's registered read port through a data register (a plain register beside the
-RAM, so the RAM's clock-to-output time and the route to the queue are separate paths) and a
-five-beat queue, write beats are taken at
+from the RAM's registered read port through a four-beat queue, write beats are taken at
 one per cycle with byte strobes. Each burst waits one cycle after its address for a pipelined
 range check.
 INCR bursts only (the only kind Octet's masters issue). A burst that touches bytes beyond the
@@ -13,8 +11,9 @@ memory answers DECERR and neither reads nor writes the RAM.
 Unlike :class:`~octet.hdl.axi_memory.AxiMemory` (a simulation model with a Verilog RAM and a
 configurable latency), this is plain Amaranth that Yosys maps to block RAM (ECP5 DP16KD).
 
-Tested by ``tests/test_uart_bridge.py`` (Amaranth simulator, behind the bridge) and
-``tests/test_soc_uart.py`` (Verilator, the accelerator running programs from it).
+Tested by ``tests/test_axi_bram.py`` (Amaranth simulator: one read beat per cycle, random
+RREADY), ``tests/test_uart_bridge.py`` (behind the bridge) and ``tests/test_soc_uart.py``
+(Verilator, the accelerator running programs from it).
 """
 
 from amaranth.hdl import Module, Mux, Signal
@@ -25,9 +24,8 @@ from .axi import AxiResp, AxiSignature
 
 __all__ = ["AxiBram"]
 
-#: Read beats the memory buffers ahead of the master's RREADY (enough for one per cycle with
-#: two beats in flight: the read and the data register).
-_READ_QUEUE = 5
+#: Read beats the memory buffers ahead of the master's RREADY (enough for one per cycle).
+_READ_QUEUE = 4
 
 
 class AxiBram(wiring.Component):
@@ -99,12 +97,11 @@ class AxiBram(wiring.Component):
                          r_end.eq(end_of(bus.araddr, bus.arlen)), r_check.eq(1)]
         with m.If(r_check):
             m.d.sync += [r_check.eq(0), r_bad.eq(r_end > self._size)]
-        # Room for this beat and for the two ahead of it: the one read in the previous cycle
-        # and the one in the data register, which enters the queue in this cycle.
-        r_staged = Signal()
+        # Room for this beat and for the one read in the previous cycle, which enters the
+        # queue in this cycle.
         issue = Signal()
         m.d.comb += issue.eq(r_active & ~r_check & (r_left != 0) &
-                             (r_queue.level + r_valid + r_staged < _READ_QUEUE))
+                             (r_queue.level + r_valid < _READ_QUEUE))
         m.d.comb += rp.addr.eq(r_addr)
         m.d.sync += r_valid.eq(issue)
         with m.If(issue):
@@ -114,11 +111,9 @@ class AxiBram(wiring.Component):
                 m.d.sync += r_active.eq(0)
         beat_in = Signal(beat_layout)
         beat_out = Signal(beat_layout)
-        m.d.sync += [r_staged.eq(r_valid), beat_in.data.eq(rp.data), beat_in.last.eq(r_last),
-                     beat_in.bad.eq(beat_bad)]
-        queued = Signal(beat_layout)
-        m.d.comb += [queued.eq(beat_in), queued.data.eq(Mux(beat_in.bad, 0, beat_in.data)),
-                     r_queue.w_data.eq(queued), r_queue.w_en.eq(r_staged),
+        m.d.comb += [beat_in.data.eq(Mux(beat_bad, 0, rp.data)), beat_in.last.eq(r_last),
+                     beat_in.bad.eq(beat_bad),
+                     r_queue.w_data.eq(beat_in), r_queue.w_en.eq(r_valid),
                      beat_out.eq(r_queue.r_data)]
         m.d.comb += [bus.rvalid.eq(r_queue.r_rdy), bus.rlast.eq(beat_out.last), bus.rid.eq(0),
                      bus.rdata.eq(beat_out.data),

@@ -112,14 +112,7 @@ class ReadAligner(wiring.Component):
         at_least = {k: Signal(name=f"count_ge{k}") for k in levels}
         rp = Signal(range(slots))       # row pointer (in rows)
         wp = Signal(range(N))           # write pointer (in bytes)
-        # Per ring byte k, registered for the next beat: whether the beat writes it
-        # (``(k - wp) mod N < take``) and which of the beat's bytes lands there
-        # (``(k - wp + skip) mod N``, skip = the bytes the beat drops). Both are set when a
-        # segment starts and after each absorbed beat, from the values wp and take get then,
-        # so the beat's byte multiplexers and write enables come from flip-flops (a write
-        # pointer decoded in front of every byte fans out across the ring).
-        wen = [Signal(name=f"wen{k}") for k in range(N)]
-        sel = [Signal(range(B), name=f"sel{k}") for k in range(N)]
+        wofs = Signal(range(N))         # wp - (bytes to drop from the next beat), mod N
         active = Signal()
         zero = Signal()
         take = Signal(range(B + 1))     # bytes the next beat brings: min(to_read, B - skip)
@@ -159,23 +152,20 @@ class ReadAligner(wiring.Component):
                      absorb.eq(self.i_data.valid & self.i_data.ready)]
         beat = [self.i_data.payload[8 * i:8 * i + 8] for i in range(B)]
         for k in range(N):
-            with m.If(absorb & wen[k]):
-                with m.Switch(sel[k]):
+            rel = Signal(range(N), name=f"rel{k}")        # position after the write pointer
+            src = Signal(range(N), name=f"src{k}")        # byte of the beat that lands here
+            m.d.comb += [rel.eq(wrap(k + N - wp)), src.eq(wrap(k + N - wofs))]
+            with m.If(absorb & (rel < take)):
+                with m.Switch(src[:lg_b] if lg_b else 0):
                     for j in range(B):
                         with m.Case(j):
                             m.d.sync += buf[k].eq(beat[j])
 
         with m.If(absorb):
-            new_wp = Signal(range(N))
-            next_take = Signal(range(B + 1))
+            new_wp = wrap(wp + take)
             more = rest[lg_b:] != 0
-            m.d.comb += [new_wp.eq(wrap(wp + take)), next_take.eq(Mux(more, B, rest))]
-            m.d.sync += [take.eq(next_take), rest.eq(Mux(more, rest - B, 0)),
-                         take_nz.eq(rest != 0), wp.eq(new_wp)]
-            # After the first beat, beats are taken whole: byte j lands at new_wp + j.
-            for k in range(N):
-                rel = wrap(k + N - new_wp)
-                m.d.sync += [wen[k].eq(rel < next_take), sel[k].eq(rel[:lg_b] if lg_b else 0)]
+            m.d.sync += [take.eq(Mux(more, B, rest)), rest.eq(Mux(more, rest - B, 0)),
+                         take_nz.eq(rest != 0), wp.eq(new_wp), wofs.eq(new_wp)]
 
         # The four possible next counts (and their flags) come from registers; emit and
         # absorb only select. A row leaves with at most W bytes buffered only if it is the
@@ -220,7 +210,7 @@ class ReadAligner(wiring.Component):
         # ones above.
         start_layout = data.StructLayout({
             "seg": segment_layout(B, self._tag), "take": range(B + 1), "rest": 17,
-            "take_nz": 1, "last_row": 1, "emit_left": 1})
+            "take_nz": 1, "last_row": 1, "emit_left": 1, "wofs": range(N)})
         seg = self.i_seg.payload
         # One subtraction: its sign says whether the segment ends in its first beat.
         beyond = Signal(signed(19))
@@ -231,7 +221,8 @@ class ReadAligner(wiring.Component):
                      incoming.rest.eq(Mux(beyond < 0, 0, beyond)),
                      incoming.take_nz.eq(first_take != 0),
                      incoming.last_row.eq(seg.nbytes <= W),
-                     incoming.emit_left.eq(seg.nbytes != 0)]
+                     incoming.emit_left.eq(seg.nbytes != 0),
+                     incoming.wofs.eq(wrap(N - seg.offset))]
         head, head_valid = Signal(start_layout), Signal()
         spare, spare_valid = Signal(start_layout), Signal()
         m.d.comb += [self.i_seg.ready.eq(~spare_valid),
@@ -246,11 +237,7 @@ class ReadAligner(wiring.Component):
                          to_emit.eq(head.seg.nbytes), last_row.eq(head.last_row),
                          emit_left.eq(head.emit_left),
                          take.eq(head.take), take_nz.eq(head.take_nz),
-                         rp.eq(0), wp.eq(0)]
-            # The first beat: its bytes from ``offset`` on land at 0, 1, ...
-            for k in range(N):
-                m.d.sync += [wen[k].eq(k < head.take),
-                             sel[k].eq((k + head.seg.offset)[:lg_b] if lg_b else 0)]
+                         rp.eq(0), wp.eq(0), wofs.eq(head.wofs)]
         # The head refills when it is empty or being started: from the second entry if it
         # holds one (then ``i_seg`` is not ready), else from ``i_seg``.
         with m.If(~head_valid | consume):

@@ -5,11 +5,7 @@ a read only when its output FIFO has room for every read still in flight, so it 
 row and never stalls the memory. The read port is always enabled: a row is only taken in the
 cycle after it was addressed, so reads of other cycles are simply not used, and no stall or
 error signal fans out to the capture flip-flops of a wide memory (on the FPGA, a whole row of
-block RAM outputs). The row read is registered once before the FIFO (a plain register, loaded
-every cycle, that the placer can put beside the memory), so the memory's clock-to-output time
-and the route from the memory to the FIFO's LUT RAM are two register-to-register paths; a row
-arrives a cycle later, one row per cycle as before. Used by the compute unit's weight and
-activation feeders and by the store unit's accumulator reads.
+block RAM outputs). Used by the compute unit's weight and activation feeders.
 
 Tested by ``tests/test_spad_reader.py`` (Amaranth simulator, against the memory's contents,
 with random stalls) and through the accelerator tests (:mod:`octet.sim.isa_sim` as reference).
@@ -59,9 +55,8 @@ class SpadReader(wiring.Component):
                                                            depth=self._DEPTH)
         in_flight = Signal()
         in_flight_last = Signal()
-        # Rows queued plus the ones in flight from the memory (read and data stage), kept as a
-        # register (rather than the FIFO's level plus those) so that ``ready`` is one
-        # comparison deep.
+        # Rows queued plus the one in flight from the memory, kept as a register (rather than
+        # the FIFO's level plus in_flight) so that ``ready`` is one comparison deep.
         outstanding = Signal(range(self._DEPTH + 1))
         room = outstanding < self._DEPTH - 1
         issue = self.i_addr.valid & room
@@ -70,16 +65,11 @@ class SpadReader(wiring.Component):
         m.d.comb += [self.i_addr.ready.eq(room), self.mem.addr.eq(self.i_addr.payload.addr),
                      self.mem.en.eq(1)]
         m.d.sync += [in_flight.eq(issue), in_flight_last.eq(self.i_addr.payload.last)]
-        # The read data stage (counted in ``outstanding`` from the issue on, like the read).
-        staged, staged_last = Signal(), Signal()
-        staged_data = Signal(self._width)
-        m.d.sync += [staged.eq(in_flight), staged_last.eq(in_flight_last),
-                     staged_data.eq(self.mem.data)]
-        m.d.comb += [queue.w_en.eq(staged),
-                     queue.w_data.eq(staged_data | (staged_last << self._width)),
+        m.d.comb += [queue.w_en.eq(in_flight),
+                     queue.w_data.eq(self.mem.data | (in_flight_last << self._width)),
                      self.o_row.valid.eq(queue.r_rdy),
                      self.o_row.payload.data.eq(queue.r_data[:self._width]),
                      self.o_row.payload.last.eq(queue.r_data[self._width]),
                      queue.r_en.eq(self.o_row.ready),
-                     self.busy.eq(in_flight | staged | (queue.level != 0) | queue.r_rdy)]
+                     self.busy.eq(in_flight | (queue.level != 0) | queue.r_rdy)]
         return m

@@ -3,7 +3,7 @@
 Reference: the memory's contents (random rows written before the test). Random addresses go
 in with random stalls on both sides; every row must come out once, in order, with its
 ``last`` flag, the reader must not be busy afterwards, and without stalls one row must leave
-per cycle, the first four cycles after its request (read, data stage, FIFO, output register).
+per cycle, the first three cycles after its request (read, FIFO, output register).
 """
 
 import random
@@ -73,5 +73,5 @@ def test_one_row_per_cycle():
     _run(top, tb)
     assert [d for _, d in leave] == [100 + k % 16 for k in range(40)]
     assert leave[-1][0] - leave[0][0] == len(leave) - 1
-    # Latency from the first request: read, data stage, FIFO, output register.
-    assert leave[0][0] == 4
+    # Latency from the first request: read, FIFO, output register.
+    assert leave[0][0] == 3
