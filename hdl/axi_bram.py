@@ -11,9 +11,8 @@ memory answers DECERR and neither reads nor writes the RAM.
 Unlike :class:`~octet.hdl.axi_memory.AxiMemory` (a simulation model with a Verilog RAM and a
 configurable latency), this is plain Amaranth that Yosys maps to block RAM (ECP5 DP16KD).
 
-Tested by ``tests/test_axi_bram.py`` (Amaranth simulator: one read beat per cycle, random
-RREADY), ``tests/test_uart_bridge.py`` (behind the bridge) and ``tests/test_soc_uart.py``
-(Verilator, the accelerator running programs from it).
+Tested by ``tests/test_axi_bram.py``, ``tests/test_uart_bridge.py`` (behind the bridge) and
+``tests/test_soc_uart.py`` (Verilator, the accelerator running programs from it).
 """
 
 from amaranth.hdl import Module, Mux, Signal

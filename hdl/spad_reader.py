@@ -7,8 +7,7 @@ cycle after it was addressed, so reads of other cycles are simply not used, and 
 error signal fans out to the capture flip-flops of a wide memory (on the FPGA, a whole row of
 block RAM outputs). Used by the compute unit's weight and activation feeders.
 
-Tested by ``tests/test_spad_reader.py`` (Amaranth simulator, against the memory's contents,
-with random stalls) and through the accelerator tests (:mod:`octet.sim.isa_sim` as reference).
+Tested by ``tests/test_spad_reader.py`` and the accelerator tests (``octet.sim.isa_sim``).
 """
 
 from amaranth.hdl import Module, Signal
