@@ -41,7 +41,8 @@ async def _write(ctx, port, addr, words, strobes):
     return resp
 
 
-async def _read(ctx, port, addr, beats):
+async def _send_ar(ctx, port, addr, beats):
+    """The read address handshake of an INCR burst of ``beats`` 8-byte beats."""
     ctx.set(port.araddr, addr)
     ctx.set(port.arlen, beats - 1)
     ctx.set(port.arsize, 3)
@@ -49,6 +50,10 @@ async def _read(ctx, port, addr, beats):
     ctx.set(port.arvalid, 1)
     await ctx.tick().until(port.arready)
     ctx.set(port.arvalid, 0)
+
+
+async def _read(ctx, port, addr, beats):
+    await _send_ar(ctx, port, addr, beats)
     ctx.set(port.rready, 1)
     out = []
     for i in range(beats):

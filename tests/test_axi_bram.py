@@ -10,7 +10,7 @@ import random
 from amaranth.sim import Simulator
 
 from octet.hdl.axi_bram import AxiBram
-from tests.test_axi_arbiter import _write
+from tests.test_axi_arbiter import _send_ar, _write
 
 SIZE = 1024
 B = 8
@@ -18,13 +18,7 @@ B = 8
 
 async def _read_timed(ctx, port, addr, beats, rng=None):
     """Read a burst; return [(cycle, data, last)] of the beats, cycles from the AR handshake."""
-    ctx.set(port.araddr, addr)
-    ctx.set(port.arlen, beats - 1)
-    ctx.set(port.arsize, 3)
-    ctx.set(port.arburst, 1)
-    ctx.set(port.arvalid, 1)
-    await ctx.tick().until(port.arready)
-    ctx.set(port.arvalid, 0)
+    await _send_ar(ctx, port, addr, beats)
     out, cycle = [], 0
     while len(out) < beats:
         ready = rng is None or rng.random() < 0.6
