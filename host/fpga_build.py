@@ -30,6 +30,8 @@ from pathlib import Path
 
 from octet.toolchain import ToolchainError
 
+from .fpga_synth_script import ABC9_WIRE_PS, YOSYS_WIRE_PS, check_wire_ps, synth_script
+
 __all__ = ["FpgaBuildError", "TimingError", "BuildReport", "build_bitstream", "fpga_tools",
            "TOOLS", "PLACERS"]
 
@@ -79,6 +81,8 @@ class BuildReport:
     divisor: int
     mem_bytes: int
     synth_opts: str = ""
+    #: ABC9's wire delay in the LUT mapping (ps); 300 is synth_ecp5's own.
+    abc9_wire_ps: int = YOSYS_WIRE_PS
     seed: int = 1
     placer: str = "static"
     #: Fmax of every seed placed (one, or a sweep's), by seed.
@@ -254,7 +258,7 @@ def _parse_report(build_dir, clock_net_hint="clk"):
 
 def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None,
                     mem_bytes=1 << 16, out_dir="build/fpga", say=None, timing_detail=False,
-                    seed=1, placer="static", jobs=None):
+                    seed=1, placer="static", jobs=None, abc9_wire_ps=ABC9_WIRE_PS):
     """Build the bitstream of an R x C SoC for ``board``; return a :class:`BuildReport`.
 
     Parameters
@@ -288,6 +292,9 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         nextpnr's placer (``--placer``). The electrostatic placer ("static") spreads the
         8x8 system with less routing congestion than the analytic "heap" placer (nextpnr's
         default): 74.3 against 67.0 MHz on the same netlist (``docs/fpga.md``).
+    abc9_wire_ps : int
+        The routing delay between two LUT levels (ps) that Yosys's LUT mapper (``abc9 -W``)
+        assumes; see :mod:`octet.host.fpga_synth_script`. 300 is ``synth_ecp5``'s own.
 
     Raises
     ------
@@ -317,6 +324,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
     if placer not in PLACERS:
         raise ValueError(f"nextpnr placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+    check_wire_ps(abc9_wire_ps)
     config = soc_config(rows, cols, mem_bytes=mem_bytes)
     tools = fpga_tools()
     spec = BOARDS[board]
@@ -344,6 +352,9 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     env = {**os.environ, **tools}
     say(f"octet: running yosys, nextpnr-ecp5, ecppack (logs: {_NAME}.rpt, {_NAME}.tim)")
     synth_opts = ""
+    ys = build_dir / f"{_NAME}.ys"
+    generated = ys.read_text()
+    ys.write_text(synth_script(generated, synth_opts, abc9_wire_ps))
     if len(seeds) == 1:
         def run():
             _run_plan(build_dir, env, say)
@@ -363,8 +374,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         synth_opts = "-nolutram"
         say("octet: Yosys hit its ABC9 reintegration assertion; synthesising again with "
             "synth_ecp5 -nolutram")
-        ys = build_dir / f"{_NAME}.ys"
-        ys.write_text(ys.read_text().replace("synth_ecp5 ", f"synth_ecp5 {synth_opts} ", 1))
+        ys.write_text(synth_script(generated, synth_opts, abc9_wire_ps))
         best, fmaxes = run()
 
     clock_name, fmax, util, critical = _parse_report(build_dir)
@@ -388,7 +398,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         ff=used.get("TRELLIS_FF", 0), dsp=used.get("MULT18X18D", 0),
         bram=used.get("DP16KD", 0), bitstream=str(bit) if met else "",
         build_seconds=round(seconds, 1), baud=baud, divisor=divisor, mem_bytes=mem_bytes,
-        synth_opts=synth_opts, seed=best, placer=placer,
+        synth_opts=synth_opts, abc9_wire_ps=abc9_wire_ps, seed=best, placer=placer,
         seeds={str(k): round(v, 2) for k, v in (fmaxes or {best: fmax}).items()},
         resources=util, critical_path=critical)
     (out_dir / f"{stem}.json").write_text(json.dumps(asdict(report), indent=2) + "\n")

@@ -49,6 +49,9 @@ def test_bitstream_flags_are_checked(capsys):
     assert "--seed: nextpnr seed '-1' is not a number or a range" in capsys.readouterr().err
     assert main(["bitstream", "--seed", "1-2", "--jobs", "0"]) == 2
     assert "--jobs must be at least 1, not 0" in capsys.readouterr().err
+    assert main(["bitstream", "--abc9-wire", "0"]) == 2
+    assert ("--abc9-wire: ABC9 wire delay must be an integer number of picoseconds from 1 to "
+            "10000, not 0") in capsys.readouterr().err
     proc = subprocess.run([sys.executable, "-m", "octet", "bitstream", "--placer", "sa"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -62,6 +65,30 @@ def test_bitstream_seed_is_checked():
         build_bitstream(seed=1.5)
     with pytest.raises(ValueError, match="nextpnr placer must be one of static, heap"):
         build_bitstream(placer="sa")
+    with pytest.raises(ValueError, match="ABC9 wire delay must be an integer"):
+        build_bitstream(abc9_wire_ps=0)
+
+
+def test_synth_script_sets_the_wire_delay():
+    from octet.host.fpga_synth_script import synth_script
+    generated = "read_rtlil top.il\n# x\n    synth_ecp5  -top top\n# y\nwrite_json top.json\n"
+    lines = synth_script(generated, "", 1000).splitlines()
+    # synth_ecp5's own passes, in its order, with only abc9's -W changed.
+    assert lines == ["read_rtlil top.il", "# x", "    synth_ecp5 -top top -run :map_luts",
+                     "    check -latchonly -assert",
+                     "    techmap -map +/lattice/latches_map.v", "    abc9 -W 1000",
+                     "    clean", "    synth_ecp5 -top top -run map_cells:", "# y",
+                     "write_json top.json"]
+    nolutram = synth_script(generated, "-nolutram", 1500)
+    assert nolutram.count("synth_ecp5 -nolutram -top top -run ") == 2
+    assert "abc9 -W 1500" in nolutram
+    # synth_ecp5's own wire delay: its own single command.
+    assert synth_script(generated, "-nolutram", 300).splitlines()[2] == \
+        "    synth_ecp5 -nolutram -top top"
+    with pytest.raises(ValueError, match="expected one 'synth_ecp5 ... -top NAME' line"):
+        synth_script("read_rtlil top.il\n", "", 1000)
+    with pytest.raises(ValueError, match="ABC9 wire delay must be an integer"):
+        synth_script(generated, "", 2.5)
 
 
 def test_seed_lists_and_ranges():
@@ -111,6 +138,7 @@ def test_bitstream_builds(rows, cols, tmp_path, capsys):
     report = json.loads(bit.with_suffix(".json").read_text())
     assert report["fmax_mhz"] == result["fmax_mhz"] and report["divisor"] == 25
     assert report["placer"] == "static" and set(report["seeds"]) == {"1", "2"}
+    assert report["abc9_wire_ps"] == 1000
     assert report["fmax_mhz"] == max(report["seeds"].values())
     assert report["fmax_mhz"] == report["seeds"][str(report["seed"])]
     assert "yosys" in captured.err and "nextpnr" in captured.err      # progress was shown
@@ -119,6 +147,7 @@ def test_bitstream_builds(rows, cols, tmp_path, capsys):
     build = tmp_path / f"octet_ulx3s-85f_{rows}x{cols}.build"
     assert "--seed 1 --placer static --router router2" in (build / "build_top.sh").read_text()
     assert "--seed 2 --placer static" in (build / "seed2" / "pnr_top.sh").read_text()
+    assert "abc9 -W 1000" in (build / "top.ys").read_text()
     assert (build / "seed1" / "top.tim").exists() and not (build / "seed1" / "top.json").exists()
     sta = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "tools" /
                                               "fpga_sta.py"),

@@ -73,6 +73,12 @@ def add_parser(subparsers):
                    help="nextpnr placer (default static, the electrostatic placer: it leaves "
                         "less routing congestion, 74 against 67 MHz on the same 8x8 netlist; "
                         "heap is nextpnr's own default)")
+    from octet.host.fpga_synth_script import ABC9_WIRE_PS, YOSYS_WIRE_PS
+    p.add_argument("--abc9-wire", type=int, default=ABC9_WIRE_PS, metavar="PS",
+                   help=f"routing delay between two LUT levels, in picoseconds, that Yosys's "
+                        f"LUT mapper assumes (abc9 -W; default {ABC9_WIRE_PS}): larger keeps "
+                        f"paths shallower for a few percent more LUTs. {YOSYS_WIRE_PS} is "
+                        f"synth_ecp5's own setting")
     p.set_defaults(run=run)
 
 
@@ -90,6 +96,11 @@ def _check(args):
         raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
     if args.baud is not None and args.baud <= 0:
         raise UsageError(f"--baud must be positive, not {args.baud}")
+    from octet.host.fpga_synth_script import check_wire_ps
+    try:
+        check_wire_ps(args.abc9_wire)
+    except ValueError as exc:
+        raise UsageError(f"--abc9-wire: {exc}") from None
 
 
 def _summary(r):
@@ -108,7 +119,7 @@ def run(args):
     report = build_bitstream(args.board, args.rows, args.cols, args.clock, args.baud,
                              args.mem_kib * 1024, args.output_dir,
                              timing_detail=args.timing_detail, seed=args.seeds,
-                             placer=args.placer, jobs=args.jobs)
+                             placer=args.placer, jobs=args.jobs, abc9_wire_ps=args.abc9_wire)
     if len(report.seeds) > 1:
         print("nextpnr seeds: " + ", ".join(f"{seed}: {mhz:.1f} MHz"
                                             for seed, mhz in report.seeds.items()) +
@@ -186,7 +197,7 @@ def _bench_one(args, r, c, mhz):
     try:
         rep = build_bitstream(args.board, r, c, mhz, args.baud, args.mem_kib * 1024,
                               args.output_dir, seed=args.seeds, placer=args.placer,
-                              jobs=args.jobs)
+                              jobs=args.jobs, abc9_wire_ps=args.abc9_wire)
         note = "met"
     except TimingError as exc:
         rep, note = exc.report, "**not met**"
@@ -197,6 +208,9 @@ def _bench_one(args, r, c, mhz):
                 str(exc).splitlines()[0][:300], {"rows": r, "cols": c, "error": str(exc)})
     if rep.synth_opts:
         note += f" (synth_ecp5 {rep.synth_opts})"
+    from octet.host.fpga_synth_script import YOSYS_WIRE_PS
+    if rep.abc9_wire_ps != YOSYS_WIRE_PS:
+        note += f" (abc9 -W {rep.abc9_wire_ps})"
     print(f"{r}x{c}: Fmax {rep.fmax_mhz:.1f} MHz ({note}), {rep.lut} LUTs, {rep.ff} FFs, "
           f"{rep.dsp} DSPs, {rep.bram} BRAMs, {rep.build_seconds:.0f} s", flush=True)
     return ([f"{r}x{c}", f"{rep.target_mhz:g}", f"{rep.fmax_mhz:.1f}", note, rep.lut, rep.ff,

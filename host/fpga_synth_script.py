@@ -1,0 +1,70 @@
+"""The Yosys script of a board build: ``synth_ecp5`` with ABC9's wire delay chosen.
+
+``synth_ecp5`` maps logic to LUTs with ``abc9 -W 300``: ABC chooses between fewer, wider LUT
+levels and more, narrower ones assuming 300 ps of routing between two levels. On the ECP5's
+slowest speed grade (the ULX3S's -6) nextpnr routes a net between neighbouring slices in about
+1 ns, and more across the chip, so a mapping that saves a LUT at the cost of a level is a bad
+trade there. With a wire delay closer to the routed one, ABC keeps paths shallower (wide LUTs
+from the slices' PFU multiplexers, with no routing between their halves) for a few percent more
+LUTs. Measured on the 1x1 and 8x8 systems (``docs/fpga.md``, "ABC9's wire delay").
+
+:func:`synth_script` rewrites the ``synth_ecp5`` line of Amaranth's generated script into
+``synth_ecp5 -run :map_luts``, the ``map_luts`` step with the chosen ``-W``, and
+``synth_ecp5 -run map_cells:``: the same passes ``synth_ecp5`` runs, in the same order.
+
+Tested by ``tests/test_bitstream.py`` (the rewritten script, the argument checks, and the CI
+build that runs it).
+"""
+
+import re
+
+__all__ = ["ABC9_WIRE_PS", "YOSYS_WIRE_PS", "check_wire_ps", "synth_script"]
+
+#: ABC9's wire delay (ps) that ``octet bitstream`` uses unless told otherwise.
+ABC9_WIRE_PS = 1000
+#: The one ``synth_ecp5`` uses (Yosys 0.70): with it, the script is left as generated.
+YOSYS_WIRE_PS = 300
+_MAX_WIRE_PS = 10000
+_SYNTH = re.compile(r"^(?P<indent>\s*)synth_ecp5\s+(?P<opts>.*?)-top\s+(?P<top>\S+)\s*$",
+                    re.MULTILINE)
+
+
+def check_wire_ps(wire_ps):
+    """Return ``wire_ps`` if it is a usable wire delay, else raise ValueError naming it."""
+    if isinstance(wire_ps, bool) or not isinstance(wire_ps, int) or \
+            not 1 <= wire_ps <= _MAX_WIRE_PS:
+        raise ValueError(f"ABC9 wire delay must be an integer number of picoseconds from 1 "
+                         f"to {_MAX_WIRE_PS}, not {wire_ps!r}")
+    return wire_ps
+
+
+def synth_script(text, synth_opts="", wire_ps=ABC9_WIRE_PS):
+    """The Yosys script ``text`` with its ``synth_ecp5`` line given ``synth_opts`` and run
+    with ABC9's wire delay ``wire_ps`` (picoseconds).
+
+    Raises
+    ------
+    ValueError
+        ``wire_ps`` out of range, or ``text`` has no single ``synth_ecp5 ... -top NAME`` line.
+    """
+    check_wire_ps(wire_ps)
+    found = list(_SYNTH.finditer(text))
+    if len(found) != 1:
+        raise ValueError(f"expected one 'synth_ecp5 ... -top NAME' line in the Yosys script, "
+                         f"found {len(found)}")
+    match = found[0]
+    indent, top = match["indent"], match["top"]
+    opts = " ".join(part for part in (match["opts"].strip(), synth_opts.strip()) if part)
+    head = f"synth_ecp5 {opts} -top {top}" if opts else f"synth_ecp5 -top {top}"
+    if wire_ps == YOSYS_WIRE_PS:
+        lines = [head]
+    else:
+        lines = [f"{head} -run :map_luts",
+                 # synth_ecp5's map_luts step, with the wire delay changed.
+                 "check -latchonly -assert",
+                 "techmap -map +/lattice/latches_map.v",
+                 f"abc9 -W {wire_ps}",
+                 "clean",
+                 f"{head} -run map_cells:"]
+    return text[:match.start()] + "\n".join(indent + line for line in lines) + \
+        text[match.end():]
