@@ -6,7 +6,8 @@ slowest speed grade (the ULX3S's -6) nextpnr routes a net between neighbouring s
 1 ns, and more across the chip, so a mapping that saves a LUT at the cost of a level is a bad
 trade there. With a wire delay closer to the routed one, ABC keeps paths shallower (wide LUTs
 from the slices' PFU multiplexers, with no routing between their halves) for a few percent more
-LUTs. Measured on the 1x1 and 8x8 systems (``docs/fpga.md``, "ABC9's wire delay").
+LUTs. Measured on the 1x1 and 8x8 systems (``docs/fpga.md``, "The ninth round"): the 1x1
+system routed faster with 1000 ps, the 8x8 system did not, so the default stays 300 ps.
 
 :func:`synth_script` rewrites the ``synth_ecp5`` line of Amaranth's generated script into
 ``synth_ecp5 -run :map_luts``, the ``map_luts`` step with the chosen ``-W``, and
@@ -20,10 +21,12 @@ import re
 
 __all__ = ["ABC9_WIRE_PS", "YOSYS_WIRE_PS", "check_wire_ps", "synth_script"]
 
-#: ABC9's wire delay (ps) that ``octet bitstream`` uses unless told otherwise.
-ABC9_WIRE_PS = 1000
 #: The one ``synth_ecp5`` uses (Yosys 0.70): with it, the script is left as generated.
 YOSYS_WIRE_PS = 300
+#: ABC9's wire delay (ps) that ``octet bitstream`` uses unless told otherwise: synth_ecp5's
+#: own, since 1000 ps, though it shortens the estimated paths, did not route the 8x8 system
+#: faster (``docs/fpga.md``, "The ninth round").
+ABC9_WIRE_PS = YOSYS_WIRE_PS
 _MAX_WIRE_PS = 10000
 _SYNTH = re.compile(r"^(?P<indent>\s*)synth_ecp5\s+(?P<opts>.*?)-top\s+(?P<top>\S+)\s*$",
                     re.MULTILINE)

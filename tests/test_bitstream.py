@@ -122,10 +122,11 @@ def _sizes():
                     f" missing): pip install 'octet-npu[fpga]'")
 @pytest.mark.parametrize("rows, cols", _sizes(), ids=[f"{r}x{c}" for r, c in _sizes()])
 def test_bitstream_builds(rows, cols, tmp_path, capsys):
-    # A two-seed sweep: one synthesis, two placements, the faster one packed.
+    # A two-seed sweep: one synthesis, two placements, the faster one packed; the LUT mapping
+    # with a wire delay other than synth_ecp5's, so that Yosys runs the rewritten script.
     status = main(["bitstream", "--board", "ulx3s-85f", "--rows", rows, "--cols", cols,
                    "--clock", "25", "--mem-kib", "8", "-o", tmp_path, "--json",
-                   "--timing-detail", "--seed", "1,2"])
+                   "--timing-detail", "--seed", "1,2", "--abc9-wire", "1000"])
     captured = capsys.readouterr()
     assert status == 0, captured.err[-3000:]
     result = json.loads(captured.out.strip().splitlines()[-1])

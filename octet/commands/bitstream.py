@@ -73,12 +73,12 @@ def add_parser(subparsers):
                    help="nextpnr placer (default static, the electrostatic placer: it leaves "
                         "less routing congestion, 74 against 67 MHz on the same 8x8 netlist; "
                         "heap is nextpnr's own default)")
-    from octet.host.fpga_synth_script import ABC9_WIRE_PS, YOSYS_WIRE_PS
+    from octet.host.fpga_synth_script import ABC9_WIRE_PS
     p.add_argument("--abc9-wire", type=int, default=ABC9_WIRE_PS, metavar="PS",
                    help=f"routing delay between two LUT levels, in picoseconds, that Yosys's "
-                        f"LUT mapper assumes (abc9 -W; default {ABC9_WIRE_PS}): larger keeps "
-                        f"paths shallower for a few percent more LUTs. {YOSYS_WIRE_PS} is "
-                        f"synth_ecp5's own setting")
+                        f"LUT mapper assumes (abc9 -W; default {ABC9_WIRE_PS}, synth_ecp5's "
+                        f"own): larger keeps paths shallower for a few percent more LUTs "
+                        f"(1000 routed the 1x1 system faster, not the 8x8; docs/fpga.md)")
     p.set_defaults(run=run)
 
 
