@@ -48,9 +48,12 @@ def synth_script(text, synth_opts="", wire_ps=ABC9_WIRE_PS):
     Raises
     ------
     ValueError
-        ``wire_ps`` out of range, or ``text`` has no single ``synth_ecp5 ... -top NAME`` line.
+        ``wire_ps`` out of range, or ``text`` has no single ``synth_ecp5 ... -top NAME`` line
+        (when there is something to change).
     """
     check_wire_ps(wire_ps)
+    if wire_ps == YOSYS_WIRE_PS and not synth_opts.strip():
+        return text
     found = list(_SYNTH.finditer(text))
     if len(found) != 1:
         raise ValueError(f"expected one 'synth_ecp5 ... -top NAME' line in the Yosys script, "

@@ -82,7 +82,8 @@ def test_synth_script_sets_the_wire_delay():
     nolutram = synth_script(generated, "-nolutram", 1500)
     assert nolutram.count("synth_ecp5 -nolutram -top top -run ") == 2
     assert "abc9 -W 1500" in nolutram
-    # synth_ecp5's own wire delay: its own single command.
+    # synth_ecp5's own wire delay: its own single command (untouched without options).
+    assert synth_script(generated, "", 300) == generated
     assert synth_script(generated, "-nolutram", 300).splitlines()[2] == \
         "    synth_ecp5 -nolutram -top top"
     with pytest.raises(ValueError, match="expected one 'synth_ecp5 ... -top NAME' line"):
