@@ -6,8 +6,9 @@ slowest speed grade (the ULX3S's -6) nextpnr routes a net between neighbouring s
 1 ns, and more across the chip, so a mapping that saves a LUT at the cost of a level is a bad
 trade there. With a wire delay closer to the routed one, ABC keeps paths shallower (wide LUTs
 from the slices' PFU multiplexers, with no routing between their halves) for a few percent more
-LUTs. Measured on the 1x1 and 8x8 systems (``docs/fpga.md``, "The ninth round"): the 1x1
-system routed faster with 1000 ps, the 8x8 system did not, so the default stays 300 ps.
+LUTs. Measured on the 1x1 and 8x8 systems (``docs/fpga.md``, "The ninth round"): with
+1000 ps the 1x1 system routed slightly faster on average over four seeds, the 8x8 system did
+not (two seeds), so the default stays 300 ps.
 
 :func:`synth_script` rewrites the ``synth_ecp5`` line of Amaranth's generated script into
 ``synth_ecp5 -run :map_luts``, the ``map_luts`` step with the chosen ``-W``, and

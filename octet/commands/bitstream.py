@@ -78,7 +78,8 @@ def add_parser(subparsers):
                    help=f"routing delay between two LUT levels, in picoseconds, that Yosys's "
                         f"LUT mapper assumes (abc9 -W; default {ABC9_WIRE_PS}, synth_ecp5's "
                         f"own): larger keeps paths shallower for a few percent more LUTs "
-                        f"(1000 routed the 1x1 system faster, not the 8x8; docs/fpga.md)")
+                        f"(1000 routed the 1x1 system slightly faster on average, not the 8x8; "
+                        f"docs/fpga.md)")
     p.set_defaults(run=run)
 
 
