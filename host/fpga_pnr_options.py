@@ -13,10 +13,7 @@ Tested by ``tests/test_bitstream.py``.
 
 __all__ = ["PLACERS", "DEFAULT_PLACER", "nextpnr_options"]
 
-#: nextpnr placers ``octet bitstream --placer`` offers -> their nextpnr options, the default
-#: first. "heap-timing" is the analytic placer with timing weighted ten times as much as by
-#: default, a steeper criticality exponent and a lower density limit (docs/fpga.md, "The tenth
-#: round").
+#: The placers ``octet bitstream --placer`` offers -> their nextpnr options, the default first.
 PLACERS = {
     "static": "--placer static",
     "heap": "--placer heap",
