@@ -74,8 +74,8 @@ def add_parser(subparsers):
                         "less routing congestion, 74 against 67 MHz on the same 8x8 netlist; "
                         "heap is nextpnr's own default; heap-timing is heap with timing "
                         "weighted ten times as much, a steeper criticality exponent and 80%% "
-                        "density: 78-86 MHz over four seeds of the 8x8 system, a mean of 83 "
-                        "against static's 82 MHz over five)")
+                        "density: 78-86 MHz over six seeds of the 8x8 system, a mean of 82.0 "
+                        "MHz, against 75-87 and 81.7 for static over five)")
     from octet.host.fpga_synth_script import ABC9_WIRE_PS
     p.add_argument("--abc9-wire", type=int, default=ABC9_WIRE_PS, metavar="PS",
                    help=f"routing delay between two LUT levels, in picoseconds, that Yosys's "
