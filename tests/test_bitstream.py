@@ -288,7 +288,8 @@ def test_bench_sizes_and_kept_rows(tmp_path):
 
 def test_bench_row_names_a_non_default_placer(monkeypatch):
     """A bench row built with another placer or LUT-mapping wire delay says so in its timing
-    cell, and the section's text names the default placer (the build itself is replaced)."""
+    cell, and the section's text names the placer of rows without a note (the build itself is
+    replaced)."""
     import argparse
 
     from octet.commands import bitstream

@@ -202,6 +202,7 @@ def _bench_one(args, r, c, mhz):
     """Build one size: its table row, critical path and JSON result (a failed build is a
     row too)."""
     from octet.host.fpga_build import FpgaBuildError, TimingError, build_bitstream
+    placed_by = "" if args.placer == _TABLE_PLACER else f" ({args.placer} placer)"
     try:
         rep = build_bitstream(args.board, r, c, mhz, args.baud, args.mem_kib * 1024,
                               args.output_dir, seed=args.seeds, placer=args.placer,
@@ -211,7 +212,6 @@ def _bench_one(args, r, c, mhz):
         rep, note = exc.report, "**not met**"
     except FpgaBuildError as exc:
         print(f"octet: {r}x{c} did not build: {exc}", file=sys.stderr)
-        placed_by = "" if args.placer == _TABLE_PLACER else f" ({args.placer} placer)"
         return ([f"{r}x{c}", f"{mhz:g}", "-", "did not build" + placed_by, "-", "-", "-", "-",
                  args.seed, "-", time.strftime("%Y-%m-%d")],
                 str(exc).splitlines()[0][:300], {"rows": r, "cols": c, "error": str(exc)})
@@ -220,8 +220,7 @@ def _bench_one(args, r, c, mhz):
     from octet.host.fpga_synth_script import YOSYS_WIRE_PS
     if rep.abc9_wire_ps != YOSYS_WIRE_PS:
         note += f" (abc9 -W {rep.abc9_wire_ps})"
-    if rep.placer != _TABLE_PLACER:
-        note += f" ({rep.placer} placer)"
+    note += placed_by
     print(f"{r}x{c}: Fmax {rep.fmax_mhz:.1f} MHz ({note}), {rep.lut} LUTs, {rep.ff} FFs, "
           f"{rep.dsp} DSPs, {rep.bram} BRAMs, {rep.build_seconds:.0f} s", flush=True)
     return ([f"{r}x{c}", f"{rep.target_mhz:g}", f"{rep.fmax_mhz:.1f}", note, rep.lut, rep.ff,
