@@ -171,7 +171,10 @@ class Accelerator(wiring.Component):
         # ``ready`` (its state and halt) does not run on into the fetch unit's queue and
         # decode registers across the chip, nor their ``valid`` into the unit's enables. The
         # queues send on credits (the stage returns one as a registered pulse per instruction
-        # taken), so not even the stage's state reaches the queues' output enables.
+        # taken), so not even the stage's state reaches the queues' output enables. The stages
+        # run at half rate: their output registers load only while empty, so the unit's ready
+        # enables no wide register either (a unit spends two cycles or more on each
+        # instruction, so this costs no cycles).
         # They are reset with the units: after an error a stage may still hold an instruction
         # the halted fetch unit had passed on, which must not run at the next program's start.
         # In front of a KV controller the stage also registers the controller's KV decode, so
@@ -183,7 +186,8 @@ class Accelerator(wiring.Component):
                 ("compute", fetch.o_compute, compute, None),
                 ("store", fetch.o_store, kv_store, Opcode.KV_APPEND)):
             flag = kv_decode(dst) if dst is not None else None
-            stage = unit(f"{name}_instr_stage", CreditStage(src.payload.shape(), flag=flag))
+            stage = unit(f"{name}_instr_stage",
+                         CreditStage(src.payload.shape(), flag=flag, half_rate=True))
             wiring.connect(m, src, stage.i_stream)
             wiring.connect(m, stage.o_stream, ctl.i_instr)
             if dst is not None:

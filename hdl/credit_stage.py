@@ -16,6 +16,14 @@ consumer's ``ready``. Three entries cover the credit loop (send, output register
 credit counter), so one beat passes per cycle while the consumer takes them. Latency is one
 cycle.
 
+With ``half_rate`` the output register loads only while empty, so its enable is a flip-flop
+too and the consumer's ``ready`` reaches nothing but two flip-flops (the output's valid flag
+and ``freed``): a consumer whose ``ready`` comes through logic far from the wide output
+register then does not drive its enable. A beat then passes at most every other cycle (the
+output register empties in the cycle after it is taken), which suits a consumer that takes
+at most every other cycle anyway, such as a unit that works on each instruction for several
+cycles; the latency through an empty stage is still one cycle.
+
 Tested by ``tests/test_credit_stage.py`` (random stalls on both sides with a credit-counting
 producer, order kept, one beat per cycle without stalls, outputs from flip-flops, the flag
 matching the output payload).
@@ -60,6 +68,9 @@ class CreditStage(wiring.Component):
     flag : callable or None
         If given, ``flag(payload)`` (payload a value of ``shape``) returns a one-bit value,
         registered as ``o_flag`` beside the output register.
+    half_rate : bool
+        The output register loads only while empty (its enable a flip-flop); at most one
+        beat per two cycles.
 
     Ports
     -----
@@ -77,13 +88,16 @@ class CreditStage(wiring.Component):
     #: Credits the producer starts with (the number of beats the stage can hold).
     CAPACITY = 3
 
-    def __init__(self, shape, flag=None):
+    def __init__(self, shape, flag=None, half_rate=False):
         try:
             signature = stream.Signature(shape)
         except TypeError as exc:
             raise TypeError(f"Credit stage payload must be a shape, not {shape!r}") from exc
         if flag is not None and not callable(flag):
             raise TypeError(f"Credit stage flag must be a callable or None, not {flag!r}")
+        if not isinstance(half_rate, bool):
+            raise TypeError(f"Credit stage half_rate must be a bool, not {half_rate!r}")
+        self._half_rate = half_rate
         self._shape = shape
         self._flag = flag
         members = {"i_stream": In(CreditStream(shape)), "o_stream": Out(signature),
@@ -111,7 +125,8 @@ class CreditStage(wiring.Component):
                      self.busy.eq(out_valid | any_held)]
         m.d.sync += freed.eq(out_valid & o.ready)
 
-        move = ~out_valid | o.ready
+        # The output register takes the next beat (with half_rate: only while empty).
+        move = ~out_valid if self._half_rate else ~out_valid | o.ready
         # Held beats are older than the incoming one, so while any is held the new beat is
         # held too (and when the output register stays put).
         to_held = i.valid & (any_held | ~move)
@@ -132,6 +147,9 @@ class CreditStage(wiring.Component):
         with m.If(move):
             m.d.sync += [out.eq(Mux(any_held, Mux(head, held[1], held[0]), i.payload)),
                          out_valid.eq(any_held | i.valid)]
+        if self._half_rate:
+            with m.Elif(o.ready):
+                m.d.sync += out_valid.eq(0)
         if self._flag is not None:
             # Decoded from the beat as it enters the output register, with the same enable.
             flags = [Signal(name=f"held{k}_flag") for k in range(2)]

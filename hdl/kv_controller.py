@@ -1,7 +1,7 @@
 """KV-cache controller: paged K/V address translation in front of the load or store unit.
 
 It sits between the fetch unit's queue and one unit. Instructions of that unit pass through
-(into a registered stage in front of the unit, at full rate); a KV instruction (KV_LOAD in
+(into a registered stage in front of the unit); a KV instruction (KV_LOAD in
 front of the load unit, KV_APPEND in front of the store unit) is taken by the controller,
 which
 
@@ -40,10 +40,10 @@ from amaranth.lib.wiring import In, Out
 from octet.isa import Opcode
 from octet.kv_format import GEOMETRY
 
+from .credit_stage import CreditStage
 from .kv_checks import KvChecks, check_kv_arguments
 from .kv_sequencer import KvSequencer
 from .kv_sub_instruction import KvSubInstruction
-from .skid_buffer import SkidBuffer
 from .unit_ports import BusRequest, ErrorReport, InstructionStream
 from .word_reader import WordReader
 
@@ -182,12 +182,20 @@ class KvController(wiring.Component):
         # Instructions for the unit pass a registered stage, so that the unit's ready logic
         # ends there (o_instr below is the stage's input; its output stops on halt). The
         # store unit's ready is low on halt already, so in front of it the halt is left out
-        # of the stage's ready (which enables its output register).
-        m.submodules.out_stage = stage = SkidBuffer(self.o_instr.payload.shape())
+        # of the stage's ready (which enables its output register). The controller sends on
+        # credits (can_send, a flip-flop): the flip-flops that say whether the stage has room
+        # also enable its ~300 holding flip-flops, and so do not drive the handshakes
+        # below. The stage runs at half rate (its output register loads only while empty),
+        # so the unit's ready enables no wide register: the unit takes an instruction at most
+        # every other cycle anyway.
+        m.submodules.out_stage = stage = CreditStage(self.o_instr.payload.shape(),
+                                                     half_rate=True)
         m.d.comb += [self.o_instr.valid.eq(stage.o_stream.valid & ~stop_now),
                      self.o_instr.payload.eq(stage.o_stream.payload),
                      stage.o_stream.ready.eq(self.o_instr.ready & (~stop_now if load else 1)),
                      seq.stage_busy.eq(stage.busy)]
+        credits = Signal(range(CreditStage.CAPACITY + 1), init=CreditStage.CAPACITY)
+        can_send = Signal(init=1)
         o_instr = stage.i_stream
         out = Signal(256)
         m.d.comb += [o_instr.payload.word.eq(out), o_instr.payload.pc.eq(pc)]
@@ -211,17 +219,21 @@ class KvController(wiring.Component):
         if load:
             hand_ok &= ~(last_head & sub.advance_busy)
         m.d.comb += hand_valid.eq(hand_ok)
-        hand_fire = hand_valid & o_instr.ready
+        hand_fire = hand_valid & can_send
+        send = Signal()
         m.d.comb += [
-            o_instr.valid.eq(pass_valid | hand_valid),
-            self.i_instr.ready.eq((idle_go & ~is_kv & o_instr.ready) | pop_kv),
+            send.eq((pass_valid | hand_valid) & can_send),
+            o_instr.valid.eq(send),
+            self.i_instr.ready.eq((idle_go & ~is_kv & can_send) | pop_kv),
             seq.hand_fire.eq(hand_fire),
         ]
+        credits_next = credits - send + o_instr.freed
+        m.d.sync += [credits.eq(credits_next), can_send.eq(credits_next != 0)]
         with m.If(~in_hand):
             m.d.comb += out.eq(self.i_instr.payload.word)
 
         m.d.comb += [
             self.busy.eq(seq.working | reader.busy | stage.busy),
-            self.blocked.eq((in_hand & ~o_instr.ready) | stage.busy | seq.reporting),
+            self.blocked.eq((in_hand & ~can_send) | stage.busy | seq.reporting),
         ]
         return m

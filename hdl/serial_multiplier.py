@@ -2,7 +2,9 @@
 
 The load unit's instruction checks and the IM2COL set-up multiply instruction fields once per
 instruction; a combinational product of 16- or 32-bit fields is far too deep for one cycle.
-This takes ``bit_length(b)`` cycles (none for ``b == 0``), and each cycle is one adder.
+This takes ``1 + bit_length(b)`` cycles, and each cycle is one adder. ``start`` and the
+operands are registered first, so the enables of the working registers (about a hundred
+flip-flops) come from flip-flops, not from the caller's logic behind ``start``.
 :func:`staged_greater` is the matching helper for wide comparisons of such results.
 
 Tested by ``tests/test_serial_multiplier.py`` (Amaranth simulator, random operands).
@@ -24,8 +26,8 @@ class SerialMultiplier(wiring.Component):
         Operand and product widths (unsigned; a negative ``a`` in two's complement gives the
         product modulo ``2**product_width`` when ``a_width >= product_width``).
     b_flag : bool
-        If true, the caller supplies ``b != 0`` on ``b_nonzero`` (say from a flip-flop), so
-        that the test is not in front of ``busy``.
+        If true, the caller supplies ``b != 0`` on ``b_nonzero`` (say from a flip-flop of
+        its own) instead of the multiplier comparing ``b`` with zero.
 
     Ports
     -----
@@ -36,13 +38,13 @@ class SerialMultiplier(wiring.Component):
     b_nonzero : In(1)
         Only with ``b_flag``: ``b != 0``, with ``start``.
     busy : Out(1)
-        Still working (registered; low from the cycle after ``start`` once ``b`` has run
-        out).
+        Still working: high from the cycle after ``start`` until ``b`` has run out (an OR of
+        two flip-flops).
     busy_next : Out(1)
         What ``busy`` will be in the next cycle (combinational), for callers that keep their
         own registered "all multipliers free" flag instead of ORing the ``busy`` outputs.
     product : Out(product_width)
-        Valid while not ``busy`` after a run, until the next ``start``.
+        Valid while not ``busy`` after a run, until the cycle after the next ``start``.
     """
 
     def __init__(self, a_width, b_width, product_width, b_flag=False):
@@ -62,16 +64,24 @@ class SerialMultiplier(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # start and the operands, registered every cycle (no enable).
+        start_q = Signal()
+        a_q = Signal.like(self.a)
+        b_q = Signal.like(self.b)
+        nz_q = Signal()
+        m.d.sync += [start_q.eq(self.start), a_q.eq(self.a), b_q.eq(self.b),
+                     nz_q.eq(self.b_nonzero if self._b_flag else self.b != 0)]
         mcand = Signal(self._pw)
         mplier = Signal(len(self.b))
-        # busy is a flip-flop (mplier != 0, kept a step ahead): callers decide on it at once.
-        m.d.comb += self.busy_next.eq(
-            Mux(self.start, self.b_nonzero if self._b_flag else self.b != 0,
-                self.busy & (mplier[1:] != 0)))
-        m.d.sync += self.busy.eq(self.busy_next)
-        with m.If(self.start):
-            m.d.sync += [mcand.eq(self.a), mplier.eq(self.b), self.product.eq(0)]
-        with m.Elif(self.busy):
+        # running is mplier != 0, kept a step ahead as a flip-flop.
+        running = Signal()
+        running_next = Mux(start_q, nz_q, running & (mplier[1:] != 0))
+        m.d.sync += running.eq(running_next)
+        m.d.comb += [self.busy.eq(start_q | running),
+                     self.busy_next.eq(self.start | running_next)]
+        with m.If(start_q):
+            m.d.sync += [mcand.eq(a_q), mplier.eq(b_q), self.product.eq(0)]
+        with m.Elif(running):
             m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
             with m.If(mplier[0]):
                 m.d.sync += self.product.eq(self.product + mcand)

@@ -5,7 +5,8 @@ producer keeps (``CAPACITY`` at start, one less per beat sent, one more per ``fr
 and sends only with a credit, stalling at random; the consumer stalls at random. Every beat
 must come out once, in order; without stalls one beat must pass per cycle; the stage's outputs
 must not depend combinationally on its inputs. With a ``flag`` decode, ``o_flag`` must equal
-the decode of the output payload whenever a beat is offered.
+the decode of the output payload whenever a beat is offered. With ``half_rate`` the same holds
+at one beat per two cycles.
 """
 
 import random
@@ -40,11 +41,12 @@ def _producer(dut, beats, send_p, rng, cycles=None):
     return producer
 
 
+@pytest.mark.parametrize("half_rate", [False, True])
 @pytest.mark.parametrize("p_in, p_out", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.4, 0.6),
                                          (0.7, 0.3)])
-def test_random_stalls(seed, p_in, p_out):
+def test_random_stalls(seed, p_in, p_out, half_rate):
     rng = random.Random(seed * 100 + int(10 * p_in) * 10 + int(10 * p_out))
-    dut = CreditStage(16)
+    dut = CreditStage(16, half_rate=half_rate)
     beats = [rng.randrange(1 << 16) for _ in range(400)]
     got = []
 
@@ -61,9 +63,10 @@ def test_random_stalls(seed, p_in, p_out):
     assert got == beats
 
 
-def test_flag_follows_payload(seed):
+@pytest.mark.parametrize("half_rate", [False, True])
+def test_flag_follows_payload(seed, half_rate):
     rng = random.Random(seed)
-    dut = CreditStage(16, flag=lambda payload: payload[:3] == 5)
+    dut = CreditStage(16, flag=lambda payload: payload[:3] == 5, half_rate=half_rate)
     beats = [rng.randrange(1 << 16) for _ in range(400)]
     got = []
     checked = []
@@ -89,8 +92,10 @@ def test_flag_follows_payload(seed):
     assert any(checked) and not all(checked)
 
 
-def test_full_throughput():
-    dut = CreditStage(8)
+@pytest.mark.parametrize("half_rate", [False, True])
+def test_full_throughput(half_rate):
+    """One beat per cycle, or with half_rate one per two cycles, from the first on."""
+    dut = CreditStage(8, half_rate=half_rate)
     n = 64
     sent, taken = [], []
 
@@ -106,12 +111,14 @@ def test_full_throughput():
             cycle += 1
 
     _run(dut, _producer(dut, list(range(n)), 1.0, random.Random(0), sent), consumer)
-    assert sent == list(range(n))
-    assert taken == [k + 1 for k in range(n)]
+    if not half_rate:
+        assert sent == list(range(n))
+    assert taken == [(2 * k if half_rate else k) + 1 for k in range(n)]
 
 
-def test_outputs_are_registers():
-    dut = CreditStage(8)
+@pytest.mark.parametrize("half_rate", [False, True])
+def test_outputs_are_registers(half_rate):
+    dut = CreditStage(8, half_rate=half_rate)
 
     async def tb(ctx):
         ctx.set(dut.i_stream.valid, 1)
@@ -139,3 +146,29 @@ def test_rejects_non_shape():
 def test_rejects_non_callable_flag():
     with pytest.raises(TypeError, match="flag must be a callable"):
         CreditStage(8, flag=3)
+
+
+def test_half_rate_output_waits_until_empty():
+    """With half_rate a taken beat's register empties first: the next beat, already held,
+    comes out a cycle later, so the consumer's ready never loads the output register."""
+    dut = CreditStage(8, half_rate=True)
+    seen = []
+
+    async def tb(ctx):
+        ctx.set(dut.o_stream.ready, 1)
+        for cycle in range(5):
+            ctx.set(dut.i_stream.valid, cycle < 2)
+            ctx.set(dut.i_stream.payload, cycle + 1)
+            seen.append((ctx.get(dut.o_stream.valid), ctx.get(dut.o_stream.payload)))
+            await ctx.tick()
+
+    _run(dut, tb)
+    # Beats 1 and 2 are sent in cycles 0 and 1; beat 1 is offered (and taken) in cycle 1,
+    # the register is empty in cycle 2, and beat 2 follows from the holding register.
+    assert [v for v, _ in seen] == [0, 1, 0, 1, 0]
+    assert [p for v, p in seen if v] == [1, 2]
+
+
+def test_rejects_non_bool_half_rate():
+    with pytest.raises(TypeError, match="half_rate must be a bool, not 1"):
+        CreditStage(8, half_rate=1)

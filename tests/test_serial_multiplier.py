@@ -1,5 +1,5 @@
 """Amaranth-simulator test of ``SerialMultiplier``: random operands (and zero, and all ones)
-against Python's product modulo the product width, and the cycle count bit_length(b)."""
+against Python's product modulo the product width, and the cycle count 1 + bit_length(b)."""
 
 import random
 
@@ -33,7 +33,7 @@ def test_products_match(seed, b_flag):
                 await ctx.tick()
                 cycles += 1
             assert ctx.get(dut.product) == (a * b) % (1 << 32), (a, b)
-            assert cycles == b.bit_length()
+            assert cycles == 1 + b.bit_length()
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
