@@ -14,7 +14,7 @@ Tested by ``tests/test_skid_buffer.py`` (random stalls on both sides, order kept
 cycle without stalls).
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -56,22 +56,29 @@ class SkidBuffer(wiring.Component):
         m = Module()
         i, o = self.i_stream, self.o_stream
         skid_valid = Signal()
+        # Two more copies of skid_valid, for its two wide uses: the skid register's enable
+        # (skid_hold) and the output register's input select (skid_sel). Each copy's next
+        # value comes from its own output, so Yosys keeps them apart, and skid_valid itself
+        # drives only i_stream.ready and busy: the producer's handshake logic does not wait
+        # for a net that spans a few hundred flip-flops.
+        skid_hold = Signal()
+        skid_sel = Signal()
         skid = Signal.like(i.payload, name="skid")
         out_valid = Signal()
         out = Signal.like(i.payload, name="out")
         m.d.comb += [i.ready.eq(~skid_valid), o.valid.eq(out_valid), o.payload.eq(out),
                      self.busy.eq(out_valid | skid_valid)]
-        take = i.valid & ~skid_valid
-        with m.If(~out_valid | o.ready):
-            # The output register moves on: the held beat goes first, then the new one.
-            with m.If(skid_valid):
-                m.d.sync += [out.eq(skid), out_valid.eq(1), skid_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [out.eq(i.payload), out_valid.eq(i.valid)]
-        with m.Elif(take):
-            m.d.sync += skid_valid.eq(1)
+        # The output register moves on: the held beat goes first, then the new one. The skid
+        # register is filled when the output stalls and the producer offers a beat (it saw
+        # ``ready``, so the register was empty), and empties as the output moves on.
+        move = ~out_valid | o.ready
+        for flag in (skid_valid, skid_hold, skid_sel):
+            m.d.sync += flag.eq(~move & (flag | i.valid))
+        with m.If(move):
+            m.d.sync += [out.eq(Mux(skid_sel, skid, i.payload)),
+                         out_valid.eq(skid_valid | i.valid)]
         # The skid register follows the input while it is empty (its contents matter only
         # once skid_valid is set), so its hundreds of enables come from one flip-flop.
-        with m.If(~skid_valid):
+        with m.If(~skid_hold):
             m.d.sync += skid.eq(i.payload)
         return m
