@@ -15,9 +15,9 @@ row, so when rows are at least as wide as the bus, one beat is absorbed per cycl
 For timing, the byte count is also kept as registered threshold flags (``count >= k``), each
 next value chosen from flags of the three possible next counts, so the emit decision is a LUT
 or two on flip-flops. Every segment is first taken into a register slot (``i_seg.ready`` is a
-flip-flop), where its first take, remaining bytes and row flags are computed as it arrives;
-a segment then starts from that slot, in the cycle after the previous one's last row (a
-segment arriving at an idle aligner starts a cycle after it is taken).
+flip-flop); a segment then starts from that slot, in the cycle after the previous one's last
+row (a segment arriving at an idle aligner starts a cycle after it is taken), and its first
+take, remaining bytes and row flags are computed from the slot as it starts.
 
 Tested by ``tests/test_read_aligner.py`` (Amaranth simulator, against a Python model, with
 random stalls) and by the accelerator tests.
@@ -202,27 +202,15 @@ class ReadAligner(wiring.Component):
             with m.If(last_row):
                 m.d.sync += active.eq(0)
 
-        # Every segment is taken into a two-entry queue with its start values computed on
-        # the way in. ``i_seg.ready`` is a flip-flop (the second entry is free); the head
-        # starts when none is active or in the cycle the last row leaves, and refills in
-        # that same cycle (from the second entry, or straight from ``i_seg``), so one-row
-        # segments leave one per cycle. These assignments come last, so they win over the
-        # ones above.
-        start_layout = data.StructLayout({
-            "seg": segment_layout(B, self._tag), "take": range(B + 1), "rest": 17,
-            "take_nz": 1, "last_row": 1, "emit_left": 1, "wofs": range(N)})
-        seg = self.i_seg.payload
-        # One subtraction: its sign says whether the segment ends in its first beat.
-        beyond = Signal(signed(19))
-        m.d.comb += beyond.eq(seg.nbytes - (B - seg.offset))
-        first_take = Mux(beyond < 0, seg.nbytes, B - seg.offset)
-        incoming = Signal(start_layout)
-        m.d.comb += [incoming.seg.eq(seg), incoming.take.eq(first_take),
-                     incoming.rest.eq(Mux(beyond < 0, 0, beyond)),
-                     incoming.take_nz.eq(first_take != 0),
-                     incoming.last_row.eq(seg.nbytes <= W),
-                     incoming.emit_left.eq(seg.nbytes != 0),
-                     incoming.wofs.eq(wrap(N - seg.offset))]
+        # Every segment is taken into a two-entry queue as it arrives. ``i_seg.ready`` is a
+        # flip-flop (the second entry is free); the head starts when none is active or in the
+        # cycle the last row leaves, and refills in that same cycle (from the second entry,
+        # or straight from ``i_seg``), so one-row segments leave one per cycle. The start
+        # values are worked out from the head as it starts, so that the arithmetic begins at
+        # the head's flip-flops, not at the producer's queue (a LUT-RAM read). These
+        # assignments come last, so they win over the ones above.
+        start_layout = segment_layout(B, self._tag)
+        incoming = self.i_seg.payload
         head, head_valid = Signal(start_layout), Signal()
         spare, spare_valid = Signal(start_layout), Signal()
         m.d.comb += [self.i_seg.ready.eq(~spare_valid),
@@ -231,13 +219,18 @@ class ReadAligner(wiring.Component):
         consume = Signal()
         m.d.comb += consume.eq(can_start & head_valid)
 
+        # One subtraction: its sign says whether the segment ends in its first beat.
+        beyond = Signal(signed(19))
+        m.d.comb += beyond.eq(head.nbytes - (B - head.offset))
+        first_take = Signal(range(B + 1))
+        m.d.comb += first_take.eq(Mux(beyond < 0, head.nbytes, B - head.offset))
         with m.If(consume):
-            m.d.sync += [active.eq(1), zero.eq(head.seg.zero), rest.eq(head.rest),
-                         first_row.eq(1), tag.eq(head.seg.tag),
-                         to_emit.eq(head.seg.nbytes), last_row.eq(head.last_row),
-                         emit_left.eq(head.emit_left),
-                         take.eq(head.take), take_nz.eq(head.take_nz),
-                         rp.eq(0), wp.eq(0), wofs.eq(head.wofs)]
+            m.d.sync += [active.eq(1), zero.eq(head.zero), rest.eq(Mux(beyond < 0, 0, beyond)),
+                         first_row.eq(1), tag.eq(head.tag),
+                         to_emit.eq(head.nbytes), last_row.eq(head.nbytes <= W),
+                         emit_left.eq(head.nbytes != 0),
+                         take.eq(first_take), take_nz.eq(first_take != 0),
+                         rp.eq(0), wp.eq(0), wofs.eq(wrap(N - head.offset))]
         # The head refills when it is empty or being started: from the second entry if it
         # holds one (then ``i_seg`` is not ready), else from ``i_seg``.
         with m.If(~head_valid | consume):
