@@ -33,7 +33,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CreditStream", "CreditStage"]
+__all__ = ["CreditStream", "CreditStage", "CreditSender"]
 
 
 class CreditStream(wiring.Signature):
@@ -161,3 +161,29 @@ class CreditStage(wiring.Component):
             with m.If(move):
                 m.d.sync += out_flag.eq(Mux(any_held, Mux(head, flags[1], flags[0]), in_flag))
         return m
+
+
+class CreditSender:
+    """A producer's credit count for a :class:`CreditStage`, with ``can_send`` a flip-flop.
+
+    The producer sends (``valid``) only while ``can_send``; :meth:`count` keeps the credits:
+    :attr:`CreditStage.CAPACITY` at the start, one less per beat sent, one more per ``freed``
+    pulse. ``can_send`` is "a credit is left" for the next cycle, ANDed with ``allow`` (say
+    "not halted").
+
+    Parameters
+    ----------
+    name : str
+        Prefix of the two registers' names (``<name>_credits``, ``<name>_can_send``).
+    """
+
+    def __init__(self, name):
+        self.credits = Signal(range(CreditStage.CAPACITY + 1), init=CreditStage.CAPACITY,
+                              name=f"{name}_credits")
+        self.can_send = Signal(init=1, name=f"{name}_can_send")
+
+    def count(self, m, send, freed, allow=1):
+        """Update the credits in ``m`` for this cycle's ``send`` and ``freed``."""
+        credits_next = self.credits - send + freed
+        m.d.sync += [self.credits.eq(credits_next),
+                     self.can_send.eq((credits_next != 0) & allow)]

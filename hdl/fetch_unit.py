@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from octet.isa import ALLOWED_FLAGS, INSTRUCTION_BYTES, LAYOUTS, QUEUE_OF, ErrorCode, Opcode, Unit
 
-from .credit_stage import CreditStage, CreditStream
+from .credit_stage import CreditSender, CreditStream
 from .head_queue import HeadQueue
 from .unit_ports import BusRequest, ErrorReport, instruction_layout
 
@@ -138,13 +138,10 @@ class FetchUnit(wiring.Component):
             name = which.name.lower()
             q = HeadQueue(256 + 32, _QUEUE_DEPTH + 1)
             m.submodules[f"{name}_queue"] = queues[which] = q
-            credits = Signal(range(CreditStage.CAPACITY + 1), init=CreditStage.CAPACITY,
-                             name=f"{name}_credits")
-            can_send = Signal(init=1, name=f"{name}_can_send")
+            sender = CreditSender(name)
+            can_send = sender.can_send
             send = q.r_rdy & can_send
-            credits_next = credits - send + port.freed
-            m.d.sync += [credits.eq(credits_next),
-                         can_send.eq((credits_next != 0) & ~self.halt & ~halted_next)]
+            sender.count(m, send, port.freed, allow=~self.halt & ~halted_next)
             m.d.comb += [port.valid.eq(send), port.payload.word.eq(q.r_data[:256]),
                          port.payload.pc.eq(q.r_data[256:]), q.r_en.eq(can_send)]
         m.d.comb += self.queues_empty.eq(Cat(*(q.level != 0 for q in queues.values())) == 0)

@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 from octet.isa import Opcode
 from octet.kv_format import GEOMETRY
 
-from .credit_stage import CreditStage
+from .credit_stage import CreditSender, CreditStage
 from .kv_checks import KvChecks, check_kv_arguments
 from .kv_sequencer import KvSequencer
 from .kv_sub_instruction import KvSubInstruction
@@ -194,8 +194,8 @@ class KvController(wiring.Component):
                      self.o_instr.payload.eq(stage.o_stream.payload),
                      stage.o_stream.ready.eq(self.o_instr.ready & (~stop_now if load else 1)),
                      seq.stage_busy.eq(stage.busy)]
-        credits = Signal(range(CreditStage.CAPACITY + 1), init=CreditStage.CAPACITY)
-        can_send = Signal(init=1)
+        sender = CreditSender("out")
+        can_send = sender.can_send
         o_instr = stage.i_stream
         out = Signal(256)
         m.d.comb += [o_instr.payload.word.eq(out), o_instr.payload.pc.eq(pc)]
@@ -227,8 +227,7 @@ class KvController(wiring.Component):
             self.i_instr.ready.eq((idle_go & ~is_kv & can_send) | pop_kv),
             seq.hand_fire.eq(hand_fire),
         ]
-        credits_next = credits - send + o_instr.freed
-        m.d.sync += [credits.eq(credits_next), can_send.eq(credits_next != 0)]
+        sender.count(m, send, o_instr.freed)
         with m.If(~in_hand):
             m.d.comb += out.eq(self.i_instr.payload.word)
 
