@@ -1,18 +1,22 @@
 """Credit-managed result queue whose read side is driven by flip-flops only.
 
-Like :class:`~octet.hdl.result_queue.ResultQueue`, this queue sits behind a free-running,
-fixed-latency pipeline (the systolic array): an input is admitted only while the queue holds a
-credit for its result, so the pipeline never stalls. It differs in how the results are read.
-A FIFO's read port normally loads its wide output register when "not empty and (output empty or
-consumer ready)", a few gates after the consumer's handshake, and that enable fans out to every
-payload bit. Here the results alternate between two LUT-RAM halves (even results in half 0,
-odd ones in half 1), and each half feeds its own output slot register. A slot is refilled only
-after it was emptied, so the decision to load it next cycle is known a cycle ahead and held in
-a flip-flop (``load0`` / ``load1``): every wide enable, read address and the output's valid
-flag comes straight from a register. The stream's payload is the head slot, chosen by a
-registered parity bit. An emptied slot is refilled in the next cycle while the other slot is
-read, so an always-ready consumer still takes one result per cycle, with the same credit slack
-as ``ResultQueue`` (:data:`~octet.hdl.result_queue.QUEUE_SLACK`).
+Stalling a whole systolic array on output backpressure would fan one enable out to every
+register of every PE, which costs timing on an FPGA. Instead the pipeline never stops: this
+queue sits behind a free-running, fixed-latency pipeline (the systolic array, the requantizer),
+an input is admitted only while the queue holds a credit for its result, and the queue is deep
+enough for everything in flight (``depth >= latency + QUEUE_SLACK``). Results are read without a
+FIFO's usual enable logic. A FIFO's read port normally loads its wide output register when "not
+empty and (output empty or consumer ready)", a few gates after the consumer's handshake, and
+that enable fans out to every payload bit. Here the results alternate between two LUT-RAM halves
+(even results in half 0, odd ones in half 1), and each half feeds its own output slot register.
+A slot is refilled only after it was emptied, so the decision to load it next cycle is known a
+cycle ahead and held in a flip-flop (``load0`` / ``load1``): every wide enable, read address and
+the output's valid flag comes straight from a register. The stream's payload is the head slot,
+chosen by a registered parity bit. An emptied slot is refilled in the next cycle while the other
+slot is read, so an always-ready consumer still takes one result per cycle with
+:data:`QUEUE_SLACK` credits beyond the pipeline's latency. The write side needs no "not full"
+check either: the credits guarantee room, so a half's write enable is the result's valid flag
+and its parity.
 
 Tested by ``tests/test_interleaved_queue.py`` (Amaranth simulator, random admission and
 consumer stalls against a Python queue) and through the systolic array tests.
@@ -23,7 +27,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["InterleavedResultQueue"]
+__all__ = ["InterleavedResultQueue", "QUEUE_SLACK"]
+
+#: Credits beyond the pipeline latency needed for full throughput: one for the memory write,
+#: one for the output slot's load, one for the cycle the consumer takes the beat.
+QUEUE_SLACK = 3
 
 
 class InterleavedResultQueue(wiring.Component):

@@ -35,9 +35,9 @@ from octet.numerics import (
     REQUANT_STAGES,
 )
 
+from .interleaved_queue import QUEUE_SLACK, InterleavedResultQueue
 from .layouts import accumulator_layout, int8_row_layout, requant_param_layout
 from .pipelined_multiplier import PipelinedMultiplier
-from .result_queue import QUEUE_SLACK, ResultQueue
 
 __all__ = ["Requantizer"]
 
@@ -85,8 +85,8 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._lanes
-        m.submodules.queue = queue = ResultQueue(int8_row_layout(n),
-                                                 depth=REQUANT_STAGES + QUEUE_SLACK)
+        m.submodules.queue = queue = InterleavedResultQueue(
+            int8_row_layout(n), depth=REQUANT_STAGES + QUEUE_SLACK)
         wiring.connect(m, wiring.flipped(self.o_stream), queue.o_stream)
 
         # Parameter registers.

@@ -217,9 +217,16 @@ class Im2colGenerator(wiring.Component):
         with m.Else():
             m.d.comb += next_more.eq(more)
         m.d.sync += [more.eq(next_more), step.eq(next_more & self.room)]
+        # ``step & ~started`` as a flip-flop of its own (``started`` is ``start`` registered):
+        # it enables stage A, so ``step`` fans out only to the loop state.
+        a_step = Signal()
+        m.d.sync += a_step.eq(next_more & self.room & ~self.start)
 
-        m.d.sync += [a_valid.eq(step & ~started), b_valid.eq(a_valid),
-                     self.o_valid.eq(b_valid)]
+        m.d.sync += [a_valid.eq(a_step), b_valid.eq(a_valid), self.o_valid.eq(b_valid)]
+        with m.If(a_step):
+            m.d.sync += [a_iy.eq(iy_base + ky), a_ix.eq(ix_base + kx), a_cc.eq(cc_bytes),
+                         a_addr.eq(col_addr), a_spad.eq(spad), spad.eq(spad + 1),
+                         a_last.eq(wrap_px & last_px)]
         with m.If(started):
             m.d.sync += [remaining.eq(ins.count), last_px.eq(ins.count == 1),
                          ox_left.eq(first_ox_left), last_ox.eq(first_ox_left == 0),
@@ -231,9 +238,6 @@ class Im2colGenerator(wiring.Component):
                          pix_addr.eq(self.pix_start), row_addr.eq(self.pix_start),
                          col_addr.eq(self.pix_start)]
         with m.Elif(step):
-            m.d.sync += [a_iy.eq(iy_base + ky), a_ix.eq(ix_base + kx), a_cc.eq(cc_bytes),
-                         a_addr.eq(col_addr), a_spad.eq(spad), spad.eq(spad + 1),
-                         a_last.eq(wrap_px & last_px)]
             m.d.sync += [cc_bytes.eq(Mux(last_cc, 0, cc_bytes + R)),
                          last_cc.eq(next_last_cc), last_kx.eq(next_last_kx),
                          last_ky.eq(next_last_ky),

@@ -184,6 +184,14 @@ class StoreUnit(wiring.Component):
             prm.bus_valid.eq(self.i_rdata.valid), prm.bus_error.eq(self.i_rdata.payload.error),
             prm.bus_data.eq(self.i_rdata.payload.data),
         ]
+        # The row's fields come straight from their registers, whatever the state (only
+        # ``valid`` is decoded from it): the accumulator's read address goes from ``acc_row``
+        # to the block RAMs' address pins with no state or halt logic on the way.
+        m.d.comb += [rows.i_row.payload.acc_addr.eq(acc_row),
+                     rows.i_row.payload.tile_last.eq(row_last),
+                     rows.i_row.payload.addr.eq(row_addr),
+                     rows.i_row.payload.nbytes.eq(chunk_bytes),
+                     rows.i_row.payload.run_last.eq(nt_last & row_last)]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -296,12 +304,7 @@ class StoreUnit(wiring.Component):
                     with m.If(prm.lane_is_last):
                         m.next = "ROWS"
             with m.State("ROWS"):
-                m.d.comb += [rows.i_row.valid.eq(1),
-                             rows.i_row.payload.acc_addr.eq(acc_row),
-                             rows.i_row.payload.tile_last.eq(row_last),
-                             rows.i_row.payload.addr.eq(row_addr),
-                             rows.i_row.payload.nbytes.eq(chunk_bytes),
-                             rows.i_row.payload.run_last.eq(nt_last & row_last)]
+                m.d.comb += rows.i_row.valid.eq(1)
                 # The row counters move without looking at `stop` (a halt from another unit,
                 # far away): once stopped, they are never read again.
                 with m.If(rows.i_row.ready):

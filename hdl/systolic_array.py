@@ -18,10 +18,9 @@ from amaranth.lib.wiring import In, Out
 
 from octet.numerics import ACC_BITS, OPERAND_BITS
 
-from .interleaved_queue import InterleavedResultQueue
+from .interleaved_queue import QUEUE_SLACK, InterleavedResultQueue
 from .layouts import accumulator_layout, activation_layout, weight_row_layout
 from .pe import ProcessingElement
-from .result_queue import QUEUE_SLACK
 
 __all__ = ["SystolicArray", "psum_bits_for"]
 

@@ -16,8 +16,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from octet.hdl.interleaved_queue import InterleavedResultQueue
-from octet.hdl.result_queue import QUEUE_SLACK
+from octet.hdl.interleaved_queue import QUEUE_SLACK, InterleavedResultQueue
 from octet.sim.amaranth_streams import stream_get
 
 LAYOUT = data.StructLayout({"seq": 16, "last": 1})
