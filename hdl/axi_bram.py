@@ -3,8 +3,8 @@
 The on-chip memory of :class:`~octet.hdl.soc.Soc`. One read burst and one write burst are in
 progress at a time (the address channels wait meanwhile); read beats stream at one per cycle
 from the RAM's registered read port through a four-beat queue, write beats are taken at
-one per cycle with byte strobes. Each burst waits one cycle after its address for a pipelined
-range check.
+one per cycle with byte strobes and written a cycle later, from registers. Each burst waits
+one cycle after its address for a pipelined range check.
 INCR bursts only (the only kind Octet's masters issue). A burst that touches bytes beyond the
 memory answers DECERR and neither reads nor writes the RAM.
 
@@ -135,9 +135,17 @@ class AxiBram(wiring.Component):
             m.d.sync += [w_check.eq(0), w_bad.eq(w_end > self._size)]
         m.d.comb += bus.wready.eq(w_active & ~w_check)
         w_fire = bus.wvalid & bus.wready
-        m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(bus.wdata)]
-        with m.If(w_fire & ~w_bad):
-            m.d.comb += wp.en.eq(bus.wstrb)
+        # A beat is written one cycle after it is taken, from registers: the bus's write data
+        # (the arbiter's multiplexer of the masters) ends in a flip-flop here instead of
+        # running on to every block RAM of the memory, which are spread over the chip. The
+        # response comes a cycle after the last beat and a read burst's first beat is read
+        # two cycles after its address at the earliest, so reads see every acknowledged write.
+        wq_en = Signal(B)
+        wq_addr = Signal(range(words))
+        wq_data = Signal(self._width)
+        m.d.sync += [wq_en.eq(Mux(w_fire & ~w_bad, bus.wstrb, 0)), wq_addr.eq(w_addr),
+                     wq_data.eq(bus.wdata)]
+        m.d.comb += [wp.addr.eq(wq_addr), wp.data.eq(wq_data), wp.en.eq(wq_en)]
         with m.If(w_fire):
             m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(bus.wlast):

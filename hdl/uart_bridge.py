@@ -225,6 +225,10 @@ class UartBridge(wiring.Component):
                      strb_last.eq(Mux(end_lane != 0, ((Const(1, B + 1) << end_lane) - 1)[:B],
                                       (1 << B) - 1))]
         last = Signal()                      # MEM_WRITE: ... and whether it is the last
+        # The write beat's fields whatever the state (wvalid is a register of its own), so the
+        # buffer's data and the strobes reach the memory's write registers with no state
+        # decode on the way.
+        m.d.comb += [axi.wstrb.eq(strb), axi.wdata.eq(buf_r.data)]
 
         # A frame state giving up (in_frame is high exactly in those states): the TIMEOUT reply
         # is started here rather than from each state, so the reply's inputs do not decode them.
@@ -309,7 +313,6 @@ class UartBridge(wiring.Component):
                 m.d.sync += [aw_pend.eq(1), w_pend.eq(1), b_pend.eq(1)]
                 m.next = "MEM_WRITE"
             with m.State("MEM_WRITE"):
-                m.d.comb += [axi.wstrb.eq(strb), axi.wdata.eq(buf_r.data)]
                 with m.If(axi.bvalid):
                     m.d.sync += [word.eq(word + 1), bus_error.eq(bus_error | axi.bresp[1])]
                     with m.If(last):
