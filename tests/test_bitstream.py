@@ -289,14 +289,18 @@ def test_bench_sizes_and_kept_rows(tmp_path):
 def test_bench_row_names_a_non_default_placer(monkeypatch):
     """A bench row built with another placer or LUT-mapping wire delay says so in its timing
     cell, and the section's text names the placer of rows without a note (the build itself is
-    replaced)."""
+    replaced), and ``--timing-detail`` reaches each bench build."""
     import argparse
 
     from octet.commands import bitstream
     from octet.host import fpga_build
     from octet.host.fpga_build import BuildReport, TimingError
 
-    def fake_build(board, r, c, mhz, baud, mem, out, seed, placer, jobs, abc9_wire_ps):
+    detail = []
+
+    def fake_build(board, r, c, mhz, baud, mem, out, timing_detail, seed, placer, jobs,
+                   abc9_wire_ps):
+        detail.append(timing_detail)
         rep = BuildReport(board, r, c, mhz, 84.2, False, 1, 2, 3, 4, "", 5.0, baud, 1, mem,
                           abc9_wire_ps=abc9_wire_ps, seed=2, placer=placer,
                           seeds={1: 80.0, 2: 84.2})
@@ -305,13 +309,14 @@ def test_bench_row_names_a_non_default_placer(monkeypatch):
     monkeypatch.setattr(fpga_build, "build_bitstream", fake_build)
     args = argparse.Namespace(board="ulx3s-85f", baud=1_000_000, mem_kib=64, output_dir="x",
                               seeds=(1, 2), seed="1,2", placer="heap-timing", jobs=None,
-                              abc9_wire=1000)
+                              abc9_wire=1000, timing_detail=True)
     row, _, _ = bitstream._bench_one(args, 8, 8, 100.0)
     assert row[3] == "**not met** (abc9 -W 1000) (heap-timing placer)"
     assert row[8] == "2 (of 1: 80.0, 2: 84.2)"
-    args.placer, args.abc9_wire = "static", 300
+    args.placer, args.abc9_wire, args.timing_detail = "static", 300, False
     row, _, _ = bitstream._bench_one(args, 8, 8, 100.0)
     assert row[3] == "**not met**"
+    assert detail == [True, False]
     assert "(the static placer unless a row's timing column names another, router2;" in \
         bitstream._bench_body(args, [row], [])
 

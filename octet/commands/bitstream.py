@@ -205,8 +205,9 @@ def _bench_one(args, r, c, mhz):
     placed_by = "" if args.placer == _TABLE_PLACER else f" ({args.placer} placer)"
     try:
         rep = build_bitstream(args.board, r, c, mhz, args.baud, args.mem_kib * 1024,
-                              args.output_dir, seed=args.seeds, placer=args.placer,
-                              jobs=args.jobs, abc9_wire_ps=args.abc9_wire)
+                              args.output_dir, timing_detail=args.timing_detail,
+                              seed=args.seeds, placer=args.placer, jobs=args.jobs,
+                              abc9_wire_ps=args.abc9_wire)
         note = "met"
     except TimingError as exc:
         rep, note = exc.report, "**not met**"
