@@ -16,10 +16,11 @@ Tested by ``tests/test_axi_bram.py``, ``tests/test_uart_bridge.py`` (behind the 
 """
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import data, fifo, memory, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In
 
 from .axi import AxiResp, AxiSignature
+from .head_queue import HeadQueue
 
 __all__ = ["AxiBram"]
 
@@ -88,8 +89,9 @@ class AxiBram(wiring.Component):
         r_last = Signal()
         beat_bad = Signal()         # (that beat's response; r_bad may belong to a new burst)
         beat_layout = data.StructLayout({"data": self._width, "last": 1, "bad": 1})
-        m.submodules.r_queue = r_queue = fifo.SyncFIFOBuffered(width=beat_layout.size,
-                                                               depth=_READ_QUEUE)
+        # (A HeadQueue: a beat is read only with room for it, so the queue's write is not
+        # gated by a "not full" flag.)
+        m.submodules.r_queue = r_queue = HeadQueue(beat_layout.size, _READ_QUEUE)
         m.d.comb += bus.arready.eq(~r_active)
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += [r_active.eq(1), r_addr.eq(bus.araddr[shift:]), r_left.eq(bus.arlen + 1),

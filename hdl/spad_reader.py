@@ -11,9 +11,10 @@ Tested by ``tests/test_spad_reader.py`` and the accelerator tests (``octet.sim.i
 """
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .head_queue import HeadQueue
 from .unit_ports import MemRead
 
 __all__ = ["SpadReader"]
@@ -50,8 +51,10 @@ class SpadReader(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=self._width + 1,
-                                                           depth=self._DEPTH)
+        # A HeadQueue, not a SyncFIFOBuffered: the reader never issues without room (see
+        # ``outstanding``), so the queue's write needs no "not full" gate, and the row memory's
+        # write enable (a whole row of LUT RAM) is the ``in_flight`` flip-flop itself.
+        m.submodules.queue = queue = HeadQueue(self._width + 1, self._DEPTH)
         in_flight = Signal()
         in_flight_last = Signal()
         # Rows queued plus the one in flight from the memory, kept as a register (rather than
@@ -70,5 +73,5 @@ class SpadReader(wiring.Component):
                      self.o_row.payload.data.eq(queue.r_data[:self._width]),
                      self.o_row.payload.last.eq(queue.r_data[self._width]),
                      queue.r_en.eq(self.o_row.ready),
-                     self.busy.eq(in_flight | (queue.level != 0) | queue.r_rdy)]
+                     self.busy.eq(in_flight | (queue.level != 0))]
         return m
