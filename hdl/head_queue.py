@@ -11,8 +11,11 @@ flip-flops too. The queue has no ``w_rdy``: the writer keeps ``level`` below ``d
 Latency: an entry written into an empty queue is at the head two cycles later, and one entry
 can be written and one taken in every cycle (as with ``amaranth.lib.fifo.SyncFIFOBuffered``).
 
+Used by the fetch unit's queues, the scratchpad readers (``SpadReader``) and the block-RAM
+memory's read queue, whose writers all count their own room.
+
 Tested by ``tests/test_head_queue.py`` (random writes and reads against a Python model, cycle
-by cycle) and by the accelerator tests through the fetch unit.
+by cycle) and by the accelerator tests through those users.
 """
 
 from amaranth.hdl import Module, Mux, Signal
