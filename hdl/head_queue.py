@@ -3,7 +3,7 @@
 Entries wait in a LUT-RAM buffer (read asynchronously at a registered read pointer) and the
 oldest one sits in a head register (``r_data``). The head register loads whenever it is empty
 or being taken (``~r_rdy | r_en``), from the buffer's entry at the read pointer; whether that
-entry exists is a flip-flop ("the buffer is not empty", worked out from the next count). So
+entry exists is a flip-flop ("the buffer is not empty", bit 0 of a thermometer count). So
 with a registered ``r_en`` the head register's wide enable is one LUT after flip-flops, and its
 data comes straight from the RAM. ``r_rdy`` and ``level`` (entries held, head included) are
 flip-flops too. The queue has no ``w_rdy``: the writer keeps ``level`` below ``depth`` itself.
@@ -18,7 +18,7 @@ Tested by ``tests/test_head_queue.py`` (random writes and reads against a Python
 by cycle) and by the accelerator tests through those users.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -70,16 +70,21 @@ class HeadQueue(wiring.Component):
         r_port = storage.read_port(domain="comb")
         produce = Signal(range(n), name="produce")
         consume = Signal(range(n), name="consume")
-        count = Signal(range(n + 1), name="buffered")
-        buffered_any = Signal(name="buffered_any")   # count != 0, as a flip-flop
+        # The buffer's entries as a thermometer code (bit k: more than k entries), so that
+        # "the buffer is not empty" (bit 0) is a flip-flop whose next value is a LUT or two
+        # of the handshake, with no counter's carry chain in front of it.
+        buffered = Signal(n, name="buffered")
+        buffered_any = buffered[0]
 
         head_load = ~self.r_rdy | self.r_en
         buffer_read = head_load & buffered_any
         m.d.comb += [w_port.addr.eq(produce), w_port.data.eq(self.w_data),
                      w_port.en.eq(self.w_en), r_port.addr.eq(consume)]
-        count_next = count + self.w_en - buffer_read
-        m.d.sync += [count.eq(count_next), buffered_any.eq(count_next != 0),
-                     self.level.eq(self.level + self.w_en - (self.r_rdy & self.r_en))]
+        with m.If(self.w_en & ~buffer_read):
+            m.d.sync += buffered.eq(Cat(Const(1, 1), buffered[:-1]))
+        with m.Elif(buffer_read & ~self.w_en):
+            m.d.sync += buffered.eq(buffered[1:])
+        m.d.sync += self.level.eq(self.level + self.w_en - (self.r_rdy & self.r_en))
         with m.If(self.w_en):
             m.d.sync += produce.eq(Mux(produce == n - 1, 0, produce + 1))
         with m.If(buffer_read):

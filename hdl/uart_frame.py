@@ -52,6 +52,8 @@ class RequestFrame:
         A byte taken from the stream last cycle is handled now.
     byte : Signal(8)
         That byte.
+    byte_sync, byte_zero : Signal(1)
+        That byte is the sync byte; it is zero (registered with it).
     data_index : Signal(17)
         The buffer byte of a WRITE_MEM data byte (``received - 4 + offset``).
     in_data : Signal(1)
@@ -85,6 +87,9 @@ class RequestFrame:
         self.in_frame = Signal(name="in_frame")
         self.data_index = Signal(17, name="data_index")
         self.in_data = Signal(name="in_data")
+        self.byte_sync = Signal(name="byte_sync")     # byte == SYNC_REQUEST
+        self.byte_zero = Signal(name="byte_zero")     # byte == 0
+        self.len_low_zero = Signal(name="len_low_zero")   # length[:8] == 0
         # Compares on the payload counters, registered: a counter changes only when a byte is
         # handled, and the next byte is handled two cycles later at the earliest.
         self.rcv_zero, self.rcv_three, self.rcv_full, self.rcv_addr, self.rcv_arg, \
@@ -102,6 +107,10 @@ class RequestFrame:
         # the cycle a byte is handled (the state moves on in it) and when a timeout is due.
         m.d.comb += rx.ready.eq(self.listening & ~take & ~self.timed_out)
         m.d.sync += [take.eq(rx.valid & rx.ready), byte.eq(rx.payload)]
+        # Compares on the byte, registered with it: the frame states' decisions (the sync
+        # byte, a zero length) then start from flip-flops.
+        m.d.sync += [self.byte_sync.eq(rx.payload == SYNC_REQUEST),
+                     self.byte_zero.eq(rx.payload == 0)]
         m.d.sync += [self.rcv_zero.eq(received == 0), self.rcv_three.eq(received == 3),
                      self.rcv_full.eq(received == 3 + MAX_DATA),
                      self.rcv_addr.eq(received < 4),
@@ -146,7 +155,7 @@ class RequestFrame:
         take, byte, crc = self.take, self.byte, self.crc
         crc_in = crc16_step(crc, byte)
         with m.State("HUNT"):
-            with m.If(take & (byte == SYNC_REQUEST)):
+            with m.If(take & self.byte_sync):
                 m.d.sync += [crc.eq(CRC_INIT), self.received.eq(0), self.in_frame.eq(1),
                              self.in_data.eq(0), self.addr.eq(0), self.arg.eq(0),
                              self.seq.eq(0)]
@@ -171,10 +180,10 @@ class RequestFrame:
         elif state == "SEQ":
             m.d.sync += self.seq.eq(byte)
         elif state == "LEN0":
-            m.d.sync += length[:8].eq(byte)
+            m.d.sync += [length[:8].eq(byte), self.len_low_zero.eq(self.byte_zero)]
         elif state == "LEN1":
             m.d.sync += [length[8:].eq(byte), to_go.eq(Cat(length[:8], byte))]
-            with m.If(Cat(length[:8], byte) == 0):
+            with m.If(self.len_low_zero & self.byte_zero):
                 m.next = "CRC0"
             with m.Else():
                 m.next = after
