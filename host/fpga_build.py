@@ -30,7 +30,7 @@ from pathlib import Path
 
 from octet.toolchain import ToolchainError
 
-from .fpga_pnr_options import DEFAULT_PLACER, PLACERS, nextpnr_options
+from .fpga_pnr_options import DEFAULT_PLACER, DEFAULT_ROUTER, PLACERS, nextpnr_options
 from .fpga_synth_script import ABC9_WIRE_PS, YOSYS_WIRE_PS, check_wire_ps, synth_script
 
 __all__ = ["FpgaBuildError", "TimingError", "BuildReport", "build_bitstream", "fpga_tools",
@@ -84,6 +84,7 @@ class BuildReport:
     abc9_wire_ps: int = YOSYS_WIRE_PS
     seed: int = 1
     placer: str = DEFAULT_PLACER
+    router: str = DEFAULT_ROUTER
     #: Fmax of every seed placed (one, or a sweep's), by seed.
     seeds: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)
@@ -257,7 +258,8 @@ def _parse_report(build_dir, clock_net_hint="clk"):
 
 def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None,
                     mem_bytes=1 << 16, out_dir="build/fpga", say=None, timing_detail=False,
-                    seed=1, placer=DEFAULT_PLACER, jobs=None, abc9_wire_ps=ABC9_WIRE_PS):
+                    seed=1, placer=DEFAULT_PLACER, jobs=None, abc9_wire_ps=ABC9_WIRE_PS,
+                    router=DEFAULT_ROUTER):
     """Build the bitstream of an R x C SoC for ``board``; return a :class:`BuildReport`.
 
     Parameters
@@ -292,6 +294,9 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         spreads the 8x8 system with less routing congestion than the analytic "heap" placer
         with nextpnr's default settings: 74.3 against 67.0 MHz on the same netlist; "heap-timing"
         weights timing more (``docs/fpga.md``).
+    router : {"router2", "router2-alt"}
+        nextpnr's router, a key of :data:`~octet.host.fpga_pnr_options.ROUTERS`: router2
+        with its own cost weights, or with its alternate ones (slower to converge).
     abc9_wire_ps : int
         The routing delay between two LUT levels (ps) that Yosys's LUT mapper (``abc9 -W``)
         assumes; see :mod:`octet.host.fpga_synth_script`. 300 is ``synth_ecp5``'s own.
@@ -322,7 +327,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         jobs = max(1, min(len(seeds), os.cpu_count() or 1))
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
-    pnr_opts = nextpnr_options(seeds[0], placer, _NAME, timing_detail)
+    pnr_opts = nextpnr_options(seeds[0], placer, _NAME, timing_detail, router)
     check_wire_ps(abc9_wire_ps)
     config = soc_config(rows, cols, mem_bytes=mem_bytes)
     tools = fpga_tools()
@@ -395,7 +400,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         ff=used.get("TRELLIS_FF", 0), dsp=used.get("MULT18X18D", 0),
         bram=used.get("DP16KD", 0), bitstream=str(bit) if met else "",
         build_seconds=round(seconds, 1), baud=baud, divisor=divisor, mem_bytes=mem_bytes,
-        synth_opts=synth_opts, abc9_wire_ps=abc9_wire_ps, seed=best, placer=placer,
+        synth_opts=synth_opts, abc9_wire_ps=abc9_wire_ps, seed=best, placer=placer, router=router,
         seeds={str(k): round(v, 2) for k, v in (fmaxes or {best: fmax}).items()},
         resources=util, critical_path=critical)
     (out_dir / f"{stem}.json").write_text(json.dumps(asdict(report), indent=2) + "\n")

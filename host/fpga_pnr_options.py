@@ -8,10 +8,15 @@ with timing weighted ten times as much as by default (``--placer-heap-timingweig
 steeper criticality exponent (3) and a lower density limit (0.8); docs/fpga.md ("The tenth
 round") has its measurements.
 
+Routing is always nextpnr's router2 (router1 routed under 10 % of the 8x8 system's arcs in four
+minutes). "router2-alt" is router2 with its alternate cost weights (``--router2-alt-weights``):
+on the 8x8 system it needs three to six times as many iterations (about twice the routing
+time) and has routed the same placements faster; docs/fpga.md ("The thirteenth round").
+
 Tested by ``tests/test_bitstream.py``.
 """
 
-__all__ = ["PLACERS", "DEFAULT_PLACER", "nextpnr_options"]
+__all__ = ["PLACERS", "DEFAULT_PLACER", "ROUTERS", "DEFAULT_ROUTER", "nextpnr_options"]
 
 #: The placers ``octet bitstream --placer`` offers -> their nextpnr options, the default first.
 PLACERS = {
@@ -22,9 +27,16 @@ PLACERS = {
 }
 #: ``octet bitstream``'s placer when none is given.
 DEFAULT_PLACER = next(iter(PLACERS))
+#: The routers ``octet bitstream --router`` offers -> their nextpnr options, the default first.
+ROUTERS = {
+    "router2": "--router router2",
+    "router2-alt": "--router router2 --router2-alt-weights",
+}
+#: ``octet bitstream``'s router when none is given.
+DEFAULT_ROUTER = next(iter(ROUTERS))
 
 
-def nextpnr_options(seed, placer, name, timing_detail=False):
+def nextpnr_options(seed, placer, name, timing_detail=False, router=DEFAULT_ROUTER):
     """nextpnr's options (after those Amaranth's ECP5 platform gives) for a build.
 
     Parameters
@@ -36,9 +48,13 @@ def nextpnr_options(seed, placer, name, timing_detail=False):
         The design's name: nextpnr writes its report to ``<name>.report.json``.
     timing_detail : bool
         Also write the routed arrival at every endpoint into the report.
+    router : str
+        A key of :data:`ROUTERS`.
     """
     if placer not in PLACERS:
         raise ValueError(f"nextpnr placer must be one of {', '.join(PLACERS)}, not {placer!r}")
-    return (f"--timing-allow-fail --seed {seed} {PLACERS[placer]} --router router2 "
+    if router not in ROUTERS:
+        raise ValueError(f"nextpnr router must be one of {', '.join(ROUTERS)}, not {router!r}")
+    return (f"--timing-allow-fail --seed {seed} {PLACERS[placer]} {ROUTERS[router]} "
             f"--report {name}.report.json" + (" --detailed-timing-report" if timing_detail
                                                else ""))

