@@ -10,8 +10,9 @@ round") has its measurements.
 
 Routing is always nextpnr's router2 (router1 routed under 10 % of the 8x8 system's arcs in four
 minutes). "router2-alt" is router2 with its alternate cost weights (``--router2-alt-weights``):
-on the 8x8 system it needs three to six times as many iterations (about twice the routing
-time) and has routed the same placements faster; docs/fpga.md ("The thirteenth round").
+on the 8x8 system it needs four to nine times as many iterations (two to three times the
+routing time), and over four placements it routed two faster and two slower than router2's own
+weights, 79.0 against 81.0 MHz on average; docs/fpga.md ("The thirteenth round").
 
 Tested by ``tests/test_bitstream.py``.
 """

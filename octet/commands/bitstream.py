@@ -79,8 +79,9 @@ def add_parser(subparsers):
     from octet.host.fpga_pnr_options import DEFAULT_ROUTER, ROUTERS
     p.add_argument("--router", choices=list(ROUTERS), default=DEFAULT_ROUTER,
                    help="nextpnr router (default router2; router2-alt is router2 with its "
-                        "alternate cost weights: about twice the routing time, and on the 8x8 "
-                        "system it routed the same placements faster; docs/fpga.md)")
+                        "alternate cost weights: two to three times the routing time; over four "
+                        "placements of the 8x8 system it routed two faster and two slower, 79.0 "
+                        "against 81.0 MHz on average; docs/fpga.md)")
     from octet.host.fpga_synth_script import ABC9_WIRE_PS
     p.add_argument("--abc9-wire", type=int, default=ABC9_WIRE_PS, metavar="PS",
                    help=f"routing delay between two LUT levels, in picoseconds, that Yosys's "
