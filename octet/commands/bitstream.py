@@ -212,9 +212,9 @@ def _bench_one(args, r, c, mhz):
     """Build one size: its table row, critical path and JSON result (a failed build is a
     row too)."""
     from octet.host.fpga_build import FpgaBuildError, TimingError, build_bitstream
-    placed_by = "" if args.placer == _TABLE_PLACER else f" ({args.placer} placer)"
-    if args.router != _TABLE_ROUTER:
-        placed_by += f" ({args.router})"
+    # The placer and router, when not the table's, noted in the timing cell.
+    pnr_note = ("" if args.placer == _TABLE_PLACER else f" ({args.placer} placer)") + \
+        ("" if args.router == _TABLE_ROUTER else f" ({args.router})")
     try:
         rep = build_bitstream(args.board, r, c, mhz, args.baud, args.mem_kib * 1024,
                               args.output_dir, timing_detail=args.timing_detail,
@@ -225,7 +225,7 @@ def _bench_one(args, r, c, mhz):
         rep, note = exc.report, "**not met**"
     except FpgaBuildError as exc:
         print(f"octet: {r}x{c} did not build: {exc}", file=sys.stderr)
-        return ([f"{r}x{c}", f"{mhz:g}", "-", "did not build" + placed_by, "-", "-", "-", "-",
+        return ([f"{r}x{c}", f"{mhz:g}", "-", "did not build" + pnr_note, "-", "-", "-", "-",
                  args.seed, "-", time.strftime("%Y-%m-%d")],
                 str(exc).splitlines()[0][:300], {"rows": r, "cols": c, "error": str(exc)})
     if rep.synth_opts:
@@ -233,7 +233,7 @@ def _bench_one(args, r, c, mhz):
     from octet.host.fpga_synth_script import YOSYS_WIRE_PS
     if rep.abc9_wire_ps != YOSYS_WIRE_PS:
         note += f" (abc9 -W {rep.abc9_wire_ps})"
-    note += placed_by
+    note += pnr_note
     print(f"{r}x{c}: Fmax {rep.fmax_mhz:.1f} MHz ({note}), {rep.lut} LUTs, {rep.ff} FFs, "
           f"{rep.dsp} DSPs, {rep.bram} BRAMs, {rep.build_seconds:.0f} s", flush=True)
     return ([f"{r}x{c}", f"{rep.target_mhz:g}", f"{rep.fmax_mhz:.1f}", note, rep.lut, rep.ff,
