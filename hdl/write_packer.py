@@ -39,6 +39,9 @@ from .unit_ports import BusRequest
 
 __all__ = ["WritePacker"]
 
+# Bytes of a slot per copy of its valid flag and of the head select.
+_GROUP_BYTES = 8
+
 
 class WritePacker(wiring.Component):
     """Chunks in, one bus request per run and strobed beats out.
@@ -136,6 +139,14 @@ class WritePacker(wiring.Component):
         slot_valid = [Signal(name=f"slot{j}_valid") for j in range(2)]
         wp = Signal()                        # the slot filled next
         rp = Signal()                        # the head slot
+        # Copies of `slot_valid` and `rp`, one per group of the slots' bytes: each enables a
+        # group's flip-flops or selects a group's head bytes, so that none of these nets spans
+        # the whole packer (the thirteenth timing round's worst paths: `rp` to ~400
+        # multiplexers across 72 columns). Each copy's next value depends on itself, so
+        # Yosys keeps them apart.
+        groups = -(-(W + B) // _GROUP_BYTES)
+        slot_held = [[Signal(name=f"slot{j}_held{g}") for g in range(groups)] for j in range(2)]
+        rp_copies = [Signal(name=f"rp{g}") for g in range(groups)]
         slots = []
         for j in range(2):
             slot = {"data": Signal(8 * (W + B), name=f"slot{j}_data"),
@@ -149,9 +160,17 @@ class WritePacker(wiring.Component):
                     "run_nz": Signal(name=f"slot{j}_run_nz")}
             # A first chunk's fill level (offset + nbytes), with its level flags.
             slot_level = _Level(m, f"first{j}", size)
+            # The bytes (data and mask) are loaded a group at a time, each group under its
+            # own copy of the slot's valid flag, so no one flip-flop enables all ~400.
+            shifted_data = k.data << (k.offset * 8)
+            shifted_mask = k.mask << k.offset
+            for g, held in enumerate(slot_held[j]):
+                lo, hi = g * _GROUP_BYTES, min((g + 1) * _GROUP_BYTES, W + B)
+                with m.If(~held):
+                    m.d.sync += [slot["data"][8 * lo:8 * hi].eq(shifted_data[8 * lo:8 * hi]),
+                                 slot["mask"][lo:hi].eq(shifted_mask[lo:hi])]
             with m.If(~slot_valid[j]):
-                m.d.sync += [slot["data"].eq(k.data << (k.offset * 8)),
-                             slot["mask"].eq(k.mask << k.offset), slot["nbytes"].eq(k.nbytes),
+                m.d.sync += [slot["nbytes"].eq(k.nbytes),
                              slot["first"].eq(k.first), slot["last"].eq(k.last),
                              slot["addr"].eq(k.addr), slot["run_beats"].eq(k.run_beats),
                              slot["run_one"].eq(k.run_beats == 1),
@@ -163,7 +182,7 @@ class WritePacker(wiring.Component):
             return Mux(rp, slots[1][0][field], slots[0][0][field])
 
         s_valid = Mux(rp, slot_valid[1], slot_valid[0])
-        s_data, s_mask, s_nbytes = head("data"), head("mask"), head("nbytes")
+        s_nbytes = head("nbytes")
         s_first, s_last, s_addr = head("first"), head("last"), head("addr")
         s_run_beats, s_run_one, s_run_nz = head("run_beats"), head("run_one"), head("run_nz")
         first_level = _HeadLevel(rp, slots[0][1], slots[1][1])
@@ -189,11 +208,14 @@ class WritePacker(wiring.Component):
             m.d.sync += wp.eq(~wp)
         with m.If(take):
             m.d.sync += rp.eq(~rp)
+        m.d.sync += [copy.eq(copy ^ take) for copy in rp_copies]
         for j in range(2):
-            with m.If(fill & (wp == j)):
+            filled, taken = fill & (wp == j), take & (rp == j)
+            with m.If(filled):
                 m.d.sync += slot_valid[j].eq(1)
-            with m.Elif(take & (rp == j)):
+            with m.Elif(taken):
                 m.d.sync += slot_valid[j].eq(0)
+            m.d.sync += [held.eq(filled | (held & ~taken)) for held in slot_held[j]]
         # A chunk in the input stages belongs to the open run (or a later one): it goes in
         # before a flush closes the run.
         staged = slot_valid[0] | slot_valid[1] | skid.busy
@@ -218,11 +240,17 @@ class WritePacker(wiring.Component):
         op_low = Signal()                    # insert the chunk in the first beat
         op_high = Signal()                   # insert it in the second beat
         op_fire = Signal()                   # a beat left: shift the buffer down by one
-        op_data = Signal.like(s_data)
-        op_mask = Signal.like(s_mask)
+        op_data = Signal(8 * (W + B))       # the head slot's bytes, a cycle later
+        op_mask = Signal(W + B)
         m.d.sync += [op_keep.eq(~take | ~s_first), op_low.eq(take & ~second),
-                     op_high.eq(take & second), op_fire.eq(fire),
-                     op_data.eq(s_data), op_mask.eq(s_mask)]
+                     op_high.eq(take & second), op_fire.eq(fire)]
+        for g, copy in enumerate(rp_copies):
+            lo, hi = g * _GROUP_BYTES, min((g + 1) * _GROUP_BYTES, W + B)
+            m.d.sync += [
+                op_data[8 * lo:8 * hi].eq(Mux(copy, slots[1][0]["data"][8 * lo:8 * hi],
+                                              slots[0][0]["data"][8 * lo:8 * hi])),
+                op_mask[lo:hi].eq(Mux(copy, slots[1][0]["mask"][lo:hi],
+                                      slots[0][0]["mask"][lo:hi]))]
         lag_buf = Signal(8 * size)
         lag_strb = Signal(size)
         new_buf = (Mux(op_keep, lag_buf, 0) | Mux(op_low, op_data, 0)
