@@ -8,7 +8,11 @@ and ``ECPPACK`` variables of the script's environment (the user sets nothing). T
 at low priority (``nice``) and their progress is printed from their logs while they run.
 nextpnr writes a JSON report (``--report``), from which the build report takes the achieved
 Fmax and the resources (LUTs, flip-flops, DSP multipliers, block RAMs); timing failing at the
-requested clock is an error (:class:`TimingError`), and its bitstream is not delivered. The
+requested clock is an error (:class:`TimingError`), and its bitstream is not delivered.
+Unless told otherwise, the block RAMs and DSPs of the device memory, the accumulator and the
+requantizer are pinned to the board's floorplan between synthesis and placement
+(:mod:`octet.host.fpga_floorplan`; the build then runs Yosys and nextpnr as separate steps, as
+a seed sweep does). The
 PEs' products are built in logic by the RTL itself (:mod:`octet.hdl.pe`), so the flow does not
 steer multipliers between DSPs and LUTs.
 
@@ -30,6 +34,7 @@ from pathlib import Path
 
 from octet.toolchain import ToolchainError
 
+from .fpga_floorplan import FLOORPLANS, apply_floorplan
 from .fpga_pnr_options import DEFAULT_PLACER, DEFAULT_ROUTER, PLACERS, nextpnr_options
 from .fpga_synth_script import ABC9_WIRE_PS, YOSYS_WIRE_PS, check_wire_ps, synth_script
 
@@ -85,6 +90,8 @@ class BuildReport:
     seed: int = 1
     placer: str = DEFAULT_PLACER
     router: str = DEFAULT_ROUTER
+    #: Hard blocks pinned to the board's floorplan (:mod:`octet.host.fpga_floorplan`).
+    floorplan: bool = False
     #: Fmax of every seed placed (one, or a sweep's), by seed.
     seeds: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)
@@ -259,7 +266,7 @@ def _parse_report(build_dir, clock_net_hint="clk"):
 def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None,
                     mem_bytes=1 << 16, out_dir="build/fpga", say=None, timing_detail=False,
                     seed=1, placer=DEFAULT_PLACER, jobs=None, abc9_wire_ps=ABC9_WIRE_PS,
-                    router=DEFAULT_ROUTER):
+                    router=DEFAULT_ROUTER, floorplan=True):
     """Build the bitstream of an R x C SoC for ``board``; return a :class:`BuildReport`.
 
     Parameters
@@ -297,6 +304,10 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     router : {"router2", "router2-alt"}
         nextpnr's router, a key of :data:`~octet.host.fpga_pnr_options.ROUTERS`: router2
         with its own cost weights, or with its alternate ones (slower to converge).
+    floorplan : bool
+        Pin the device memory's and the accumulator's block RAMs and the requantizer's DSP
+        multipliers to the board's floorplan (:mod:`octet.host.fpga_floorplan`) between
+        synthesis and placement; otherwise nextpnr places them too.
     abc9_wire_ps : int
         The routing delay between two LUT levels (ps) that Yosys's LUT mapper (``abc9 -W``)
         assumes; see :mod:`octet.host.fpga_synth_script`. 300 is ``synth_ecp5``'s own.
@@ -357,7 +368,13 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     ys = build_dir / f"{_NAME}.ys"
     generated = ys.read_text()
     ys.write_text(synth_script(generated, synth_opts, abc9_wire_ps))
-    if len(seeds) == 1:
+    if floorplan and board not in FLOORPLANS:
+        raise ValueError(f"board {board!r} has no floorplan; build it without one")
+
+    def pin(folder):
+        for note in apply_floorplan(folder / f"{_NAME}.json", board):
+            say(f"octet: floorplan: {note}")
+    if len(seeds) == 1 and not floorplan:
         def run():
             _run_plan(build_dir, env, say)
             return seeds[0], None
@@ -365,7 +382,8 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         from .fpga_seeds import run_seed_sweep
 
         def run():
-            return run_seed_sweep(build_dir, env, say, seeds, jobs)
+            return run_seed_sweep(build_dir, env, say, seeds, jobs,
+                                  after_synth=pin if floorplan else None)
     try:
         best, fmaxes = run()
     except FpgaBuildError:
@@ -380,7 +398,9 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         best, fmaxes = run()
 
     clock_name, fmax, util, critical = _parse_report(build_dir)
-    if fmaxes is not None and fmax >= top.clock_hz / 1e6:
+    if len(seeds) == 1:
+        fmaxes = None                         # one placement: no sweep to report
+    if fmax >= top.clock_hz / 1e6 and not (build_dir / f"{_NAME}.bit").exists():
         # A sweep places only; the best placement is packed here.
         from .fpga_seeds import pack_script
         pack_script(build_dir, _NAME)
@@ -401,6 +421,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         bram=used.get("DP16KD", 0), bitstream=str(bit) if met else "",
         build_seconds=round(seconds, 1), baud=baud, divisor=divisor, mem_bytes=mem_bytes,
         synth_opts=synth_opts, abc9_wire_ps=abc9_wire_ps, seed=best, placer=placer, router=router,
+        floorplan=floorplan,
         seeds={str(k): round(v, 2) for k, v in (fmaxes or {best: fmax}).items()},
         resources=util, critical_path=critical)
     (out_dir / f"{stem}.json").write_text(json.dumps(asdict(report), indent=2) + "\n")

