@@ -334,6 +334,11 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     for one in seeds:
         if isinstance(one, bool) or not isinstance(one, int) or not 0 <= one < 2 ** 31:
             raise ValueError(f"nextpnr seed must be an integer in [0, 2**31), not {one!r}")
+    if not isinstance(floorplan, bool):
+        raise ValueError(f"floorplan must be True or False, not {floorplan!r}")
+    if floorplan and board not in FLOORPLANS:
+        raise ValueError(f"board {board!r} has no floorplan; build it with floorplan=False "
+                         f"(--no-floorplan)")
     if jobs is None:
         jobs = max(1, min(len(seeds), os.cpu_count() or 1))
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -368,9 +373,6 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
     ys = build_dir / f"{_NAME}.ys"
     generated = ys.read_text()
     ys.write_text(synth_script(generated, synth_opts, abc9_wire_ps))
-    if floorplan and board not in FLOORPLANS:
-        raise ValueError(f"board {board!r} has no floorplan; build it without one")
-
     def pin(folder):
         for note in apply_floorplan(folder / f"{_NAME}.json", board):
             say(f"octet: floorplan: {note}")

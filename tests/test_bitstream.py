@@ -103,6 +103,8 @@ def test_bitstream_seed_is_checked():
         build_bitstream(router="router1")
     with pytest.raises(ValueError, match="ABC9 wire delay must be an integer"):
         build_bitstream(abc9_wire_ps=0)
+    with pytest.raises(ValueError, match="floorplan must be True or False, not 'no'"):
+        build_bitstream(floorplan="no")
 
 
 def test_synth_script_sets_the_wire_delay():
