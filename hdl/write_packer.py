@@ -144,9 +144,10 @@ class WritePacker(wiring.Component):
         # the whole packer (the thirteenth timing round's worst paths: `rp` to ~400
         # multiplexers across 72 columns). Each copy's next value depends on itself, so
         # Yosys keeps them apart.
-        groups = -(-(W + B) // _GROUP_BYTES)
-        slot_held = [[Signal(name=f"slot{j}_held{g}") for g in range(groups)] for j in range(2)]
-        rp_copies = [Signal(name=f"rp{g}") for g in range(groups)]
+        spans = [(lo, min(lo + _GROUP_BYTES, W + B)) for lo in range(0, W + B, _GROUP_BYTES)]
+        slot_held = [[Signal(name=f"slot{j}_held{g}") for g in range(len(spans))]
+                     for j in range(2)]
+        rp_copies = [Signal(name=f"rp{g}") for g in range(len(spans))]
         slots = []
         for j in range(2):
             slot = {"data": Signal(8 * (W + B), name=f"slot{j}_data"),
@@ -164,8 +165,7 @@ class WritePacker(wiring.Component):
             # own copy of the slot's valid flag, so no one flip-flop enables all ~400.
             shifted_data = k.data << (k.offset * 8)
             shifted_mask = k.mask << k.offset
-            for g, held in enumerate(slot_held[j]):
-                lo, hi = g * _GROUP_BYTES, min((g + 1) * _GROUP_BYTES, W + B)
+            for held, (lo, hi) in zip(slot_held[j], spans, strict=True):
                 with m.If(~held):
                     m.d.sync += [slot["data"][8 * lo:8 * hi].eq(shifted_data[8 * lo:8 * hi]),
                                  slot["mask"][lo:hi].eq(shifted_mask[lo:hi])]
@@ -244,8 +244,7 @@ class WritePacker(wiring.Component):
         op_mask = Signal(W + B)
         m.d.sync += [op_keep.eq(~take | ~s_first), op_low.eq(take & ~second),
                      op_high.eq(take & second), op_fire.eq(fire)]
-        for g, copy in enumerate(rp_copies):
-            lo, hi = g * _GROUP_BYTES, min((g + 1) * _GROUP_BYTES, W + B)
+        for copy, (lo, hi) in zip(rp_copies, spans, strict=True):
             m.d.sync += [
                 op_data[8 * lo:8 * hi].eq(Mux(copy, slots[1][0]["data"][8 * lo:8 * hi],
                                               slots[0][0]["data"][8 * lo:8 * hi])),

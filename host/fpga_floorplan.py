@@ -3,12 +3,13 @@
 nextpnr's placer puts every cell, the block RAMs and DSP multipliers too, and on the 8x8
 system its choice for those hard blocks differs from seed to seed: the device memory's 32 block
 RAMs anywhere along one block-RAM row (76 columns), the requantizer's 32 multipliers spread
-over all three DSP rows (48 rows apart), the accumulator in another corner. The logic between
-them follows, so one netlist routed anywhere between 70 and 88 MHz (docs/fpga.md). A
-floorplan fixes those blocks where the data flows: the accumulator's block RAMs on the left,
-the requantizer's multipliers (each lane's four in one DSP block, the lanes in order) in the
-middle, the device memory (its 2-bit slices in bit order) on the right, each group in two rows,
-so that the store path runs left to right and no group spans more than 36 columns.
+over all three DSP rows (48 rows apart), the accumulator wherever the rest left room. The
+logic between them follows, so one netlist routed anywhere between 70 and 88 MHz
+(docs/fpga.md). A floorplan fixes those blocks where the data flows: the accumulator's block
+RAMs on the left, the requantizer's multipliers (each lane's four in one DSP block, the lanes in
+order) in the middle, the device memory (its 2-bit slices in bit order) on the right, each
+group in two rows, so that the store path runs left to right and no group spans more than 36
+columns.
 
 :func:`apply_floorplan` sets nextpnr's ``BEL`` attribute on those cells of a synthesized
 netlist (Yosys's JSON, between synthesis and placement); nextpnr's placers treat such cells as
@@ -56,28 +57,31 @@ def _check(rows, valid_rows, columns, kind):
             raise ValueError(f"no {kind} block starts at column X{x} on the ECP5-85F")
 
 
-def _index(pattern):
-    """A sort key from the numbers a cell-name pattern captures."""
-    rx = re.compile(pattern)
-
-    def key(name):
-        found = rx.fullmatch(name)
-        return tuple(int(g) if g.isdigit() else g for g in found.groups()) if found else None
-    return key
+def _by_numbers(match):
+    """Cells in the order of the numbers their name's pattern captures."""
+    return tuple(int(g) for g in match.groups())
 
 
-#: Board -> groups: (what, cell type, cell-name pattern whose groups order the cells, sites).
-#: Cells are given sites in the order of the numbers and names the pattern captures.
+_HALVES = ("hh", "hl", "lh", "ll")
+
+
+def _by_lane(match):
+    """Requantizer products lane by lane, each lane's halves in :data:`_HALVES` order."""
+    return int(match["lane"]), _HALVES.index(match["half"])
+
+
+#: Board -> groups: (what, cell type, cell-name pattern, order of the cells (from the
+#: pattern's match), sites). Cells are given the sites in that order.
 FLOORPLANS = {
     "ulx3s-85f": (
-        ("device memory", "DP16KD", r"soc\.memory\.ram\.(\d+)\.(\d+)",
+        ("device memory", "DP16KD", r"soc\.memory\.ram\.(\d+)\.(\d+)", _by_numbers,
          ebr_sites((46, 70), (69, 78, 87, 96))),
-        ("accumulator", "DP16KD", r"soc\.accel\.acc\.(\d+)\.(\d+)",
+        ("accumulator", "DP16KD", r"soc\.accel\.acc\.(\d+)\.(\d+)", _by_numbers,
          ebr_sites((46, 70), (22, 31))),
-        # Lane by lane, each lane's four products in one DSP block (hh, hl, lh, ll).
+        # Each lane's four products in one DSP block.
         ("requantizer", "MULT18X18D",
-         r"soc\.accel\.store\.row_path\.requant\.mul_(hh|hl|lh|ll)_(\d+)\.dsp",
-         dsp_sites((34, 58), (40, 49, 58, 69))),
+         r"soc\.accel\.store\.row_path\.requant\.mul_(?P<half>hh|hl|lh|ll)_(?P<lane>\d+)\.dsp",
+         _by_lane, dsp_sites((34, 58), (40, 49, 58, 69))),
     ),
 }
 
@@ -97,15 +101,10 @@ def floorplan(board, cells):
         raise ValueError(f"no floorplan for board {board!r}; boards with one: "
                          f"{', '.join(FLOORPLANS)}")
     sites, notes = {}, []
-    for what, kind, pattern, group_sites in FLOORPLANS[board]:
-        key = _index(pattern)
-        found = [n for n, t in cells.items() if t == kind and key(n) is not None]
-        if kind == "MULT18X18D":
-            # Lane-major order: (lane, half), the halves in the pattern's order.
-            halves = ("hh", "hl", "lh", "ll")
-            found.sort(key=lambda n: (key(n)[1], halves.index(key(n)[0])))
-        else:
-            found.sort(key=key)
+    for what, kind, pattern, order, group_sites in FLOORPLANS[board]:
+        rx = re.compile(pattern)
+        keyed = [(order(m), n) for n, t in cells.items() if t == kind and (m := rx.fullmatch(n))]
+        found = [n for _, n in sorted(keyed)]
         if not found:
             notes.append(f"{what}: no {kind} cells, left to the placer")
         elif len(found) > len(group_sites):
