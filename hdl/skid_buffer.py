@@ -14,7 +14,7 @@ Tested by ``tests/test_skid_buffer.py`` (random stalls on both sides, order kept
 cycle without stalls).
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Shape, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -28,6 +28,10 @@ class SkidBuffer(wiring.Component):
     ----------
     shape : shape-like
         The payload shape (e.g. a ``data.StructLayout``).
+    enable_groups : int
+        Copies of the output's valid flag, each enabling an equal part of the output register
+        (for a wide payload whose flip-flops spread over many columns: no one enable net spans
+        them all). The stage behaves the same for any number.
 
     Ports
     -----
@@ -39,12 +43,18 @@ class SkidBuffer(wiring.Component):
         A beat is held (in either register).
     """
 
-    def __init__(self, shape):
+    def __init__(self, shape, enable_groups=1):
         try:
             signature = stream.Signature(shape)
         except TypeError as exc:
             raise TypeError(f"Skid buffer payload must be a shape, not {shape!r}") from exc
+        width = Shape.cast(shape).width
+        if isinstance(enable_groups, bool) or not isinstance(enable_groups, int) or \
+                not 1 <= enable_groups <= max(width, 1):
+            raise ValueError(f"Enable groups must be an integer from 1 to the payload's width "
+                             f"({width}), not {enable_groups!r}")
         self._shape = shape
+        self._groups = enable_groups
         super().__init__({"i_stream": In(signature), "o_stream": Out(signature),
                           "busy": Out(1)})
 
@@ -74,9 +84,17 @@ class SkidBuffer(wiring.Component):
         move = ~out_valid | o.ready
         for flag in (skid_valid, skid_hold, skid_sel):
             m.d.sync += flag.eq(~move & (flag | i.valid))
-        with m.If(move):
-            m.d.sync += [out.eq(Mux(skid_sel, skid, i.payload)),
-                         out_valid.eq(skid_valid | i.valid)]
+        # The output register, a group of its bits at a time, each enabled by its own copy of
+        # out_valid (the first group's is out_valid itself). Each copy's next value depends on
+        # itself, so Yosys keeps them apart.
+        out_bits, skid_bits, in_bits = (Value.cast(v) for v in (out, skid, i.payload))
+        width, groups = len(out_bits), self._groups
+        for g in range(groups):
+            lo, hi = width * g // groups, width * (g + 1) // groups
+            valid_g = out_valid if g == 0 else Signal(name=f"out_valid{g}")
+            with m.If(~valid_g | o.ready):
+                m.d.sync += [out_bits[lo:hi].eq(Mux(skid_sel, skid_bits[lo:hi], in_bits[lo:hi])),
+                             valid_g.eq(skid_valid | i.valid)]
         # The skid register follows the input while it is empty (its contents matter only
         # once skid_valid is set), so its hundreds of enables come from one flip-flop.
         with m.If(~skid_hold):

@@ -109,8 +109,14 @@ class StoreRowPath(wiring.Component):
         params_held = Signal()
         m.d.comb += [params.ready.eq(~params_held | rq.p_stream.ready),
                      rq.p_stream.valid.eq(params_held)]
+        # The register follows the offer whenever it may be overwritten (the requantizer reads
+        # it only while `params_held`), so its enable is two flip-flops, not the controller's
+        # `valid` (the fifteenth timing round's seed-1 worst path: from the controller's state
+        # through `valid` to these ~100 enables).
+        with m.If(params.ready):
+            m.d.sync += rq.p_stream.payload.eq(params.payload)
         with m.If(params.valid & params.ready):
-            m.d.sync += [params_held.eq(1), rq.p_stream.payload.eq(params.payload)]
+            m.d.sync += params_held.eq(1)
         with m.Elif(rq.p_stream.ready):
             m.d.sync += params_held.eq(0)
         m.submodules.acc_reader = reader = SpadReader(32 * C, self._acc_rows)
@@ -143,7 +149,9 @@ class StoreRowPath(wiring.Component):
         # (its select fans out to every data bit, its inputs come from the requantizer's
         # lanes and the row stage) ends in a register here, and the packer's byte masking
         # and insertion start from the stage's registers.
-        m.submodules.chunk_stage = chunk_stage = SkidBuffer(packer.i_chunk.payload.shape())
+        # (Five copies of its output valid flag enable its ~310 output flip-flops.)
+        m.submodules.chunk_stage = chunk_stage = SkidBuffer(packer.i_chunk.payload.shape(),
+                                                            enable_groups=5)
         wiring.connect(m, chunk_stage.o_stream, packer.i_chunk)
         chunk_in = chunk_stage.i_stream
         packing = packer.busy | beat_stage.busy | chunk_stage.busy

@@ -41,6 +41,9 @@ __all__ = ["WritePacker"]
 
 # Bytes of a slot per copy of its valid flag and of the head select.
 _GROUP_BYTES = 8
+# Copies of the input skid buffer's output valid flag, each enabling ~60 of its ~350 output
+# flip-flops (the fifteenth timing round's seed-2 worst enables).
+_ENABLE_GROUPS = 6
 
 
 class WritePacker(wiring.Component):
@@ -118,7 +121,7 @@ class WritePacker(wiring.Component):
         valid_data = Cat(*(Mux(mask[i], chunk.data[8 * i:8 * i + 8], 0) for i in range(W)))
         m.submodules.skid = skid = SkidBuffer(data.StructLayout({
             "data": 8 * W, "mask": W, "offset": max(lg, 1), "nbytes": range(W + 1),
-            "first": 1, "last": 1, "addr": 32, "run_beats": 17}))
+            "first": 1, "last": 1, "addr": 32, "run_beats": 17}), enable_groups=_ENABLE_GROUPS)
         m.d.comb += [skid.i_stream.valid.eq(self.i_chunk.valid),
                      self.i_chunk.ready.eq(skid.i_stream.ready),
                      skid.i_stream.payload.data.eq(valid_data),
@@ -230,20 +233,13 @@ class WritePacker(wiring.Component):
         # beat that left. So the byte shifter is a choice of two, not of 2B positions.
         #
         # The byte buffer runs a cycle behind this control: the decisions (take, which beat,
-        # a run's start, a beat leaving) are registered as `op_*` and applied the next cycle
+        # a run's start, a beat leaving) are registered as selects and applied the next cycle
         # to `lag_buf`, with the chunk's bytes as they were (`op_data`). So every one of the
         # buffer's ~450 flip-flops is fed by a few LUTs from registers, and no decision logic
         # sits in front of that wide fan-out. `lag_next` is the buffer as this control sees it
         # (`buf` of the cycle); its first beat is the beat on `o_beat`.
-        second = ~s_first & level_ge_b
-        op_keep = Signal()                   # keep the bytes held (no chunk, or one continuing)
-        op_low = Signal()                    # insert the chunk in the first beat
-        op_high = Signal()                   # insert it in the second beat
-        op_fire = Signal()                   # a beat left: shift the buffer down by one
         op_data = Signal(8 * (W + B))       # the head slot's bytes, a cycle later
         op_mask = Signal(W + B)
-        m.d.sync += [op_keep.eq(~take | ~s_first), op_low.eq(take & ~second),
-                     op_high.eq(take & second), op_fire.eq(fire)]
         for copy, (lo, hi) in zip(rp_copies, spans, strict=True):
             m.d.sync += [
                 op_data[8 * lo:8 * hi].eq(Mux(copy, slots[1][0]["data"][8 * lo:8 * hi],
@@ -252,14 +248,42 @@ class WritePacker(wiring.Component):
                                       slots[0][0]["mask"][lo:hi]))]
         lag_buf = Signal(8 * size)
         lag_strb = Signal(size)
-        new_buf = (Mux(op_keep, lag_buf, 0) | Mux(op_low, op_data, 0)
-                   | Mux(op_high, op_data << (8 * B), 0))
-        new_strb = (Mux(op_keep, lag_strb, 0) | Mux(op_low, op_mask, 0)
-                    | Mux(op_high, op_mask << B, 0))
         lag_next = Signal(8 * size)
         strb_next = Signal(size)
-        m.d.comb += [lag_next.eq(Mux(op_fire, new_buf >> (8 * B), new_buf)),
-                     strb_next.eq(Mux(op_fire, new_strb >> B, new_strb))]
+        # The buffer's next byte i is one of five sources: the byte held at i (kept) or at i + B
+        # (kept, a beat left), or the chunk's byte at i + B (inserted low, a beat left), at i
+        # (low, or high and a beat left) or at i - B (high). The five selects are registered
+        # once per group of the buffer's bytes (the fourteenth timing round's worst path was
+        # one select register to ~430 LUTs across 22 columns), each group's from its own copy
+        # of the head select, so Yosys keeps them apart.
+        for g, (lo, hi) in enumerate((lo, min(lo + _GROUP_BYTES, size))
+                                     for lo in range(0, size, _GROUP_BYTES)):
+            rp_g = Signal(name=f"rp_lag{g}")
+            m.d.sync += rp_g.eq(rp_g ^ take)
+            first_g = Mux(rp_g, slots[1][0]["first"], slots[0][0]["first"])
+            take_g = Mux(rp_g, slot_valid[1], slot_valid[0]) & \
+                Mux(first_g, idle, open_ & ~closed & level_lt_2b)
+            keep_g = ~take_g | ~first_g      # keep the bytes held (no chunk, or one continuing)
+            high_g = take_g & ~first_g & level_ge_b   # insert in the second beat
+            low_g = take_g & ~high_g                  # insert in the first beat
+            sel = {name: Signal(name=f"sel_{name}{g}")
+                   for name in ("kept_up", "kept", "chunk_up", "chunk", "chunk_down")}
+            m.d.sync += [sel["kept_up"].eq(keep_g & fire), sel["kept"].eq(keep_g & ~fire),
+                         sel["chunk_up"].eq(low_g & fire),
+                         sel["chunk"].eq(Mux(fire, high_g, low_g)),
+                         sel["chunk_down"].eq(high_g & ~fire)]
+            sources = (("kept_up", lag_buf, lag_strb, B), ("kept", lag_buf, lag_strb, 0),
+                       ("chunk_up", op_data, op_mask, B), ("chunk", op_data, op_mask, 0),
+                       ("chunk_down", op_data, op_mask, -B))
+            for i in range(lo, hi):
+                byte, strb = [], []
+                for name, src, src_strb, shift in sources:
+                    j = i + shift
+                    if 0 <= j < len(src_strb):
+                        byte.append(Mux(sel[name], src[8 * j:8 * j + 8], 0))
+                        strb.append(sel[name] & src_strb[j])
+                m.d.comb += [lag_next[8 * i:8 * i + 8].eq(_or_all(byte)),
+                             strb_next[i].eq(_or_all(strb))]
         m.d.sync += [lag_buf.eq(lag_next), lag_strb.eq(strb_next)]
         m.d.comb += [self.o_beat.payload.data.eq(lag_next[:8 * B]),
                      self.o_beat.payload.strb.eq(strb_next[:B])]
@@ -298,6 +322,14 @@ class WritePacker(wiring.Component):
             m.d.sync += req_pending.eq(0)
         m.d.comb += self.busy.eq(staged | open_ | req_pending)
         return m
+
+
+def _or_all(values):
+    """The OR of ``values``, as a tree."""
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
 
 
 class _Level:

@@ -15,11 +15,12 @@ from octet.sim.amaranth_streams import run_with_watchdog as _run
 from octet.sim.amaranth_streams import stream_get, stream_put
 
 
+@pytest.mark.parametrize("groups", [1, 3])
 @pytest.mark.parametrize("p_in, p_out", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.4, 0.6),
                                          (0.7, 0.3)])
-def test_random_stalls(seed, p_in, p_out):
+def test_random_stalls(seed, p_in, p_out, groups):
     rng = random.Random(seed * 100 + int(10 * p_in) * 10 + int(10 * p_out))
-    dut = SkidBuffer(16)
+    dut = SkidBuffer(16, enable_groups=groups)
     beats = [rng.randrange(1 << 16) for _ in range(400)]
     got = []
 
@@ -40,8 +41,9 @@ def test_random_stalls(seed, p_in, p_out):
     assert got == beats
 
 
-def test_full_throughput():
-    dut = SkidBuffer(8)
+@pytest.mark.parametrize("groups", [1, 8])
+def test_full_throughput(groups):
+    dut = SkidBuffer(8, enable_groups=groups)
     n = 64
     cycles = []
 
@@ -102,3 +104,7 @@ def test_outputs_are_registers():
 def test_argument_check():
     with pytest.raises(TypeError, match="Skid buffer payload must be a shape, not 'wide'"):
         SkidBuffer("wide")
+    for groups in (0, 9, 2.0, True):
+        with pytest.raises(ValueError, match=r"Enable groups must be an integer from 1 to the "
+                                             r"payload's width \(8\), not "):
+            SkidBuffer(8, enable_groups=groups)
