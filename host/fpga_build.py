@@ -36,7 +36,7 @@ from octet.toolchain import ToolchainError
 
 from .fpga_floorplan import FLOORPLANS, apply_floorplan
 from .fpga_pnr_options import DEFAULT_PLACER, DEFAULT_ROUTER, PLACERS, nextpnr_options
-from .fpga_synth_script import ABC9_WIRE_PS, YOSYS_WIRE_PS, check_wire_ps, synth_script
+from .fpga_synth_script import ABC9_WIRE_PS, AFTER_READ, YOSYS_WIRE_PS, check_wire_ps, synth_script
 
 __all__ = ["FpgaBuildError", "TimingError", "BuildReport", "build_bitstream", "fpga_tools",
            "TOOLS", "PLACERS"]
@@ -364,7 +364,7 @@ def build_bitstream(board="ulx3s-85f", rows=2, cols=2, clock_mhz=50.0, baud=None
         f"{top.clock_hz / 1e6:g} MHz (PLL), UART {baud} baud; building in {build_dir}")
     plan = platform.prepare(
         top, _NAME,
-        nextpnr_opts=pnr_opts)
+        nextpnr_opts=pnr_opts, script_after_read=AFTER_READ)
     plan.extract(build_dir)
     say(f"octet: Verilog/RTLIL written in {time.monotonic() - start:.0f} s")
     env = {**os.environ, **tools}

@@ -14,13 +14,29 @@ not (two seeds), so the default stays 300 ps.
 ``synth_ecp5 -run :map_luts``, the ``map_luts`` step with the chosen ``-W``, and
 ``synth_ecp5 -run map_cells:``: the same passes ``synth_ecp5`` runs, in the same order.
 
+:data:`AFTER_READ` is a step Amaranth's script runs right after reading the design (its
+``script_after_read`` override): the device memory's read port may return anything for a word
+written in the same cycle. Its RTL returns the old word then (Amaranth's read ports are not
+transparent), which the block RAM cannot do across its two ports, so Yosys built that from
+logic: each read compared with the pending write's address, into each block RAM's write
+enables and a register at its output (about five flip-flops per block RAM; the fifteenth
+timing round's worst paths, 10.2 to 12.4 ns). No correct program sees the difference: the
+memory answers a write after the block RAM has it, and a read issued after that answer reads
+the new word. Only a read racing an unanswered write of the same word could tell: two units using
+one region with no token between them, whose result hangs on timing anyway.
+
 Tested by ``tests/test_bitstream.py`` (the rewritten script, the argument checks, and the CI
 build that runs it).
 """
 
 import re
 
-__all__ = ["ABC9_WIRE_PS", "YOSYS_WIRE_PS", "check_wire_ps", "synth_script"]
+__all__ = ["ABC9_WIRE_PS", "AFTER_READ", "YOSYS_WIRE_PS", "check_wire_ps", "synth_script"]
+
+#: Yosys commands run after reading the board design (``script_after_read``): the device
+#: memory's (``soc.memory``, :class:`~octet.hdl.axi_bram.AxiBram`) read port leaves a same-cycle
+#: collision with its write port undefined.
+AFTER_READ = "setparam -set COLLISION_X_MASK 1 top.soc.memory/t:$memrd_v2"
 
 #: The one ``synth_ecp5`` uses (Yosys 0.70): with it, the script is left as generated.
 YOSYS_WIRE_PS = 300

@@ -21,7 +21,7 @@ def main(argv):
         sys.exit(__doc__)
     rows, cols, out = int(argv[0]), int(argv[1]), Path(argv[2])
     mhz = float(argv[3]) if len(argv) > 3 else 100.0
-    from octet.host.fpga_synth_script import ABC9_WIRE_PS, synth_script
+    from octet.host.fpga_synth_script import ABC9_WIRE_PS, AFTER_READ, synth_script
     wire_ps = int(argv[4]) if len(argv) > 4 else ABC9_WIRE_PS
     from octet.hdl.boards import BOARDS, BoardTop, ecp5_pll
     from octet.hdl.soc import soc_config
@@ -32,7 +32,7 @@ def main(argv):
     clock_hz = round(ecp5_pll(spec.oscillator_hz, mhz * 1e6).f_out)
     top = BoardTop(spec, soc_config(rows, cols, mem_bytes=1 << 16), clock_hz,
                    uart_divisor(clock_hz, DEFAULT_BAUD))
-    plan = spec.platform().prepare(top, "top")
+    plan = spec.platform().prepare(top, "top", script_after_read=AFTER_READ)
     if out.exists():
         shutil.rmtree(out)
     plan.extract(out)
