@@ -21,9 +21,10 @@ transparent), which the block RAM cannot do across its two ports, so Yosys built
 logic: each read compared with the pending write's address, into each block RAM's write
 enables and a register at its output (about five flip-flops per block RAM; the fifteenth
 timing round's worst paths, 10.2 to 12.4 ns). No correct program sees the difference: the
-memory answers a write after the block RAM has it, and a read issued after that answer reads
-the new word. Only a read racing an unanswered write of the same word could tell: two units using
-one region with no token between them, whose result hangs on timing anyway.
+memory answers a write in the cycle its last beat goes into the block RAM, and a read issued
+after that answer reads the new word. Only a read racing an unanswered write of the same word
+could tell: two units using one region with no token between them, whose result hangs on
+timing anyway.
 
 Tested by ``tests/test_bitstream.py`` (the rewritten script, the argument checks, and the CI
 build that runs it).
