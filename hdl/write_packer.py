@@ -34,6 +34,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .or_tree import or_tree
 from .skid_buffer import SkidBuffer
 from .unit_ports import BusRequest
 
@@ -282,8 +283,8 @@ class WritePacker(wiring.Component):
                     if 0 <= j < len(src_strb):
                         byte.append(Mux(sel[name], src[8 * j:8 * j + 8], 0))
                         strb.append(sel[name] & src_strb[j])
-                m.d.comb += [lag_next[8 * i:8 * i + 8].eq(_or_all(byte)),
-                             strb_next[i].eq(_or_all(strb))]
+                m.d.comb += [lag_next[8 * i:8 * i + 8].eq(or_tree(byte)),
+                             strb_next[i].eq(or_tree(strb))]
         m.d.sync += [lag_buf.eq(lag_next), lag_strb.eq(strb_next)]
         m.d.comb += [self.o_beat.payload.data.eq(lag_next[:8 * B]),
                      self.o_beat.payload.strb.eq(strb_next[:B])]
@@ -322,14 +323,6 @@ class WritePacker(wiring.Component):
             m.d.sync += req_pending.eq(0)
         m.d.comb += self.busy.eq(staged | open_ | req_pending)
         return m
-
-
-def _or_all(values):
-    """The OR of ``values``, as a tree."""
-    while len(values) > 1:
-        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]
 
 
 class _Level:
