@@ -40,7 +40,7 @@ from .unit_ports import BusRequest
 
 __all__ = ["WritePacker"]
 
-# Bytes of a slot per copy of its valid flag and of the head select.
+# Bytes per copy of a slot's valid flag and of the head select (and of the buffer's selects).
 _GROUP_BYTES = 8
 # Copies of the input skid buffer's output valid flag, each enabling ~60 of its ~350 output
 # flip-flops (the fifteenth timing round's seed-2 worst enables).
@@ -148,7 +148,7 @@ class WritePacker(wiring.Component):
         # the whole packer (the thirteenth timing round's worst paths: `rp` to ~400
         # multiplexers across 72 columns). Each copy's next value depends on itself, so
         # Yosys keeps them apart.
-        spans = [(lo, min(lo + _GROUP_BYTES, W + B)) for lo in range(0, W + B, _GROUP_BYTES)]
+        spans = _spans(W + B)
         slot_held = [[Signal(name=f"slot{j}_held{g}") for g in range(len(spans))]
                      for j in range(2)]
         rp_copies = [Signal(name=f"rp{g}") for g in range(len(spans))]
@@ -257,8 +257,7 @@ class WritePacker(wiring.Component):
         # once per group of the buffer's bytes (the fourteenth timing round's worst path was
         # one select register to ~430 LUTs across 22 columns), each group's from its own copy
         # of the head select, so Yosys keeps them apart.
-        for g, (lo, hi) in enumerate((lo, min(lo + _GROUP_BYTES, size))
-                                     for lo in range(0, size, _GROUP_BYTES)):
+        for g, (lo, hi) in enumerate(_spans(size)):
             rp_g = Signal(name=f"rp_lag{g}")
             m.d.sync += rp_g.eq(rp_g ^ take)
             first_g = Mux(rp_g, slots[1][0]["first"], slots[0][0]["first"])
@@ -323,6 +322,11 @@ class WritePacker(wiring.Component):
             m.d.sync += req_pending.eq(0)
         m.d.comb += self.busy.eq(staged | open_ | req_pending)
         return m
+
+
+def _spans(nbytes):
+    """The (first, end) bytes of each group of :data:`_GROUP_BYTES` in ``nbytes`` bytes."""
+    return [(lo, min(lo + _GROUP_BYTES, nbytes)) for lo in range(0, nbytes, _GROUP_BYTES)]
 
 
 class _Level:
